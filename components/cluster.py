@@ -1,0 +1,266 @@
+"""AksCluster: the AKS cluster with the OIDC issuer and workload identity, and its provider."""
+
+from __future__ import annotations
+
+import base64
+from dataclasses import dataclass, field
+from typing import Mapping, Optional
+
+import pulumi
+import pulumi_kubernetes as k8s
+import yaml
+from pulumi_azure_native import authorization, containerservice, resources
+
+from components.roles import assign_role
+from stacks.config import ClusterConfig, MaintenanceWindow, NodePool
+
+# AKS's Entra server application: the audience kubelogin asks tokens for (same in every tenant).
+AKS_AAD_SERVER_APP_ID = "6dae42f8-4368-4678-94ff-3960e28e3630"
+DEPLOYER_ROLE = "Azure Kubernetes Service RBAC Cluster Admin"
+
+
+@dataclass
+class AksClusterArgs:
+    cluster_name: str
+    location: str
+    cluster: ClusterConfig
+    # None: the component creates `resource_group_name`; else it uses this existing group.
+    resource_group_name: str
+    create_resource_group: bool = True
+    tags: Mapping[str, str] = field(default_factory=dict)
+
+
+class AksCluster(pulumi.ComponentResource):
+    cluster_name: pulumi.Output[str]
+    cluster_id: pulumi.Output[str]
+    resource_group_name: pulumi.Output[str]
+    oidc_issuer_url: pulumi.Output[str]
+    kubeconfig: pulumi.Output[str]
+    provider: k8s.Provider
+
+    def __init__(self, name: str, args: AksClusterArgs, opts: Optional[pulumi.ResourceOptions] = None):
+        super().__init__("aks-platform:cluster:AksCluster", name, None, opts)
+        cfg = args.cluster
+        child = pulumi.ResourceOptions(parent=self)
+        client = authorization.get_client_config_output(opts=pulumi.InvokeOutputOptions(parent=self))
+
+        if args.create_resource_group:
+            group = resources.ResourceGroup(
+                f"{name}-rg",
+                resource_group_name=args.resource_group_name,
+                location=args.location,
+                tags=dict(args.tags),
+                opts=child,
+            )
+            rg_name: pulumi.Output[str] = group.name
+        else:
+            rg_name = pulumi.Output.from_input(args.resource_group_name)
+
+        system = _pool_profile(cfg.system_pool, mode="System", version=cfg.kubernetes_version)
+        net = cfg.network
+        managed = containerservice.ManagedCluster(
+            f"{name}-aks",
+            resource_name_=args.cluster_name,
+            resource_group_name=rg_name,
+            location=args.location,
+            dns_prefix=args.cluster_name,
+            kubernetes_version=cfg.kubernetes_version,
+            sku=containerservice.ManagedClusterSKUArgs(name="Base", tier=cfg.sku_tier),
+            identity=containerservice.ManagedClusterIdentityArgs(type="SystemAssigned"),
+            # Only the system pool is inline: AKS cannot add inline pools after creation,
+            # so every user pool is its own AgentPool resource below.
+            agent_pool_profiles=[containerservice.ManagedClusterAgentPoolProfileArgs(name=cfg.system_pool.name, **system)],
+            enable_rbac=True,
+            aad_profile=containerservice.ManagedClusterAADProfileArgs(
+                managed=True,
+                enable_azure_rbac=True,
+                admin_group_object_ids=list(cfg.admin_group_object_ids) or None,
+                tenant_id=client.tenant_id,
+            ),
+            disable_local_accounts=not cfg.local_accounts,
+            oidc_issuer_profile=containerservice.ManagedClusterOIDCIssuerProfileArgs(enabled=True),
+            security_profile=containerservice.ManagedClusterSecurityProfileArgs(
+                workload_identity=containerservice.ManagedClusterSecurityProfileWorkloadIdentityArgs(enabled=True),
+            ),
+            auto_upgrade_profile=containerservice.ManagedClusterAutoUpgradeProfileArgs(
+                upgrade_channel=cfg.upgrade_channel,
+                node_os_upgrade_channel=cfg.node_os_upgrade_channel,
+            ),
+            network_profile=containerservice.ContainerServiceNetworkProfileArgs(
+                network_plugin="azure",
+                network_plugin_mode="overlay",
+                network_dataplane=net.dataplane,
+                network_policy=net.network_policy,
+                pod_cidr=net.pod_cidr,
+                service_cidr=net.service_cidr,
+                dns_service_ip=net.dns_service_ip,
+                outbound_type=net.outbound_type,
+                load_balancer_sku="standard",
+            ),
+            api_server_access_profile=containerservice.ManagedClusterAPIServerAccessProfileArgs(
+                authorized_ip_ranges=list(cfg.api_server_authorized_ip_ranges),
+            )
+            if cfg.api_server_authorized_ip_ranges
+            else None,
+            tags=dict(args.tags),
+            # The autoscaler owns the node count; the auto-upgrade channel owns patch versions.
+            opts=pulumi.ResourceOptions(
+                parent=self,
+                ignore_changes=["agentPoolProfiles[0].count"] if cfg.system_pool.autoscaling else None,
+            ),
+        )
+        self.managed_cluster = managed
+
+        self.user_pools = [
+            containerservice.AgentPool(
+                f"{name}-pool-{pool.name}",
+                agent_pool_name=pool.name,
+                resource_group_name=rg_name,
+                resource_name_=managed.name,
+                **_pool_profile(pool, mode="User", version=cfg.kubernetes_version),
+                opts=pulumi.ResourceOptions(parent=self, ignore_changes=["count"] if pool.autoscaling else None),
+            )
+            for pool in cfg.user_pools
+        ]
+
+        self.maintenance = _maintenance(name, cfg, rg_name, managed, self)
+
+        # Deployer access: with local accounts off, the only way in is Entra. The identity
+        # running `pulumi up` (a human or the CI principal) gets cluster-admin through
+        # Azure RBAC at this cluster's scope only, so the Kubernetes provider can install add-ons.
+        self.deployer_role_assignment = None
+        provider_deps: list[pulumi.Resource] = [managed, *self.user_pools]
+        if not cfg.local_accounts:
+            self.deployer_role_assignment = assign_role(
+                f"{name}-deployer-rbac-admin",
+                principal_id=client.object_id,
+                principal_type=cfg.deployer_principal_type,
+                role=DEPLOYER_ROLE,
+                scope=managed.id,
+                description="Identity running pulumi up: installs the platform add-ons",
+                opts=child,
+            )
+            provider_deps.append(self.deployer_role_assignment)
+
+        # depends_on keeps the credentials invoke from running in preview against a cluster
+        # that does not exist yet: it yields unknown there instead of failing.
+        invoke_opts = pulumi.InvokeOutputOptions(parent=self, depends_on=[managed])
+        if cfg.local_accounts:
+            creds = containerservice.list_managed_cluster_admin_credentials_output(
+                resource_group_name=rg_name, resource_name=managed.name, opts=invoke_opts
+            )
+            kubeconfig = creds.kubeconfigs.apply(lambda kcs: _decode(kcs[0].value))
+        else:
+            creds = containerservice.list_managed_cluster_user_credentials_output(
+                resource_group_name=rg_name, resource_name=managed.name, format="exec", opts=invoke_opts
+            )
+            mode = cfg.kubelogin_mode
+            kubeconfig = creds.kubeconfigs.apply(lambda kcs: kubelogin_kubeconfig(_decode(kcs[0].value), mode))
+
+        self.kubeconfig = pulumi.Output.secret(kubeconfig)
+        self.provider = k8s.Provider(
+            f"{name}-k8s",
+            kubeconfig=self.kubeconfig,
+            # Add-ons install once the nodes and the deployer's RBAC exist.
+            opts=pulumi.ResourceOptions(parent=self, depends_on=provider_deps),
+        )
+
+        self.cluster_name = managed.name
+        self.cluster_id = managed.id
+        self.resource_group_name = rg_name
+        self.oidc_issuer_url = managed.oidc_issuer_profile.apply(lambda p: p.issuer_url if p else None)
+        self.tenant_id = client.tenant_id
+        self.subscription_id = client.subscription_id
+        self.register_outputs(
+            {
+                "cluster_name": self.cluster_name,
+                "cluster_id": self.cluster_id,
+                "oidc_issuer_url": self.oidc_issuer_url,
+                "kubeconfig": self.kubeconfig,
+            }
+        )
+
+
+def _pool_profile(pool: NodePool, *, mode: str, version: Optional[str]) -> dict:
+    return dict(
+        mode=mode,
+        vm_size=pool.vm_size,
+        count=pool.count,
+        enable_auto_scaling=pool.autoscaling,
+        min_count=pool.min_count,
+        max_count=pool.max_count,
+        availability_zones=list(pool.zones) or None,
+        max_pods=pool.max_pods,
+        os_disk_size_gb=pool.os_disk_size_gb,
+        os_type="Linux",
+        type="VirtualMachineScaleSets",
+        orchestrator_version=version,
+        node_labels=dict(pool.labels) or None,
+        node_taints=list(pool.taints) or None,
+    )
+
+
+def _maintenance(
+    name: str, cfg: ClusterConfig, rg_name: pulumi.Input[str], managed: containerservice.ManagedCluster, parent: pulumi.Resource
+) -> list[containerservice.MaintenanceConfiguration]:
+    """AKS reads planned maintenance only from these two well-known configuration names."""
+    window = cfg.maintenance_window
+    if window is None:
+        return []
+    schedules = []
+    if cfg.upgrade_channel != "none":
+        schedules.append(("auto-upgrade", "aksManagedAutoUpgradeSchedule"))
+    if cfg.node_os_upgrade_channel not in ("None", "Unmanaged"):
+        schedules.append(("node-os", "aksManagedNodeOSUpgradeSchedule"))
+    return [
+        containerservice.MaintenanceConfiguration(
+            f"{name}-maintenance-{key}",
+            config_name=config_name,
+            resource_group_name=rg_name,
+            resource_name_=managed.name,
+            maintenance_window=_window_args(window),
+            opts=pulumi.ResourceOptions(parent=parent),
+        )
+        for key, config_name in schedules
+    ]
+
+
+def _window_args(window: MaintenanceWindow) -> containerservice.MaintenanceWindowArgs:
+    return containerservice.MaintenanceWindowArgs(
+        duration_hours=window.duration_hours,
+        start_time=window.start_time,
+        utc_offset=window.utc_offset,
+        schedule=containerservice.ScheduleArgs(
+            weekly=containerservice.WeeklyScheduleArgs(day_of_week=window.day_of_week, interval_weeks=window.interval_weeks)
+        ),
+    )
+
+
+def _decode(value: str) -> str:
+    return base64.b64decode(value).decode()
+
+
+def kubelogin_kubeconfig(kubeconfig: str, mode: str) -> str:
+    """Rewrite AKS's exec kubeconfig for a non-interactive kubelogin login mode.
+
+    AKS returns `kubelogin get-token --login devicecode`, which blocks on a CI runner.
+    This keeps the server ID, environment and tenant and switches the login mode, as
+    `kubelogin convert-kubeconfig -l <mode>` does.
+    """
+    doc = yaml.safe_load(kubeconfig)
+    for user in doc.get("users") or []:
+        exec_ = (user.get("user") or {}).get("exec")
+        if not exec_:
+            continue
+        args = list(exec_.get("args") or [])
+        kept: dict[str, str] = {}
+        for flag in ("--environment", "--server-id", "--tenant-id"):
+            if flag in args and args.index(flag) + 1 < len(args):
+                kept[flag] = args[args.index(flag) + 1]
+        kept.setdefault("--server-id", AKS_AAD_SERVER_APP_ID)
+        new_args = ["get-token", "--login", mode]
+        for flag, value in kept.items():
+            new_args += [flag, value]
+        exec_["args"] = new_args
+        exec_["command"] = "kubelogin"
+    return yaml.safe_dump(doc, sort_keys=False)

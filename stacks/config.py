@@ -1,0 +1,529 @@
+"""The typed stack config: one load-and-validate step over the `aks-platform:*` keys.
+
+`load(raw, secret_keys)` is a pure function of the stack's config (already JSON-decoded)
+and returns frozen dataclasses, or raises one :class:`ConfigError` listing every problem,
+each naming the config key, the value given and what is allowed. Nothing here touches
+Pulumi resources, so an invalid stack registers nothing. `from_pulumi()` reads the running
+stack's config and calls `load`.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import re
+from dataclasses import dataclass, field
+from typing import Any, Mapping, Optional
+
+from stacks.validate import (
+    ConfigError,
+    Problems,
+    Section,
+    is_cidr,
+    is_dns_label,
+    is_guid,
+)
+
+PROJECT = "aks-platform"
+
+KINDS = ("aks", "hybrid")
+SKU_TIERS = ("Free", "Standard", "Premium")
+UPGRADE_CHANNELS = ("none", "patch", "stable", "rapid", "node-image")
+NODE_OS_UPGRADE_CHANNELS = ("None", "Unmanaged", "SecurityPatch", "NodeImage")
+NETWORK_DATAPLANES = ("cilium", "azure")
+NETWORK_POLICIES = ("cilium", "calico", "azure", "none")
+OUTBOUND_TYPES = ("loadBalancer", "managedNATGateway", "userDefinedRouting")
+KUBELOGIN_MODES = ("azurecli", "workloadidentity", "spn", "msi", "azd")
+PRINCIPAL_TYPES = ("ServicePrincipal", "User", "Group")
+DAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
+ZONES = ("1", "2", "3")
+
+# Names: the environment prefix ends up in resource group, cluster, identity and DNS names;
+# 2-16 lowercase letters/digits/hyphens keeps every derived name inside Azure's limits
+# (the tightest: AKS DNS prefix 54, managed identity 128, resource group 90).
+ENVIRONMENT_RE = re.compile(r"^[a-z][a-z0-9-]{0,14}[a-z0-9]$")
+LOCATION_RE = re.compile(r"^[a-z][a-z0-9]{2,39}$")
+K8S_VERSION_RE = re.compile(r"^1\.(\d{2})(\.\d{1,3})?$")
+# Linux node pool names: lowercase alphanumeric, start with a letter, at most 12 characters.
+POOL_NAME_RE = re.compile(r"^[a-z][a-z0-9]{0,11}$")
+VM_SIZE_RE = re.compile(r"^Standard_[A-Za-z0-9_]{2,40}$")
+RG_NAME_RE = re.compile(r"^[-\w.()]{0,89}[-\w()]$")
+TIME_RE = re.compile(r"^([01]\d|2[0-3]):[0-5]\d$")
+UTC_OFFSET_RE = re.compile(r"^[+-](0\d|1[0-4]):[0-5]\d$")
+REPO_URL_RE = re.compile(r"^(https://[^\s]+|git@[^\s:]+:[^\s]+|ssh://[^\s]+)$")
+REPO_PATH_RE = re.compile(r"^[A-Za-z0-9._-]+(/[A-Za-z0-9._-]+)*$")
+IMAGE_RE = re.compile(r"^[a-z0-9]+([._-][a-z0-9]+)*(:\d+)?(/[a-z0-9]+([._/-][a-z0-9]+)*)+(:[\w.-]{1,128}|@sha256:[0-9a-f]{64})$")
+CRD_PATTERN_ITEM_RE = re.compile(r"^[a-z0-9.-]+\.azure\.com/(\*|[A-Z][A-Za-z0-9]+)$")
+TAG_KEY_RE = re.compile(r"^[^<>%&\\?/]{1,512}$")
+
+# What ASO must reconcile for the platform and the reference app (groups, all kinds).
+DEFAULT_ASO_CRD_PATTERN = (
+    "resources.azure.com/*",
+    "dbforpostgresql.azure.com/*",
+    "storage.azure.com/*",
+    "managedidentity.azure.com/*",
+    "authorization.azure.com/*",
+)
+DEFAULT_TAGS = {"managed-by": "pulumi", "project": PROJECT}
+
+
+@dataclass(frozen=True)
+class NodePool:
+    name: str
+    vm_size: str
+    count: int
+    min_count: Optional[int]
+    max_count: Optional[int]
+    zones: tuple[str, ...]
+    max_pods: int
+    os_disk_size_gb: Optional[int]
+    labels: tuple[tuple[str, str], ...] = ()
+    taints: tuple[str, ...] = ()
+
+    @property
+    def autoscaling(self) -> bool:
+        return self.min_count is not None
+
+
+@dataclass(frozen=True)
+class Network:
+    dataplane: str = "cilium"
+    network_policy: str = "cilium"
+    pod_cidr: str = "10.244.0.0/16"
+    service_cidr: str = "10.0.0.0/16"
+    dns_service_ip: str = "10.0.0.10"
+    outbound_type: str = "loadBalancer"
+
+
+@dataclass(frozen=True)
+class MaintenanceWindow:
+    day_of_week: str
+    start_time: str
+    duration_hours: int
+    utc_offset: str
+    interval_weeks: int
+
+
+@dataclass(frozen=True)
+class ClusterConfig:
+    kubernetes_version: Optional[str]
+    sku_tier: str
+    upgrade_channel: str
+    node_os_upgrade_channel: str
+    local_accounts: bool
+    admin_group_object_ids: tuple[str, ...]
+    api_server_authorized_ip_ranges: tuple[str, ...]
+    system_pool: NodePool
+    user_pools: tuple[NodePool, ...]
+    network: Network
+    maintenance_window: Optional[MaintenanceWindow]
+    kubelogin_mode: str
+    deployer_principal_type: str
+
+
+@dataclass(frozen=True)
+class AsoConfig:
+    enabled: bool
+    crd_pattern: tuple[str, ...] = DEFAULT_ASO_CRD_PATTERN
+    # Opt-in only: Contributor on the whole subscription instead of the app resource groups.
+    subscription_scope: bool = False
+
+
+@dataclass(frozen=True)
+class ArgoCdConfig:
+    enabled: bool
+    repo_url: Optional[str] = None
+    revision: str = "main"
+    path: str = "gitops"
+    app_image: Optional[str] = None
+
+
+@dataclass(frozen=True)
+class AddonsConfig:
+    cert_manager: bool
+    aso: AsoConfig
+    kro: bool
+    crossplane: bool
+    argocd: ArgoCdConfig
+
+    def enabled(self) -> dict[str, bool]:
+        """Toggle per add-on, keyed like gitops_bridge.ADDON_LABELS."""
+        return {
+            "cert_manager": self.cert_manager,
+            "aso": self.aso.enabled,
+            "kro": self.kro,
+            "crossplane": self.crossplane,
+            "argocd": self.argocd.enabled,
+        }
+
+
+@dataclass(frozen=True)
+class StackConfig:
+    kind: str
+    environment: str
+    location: str
+    tags: tuple[tuple[str, str], ...]
+    protect: bool
+    existing_resource_group: Optional[str]
+    cluster: Optional[ClusterConfig]
+    app_resource_groups: tuple[str, ...]
+    addons: AddonsConfig
+    secret_keys: frozenset[str] = field(default=frozenset())
+
+    @property
+    def tag_map(self) -> dict[str, str]:
+        return dict(self.tags)
+
+    @property
+    def resource_group_name(self) -> str:
+        return self.existing_resource_group or f"rg-{self.environment}-platform"
+
+    @property
+    def cluster_name(self) -> str:
+        return f"aks-{self.environment}"
+
+
+# Top-level keys of the project namespace, and the loader that reads each.
+TOP_LEVEL_KEYS = (
+    "kind",
+    "environment",
+    "location",
+    "tags",
+    "protect",
+    "existingResourceGroup",
+    "cluster",
+    "appResourceGroups",
+    "addons",
+)
+
+
+def load(raw: Mapping[str, Any], secret_keys: frozenset[str] = frozenset()) -> StackConfig:
+    """Validate the stack's `aks-platform:*` settings (keys without the namespace)."""
+    problems = Problems()
+    root = _RootSection(raw, problems)
+
+    kind = root.string("kind", "aks", choices=KINDS)
+    environment = root.string(
+        "environment",
+        required=True,
+        pattern=ENVIRONMENT_RE,
+        allowed_text="2-16 characters: lowercase letters, digits and hyphens, starting with a letter "
+        "(it prefixes every Azure name)",
+    )
+    location = root.string(
+        "location", required=True, pattern=LOCATION_RE, allowed_text="an Azure region name such as 'westeurope'"
+    )
+    tags = root.string_map(
+        "tags",
+        check_key=lambda k: bool(TAG_KEY_RE.fullmatch(k)),
+        allowed_text="a mapping of tag name (no < > % & \\ ? /) to a string of at most 256 characters",
+    )
+    for key, value in tags.items():
+        if len(value) > 256:
+            problems.add(root.key(f"tags.{key}"), value, "a tag value of at most 256 characters")
+    protect = root.boolean("protect", False)
+    existing_rg = root.string(
+        "existingResourceGroup", pattern=RG_NAME_RE, allowed_text="an Azure resource group name (1-90 characters)"
+    )
+    app_rgs = root.string_list(
+        "appResourceGroups",
+        check=lambda v: bool(RG_NAME_RE.fullmatch(v)),
+        allowed_text="Azure resource group names (1-90 characters: letters, digits, - _ . ( ))",
+    )
+    if len(set(app_rgs)) != len(app_rgs):
+        problems.add(root.key("appResourceGroups"), list(app_rgs), "distinct resource group names")
+
+    cluster_section = root.section("cluster")
+    cluster: Optional[ClusterConfig] = None
+    if kind == "aks":
+        cluster = _cluster(cluster_section, problems)
+    elif cluster_section.data:
+        problems.add(cluster_section.path, dict(cluster_section.data), "nothing: kind 'hybrid' uses an existing cluster")
+
+    addons = _addons(root.section("addons"), problems, app_rgs)
+
+    root.finish()
+    problems.raise_if_any()
+    assert environment is not None and location is not None and kind is not None
+    all_tags = {**DEFAULT_TAGS, "environment": environment, **tags}
+    return StackConfig(
+        kind=kind,
+        environment=environment,
+        location=location,
+        tags=tuple(sorted(all_tags.items())),
+        protect=protect,
+        existing_resource_group=existing_rg,
+        cluster=cluster,
+        app_resource_groups=app_rgs,
+        addons=addons,
+        secret_keys=frozenset(secret_keys),
+    )
+
+
+class _RootSection(Section):
+    """The project namespace itself: keys are printed as `aks-platform:<key>`."""
+
+    def __init__(self, raw: Mapping[str, Any], problems: Problems):
+        super().__init__(PROJECT, raw, problems)
+
+    def key(self, name: str) -> str:
+        return f"{PROJECT}:{name}"
+
+    def finish(self) -> None:
+        for unknown in sorted(set(self.data) - set(TOP_LEVEL_KEYS)):
+            self.problems.add(self.key(unknown), self.data[unknown], "no such setting; known: " + ", ".join(TOP_LEVEL_KEYS))
+
+
+def _cluster(s: Section, problems: Problems) -> ClusterConfig:
+    version = s.raw("kubernetesVersion", None)
+    if version is not None and (not isinstance(version, str) or not K8S_VERSION_RE.fullmatch(version)):
+        problems.add(
+            s.key("kubernetesVersion"),
+            version,
+            "an explicit AKS version 'MAJOR.MINOR' or 'MAJOR.MINOR.PATCH' such as '1.34' (not 'latest'; "
+            "`az aks get-versions -l <location>` lists them), or unset for the AKS default",
+        )
+        version = None
+
+    local_accounts = s.boolean("localAccounts", False)
+    system = _pool(s.section("systemPool"), problems, system=True)
+    user_pools = tuple(_pool(p, problems, system=False) for p in s.items("userPools"))
+    names = [system.name] + [p.name for p in user_pools]
+    for dup in sorted({n for n in names if names.count(n) > 1}):
+        problems.add(s.key("userPools"), dup, "node pool names distinct from each other and from the system pool")
+
+    admin_groups = s.string_list(
+        "adminGroupObjectIds", check=is_guid, allowed_text="Entra ID group object IDs (GUIDs)"
+    )
+    if not local_accounts and not admin_groups:
+        problems.add(
+            s.key("adminGroupObjectIds"),
+            [],
+            "at least one Entra group object ID when localAccounts is false (else no human can administer the cluster)",
+        )
+    window_section = s.section("maintenanceWindow")
+    window = _maintenance_window(window_section) if window_section.data else None
+    window_section.finish()
+
+    cluster = ClusterConfig(
+        kubernetes_version=version,
+        sku_tier=s.string("skuTier", "Free", choices=SKU_TIERS) or "Free",
+        upgrade_channel=s.string("upgradeChannel", "patch", choices=UPGRADE_CHANNELS) or "patch",
+        node_os_upgrade_channel=s.string("nodeOsUpgradeChannel", "NodeImage", choices=NODE_OS_UPGRADE_CHANNELS)
+        or "NodeImage",
+        local_accounts=local_accounts,
+        admin_group_object_ids=admin_groups,
+        api_server_authorized_ip_ranges=s.string_list(
+            "apiServerAuthorizedIpRanges", check=is_cidr, allowed_text="IPv4 CIDRs such as '203.0.113.0/24'"
+        ),
+        system_pool=system,
+        user_pools=user_pools,
+        network=_network(s.section("network"), problems),
+        maintenance_window=window,
+        kubelogin_mode=s.string("kubeloginMode", "azurecli", choices=KUBELOGIN_MODES) or "azurecli",
+        deployer_principal_type=s.string("deployerPrincipalType", "ServicePrincipal", choices=PRINCIPAL_TYPES)
+        or "ServicePrincipal",
+    )
+    s.finish()
+    return cluster
+
+
+def _pool(s: Section, problems: Problems, *, system: bool) -> NodePool:
+    name = s.string(
+        "name",
+        "system" if system else None,
+        required=not system,
+        pattern=POOL_NAME_RE,
+        allowed_text="1-12 lowercase letters and digits, starting with a letter",
+    )
+    vm_size = s.string(
+        "vmSize",
+        "Standard_D4ds_v5" if system else None,
+        required=not system,
+        pattern=VM_SIZE_RE,
+        allowed_text="an Azure VM size such as 'Standard_D4ds_v5'",
+    )
+    # AKS keeps at least one node in a system pool; user pools may scale to zero.
+    floor = 1 if system else 0
+    count = s.integer("count", 2 if system else 1, minimum=floor, maximum=1000)
+    min_count = s.integer("minCount", None, minimum=floor, maximum=1000)
+    max_count = s.integer("maxCount", None, minimum=1, maximum=1000)
+    if (min_count is None) != (max_count is None):
+        problems.add(s.key("minCount"), {"minCount": min_count, "maxCount": max_count}, "both minCount and maxCount (autoscaling) or neither")
+        min_count = max_count = None
+    if min_count is not None and max_count is not None and count is not None and not min_count <= count <= max_count:
+        problems.add(
+            s.path,
+            {"minCount": min_count, "count": count, "maxCount": max_count},
+            "minCount <= count <= maxCount",
+        )
+    zones = s.string_list("zones", check=lambda z: z in ZONES, allowed_text="availability zones '1', '2', '3'")
+    if len(set(zones)) != len(zones):
+        problems.add(s.key("zones"), list(zones), "distinct zones")
+    labels = s.string_map("labels", check_key=lambda k: bool(re.fullmatch(r"[A-Za-z0-9./_-]{1,253}", k)), allowed_text="Kubernetes node labels")
+    taints = s.string_list(
+        "taints",
+        check=lambda t: bool(re.fullmatch(r"[A-Za-z0-9./_-]+=[A-Za-z0-9._-]*:(NoSchedule|PreferNoSchedule|NoExecute)", t)),
+        allowed_text="taints 'key=value:NoSchedule|PreferNoSchedule|NoExecute'",
+    )
+    if system and taints:
+        problems.add(s.key("taints"), list(taints), "none on the system pool (use CriticalAddonsOnly via AKS, or a user pool)")
+    pool = NodePool(
+        name=name or "invalid",
+        vm_size=vm_size or "invalid",
+        count=count if count is not None else floor,
+        min_count=min_count,
+        max_count=max_count,
+        # Azure CNI overlay supports up to 250 pods per node; 30 is the AKS floor for system pools.
+        zones=zones,
+        max_pods=s.integer("maxPods", 110, minimum=30 if system else 10, maximum=250) or 110,
+        os_disk_size_gb=s.integer("osDiskSizeGb", None, minimum=30, maximum=2048),
+        labels=tuple(labels.items()),
+        taints=taints,
+    )
+    s.finish()
+    return pool
+
+
+def _network(s: Section, problems: Problems) -> Network:
+    d = Network()
+    dataplane = s.string("dataplane", d.dataplane, choices=NETWORK_DATAPLANES) or d.dataplane
+    policy = s.string("networkPolicy", d.network_policy if dataplane == "cilium" else "none", choices=NETWORK_POLICIES)
+    if dataplane == "cilium" and policy != "cilium":
+        problems.add(s.key("networkPolicy"), policy, "'cilium' when dataplane is 'cilium' (AKS requires it)")
+    if dataplane != "cilium" and policy == "cilium":
+        problems.add(s.key("networkPolicy"), policy, "'cilium' only with dataplane 'cilium'")
+    pod = s.string("podCidr", d.pod_cidr, pattern=_CIDR_PATTERN, allowed_text="an IPv4 CIDR such as '10.244.0.0/16'")
+    svc = s.string("serviceCidr", d.service_cidr, pattern=_CIDR_PATTERN, allowed_text="an IPv4 CIDR such as '10.0.0.0/16'")
+    dns = s.string("dnsServiceIp", d.dns_service_ip, allowed_text="an IPv4 address inside serviceCidr")
+    pod_net = _ipv4_net(pod)
+    svc_net = _ipv4_net(svc)
+    if pod is not None and pod_net is None:
+        problems.add(s.key("podCidr"), pod, "an IPv4 CIDR with no host bits set, such as '10.244.0.0/16'")
+    if svc is not None and svc_net is None:
+        problems.add(s.key("serviceCidr"), svc, "an IPv4 CIDR with no host bits set, such as '10.0.0.0/16'")
+    if pod_net and svc_net and pod_net.overlaps(svc_net):
+        problems.add(s.key("serviceCidr"), svc, f"a range that does not overlap podCidr {pod}")
+    try:
+        dns_ip = ipaddress.IPv4Address(dns or "")
+    except ValueError:
+        problems.add(s.key("dnsServiceIp"), dns, "an IPv4 address inside serviceCidr")
+        dns_ip = None
+    if dns_ip and svc_net and (dns_ip not in svc_net or dns_ip in (svc_net.network_address, svc_net.broadcast_address, svc_net.network_address + 1)):
+        problems.add(s.key("dnsServiceIp"), dns, f"an address inside serviceCidr {svc} other than its first, second and last")
+    network = Network(
+        dataplane=dataplane,
+        network_policy=policy or d.network_policy,
+        pod_cidr=pod or d.pod_cidr,
+        service_cidr=svc or d.service_cidr,
+        dns_service_ip=dns or d.dns_service_ip,
+        outbound_type=s.string("outboundType", d.outbound_type, choices=OUTBOUND_TYPES) or d.outbound_type,
+    )
+    s.finish()
+    return network
+
+
+_CIDR_PATTERN = re.compile(r"^\d{1,3}(\.\d{1,3}){3}/\d{1,2}$")
+
+
+def _ipv4_net(value: Optional[str]) -> Optional[ipaddress.IPv4Network]:
+    if value is None or not is_cidr(value):
+        return None
+    net = ipaddress.ip_network(value)
+    return net if isinstance(net, ipaddress.IPv4Network) else None
+
+
+def _maintenance_window(s: Section) -> MaintenanceWindow:
+    return MaintenanceWindow(
+        day_of_week=s.string("dayOfWeek", "Sunday", choices=DAYS) or "Sunday",
+        start_time=s.string("startTime", "02:00", pattern=TIME_RE, allowed_text="'HH:MM' in 24-hour time") or "02:00",
+        # AKS planned maintenance windows last 4 to 24 hours.
+        duration_hours=s.integer("durationHours", 4, minimum=4, maximum=24) or 4,
+        utc_offset=s.string("utcOffset", "+00:00", pattern=UTC_OFFSET_RE, allowed_text="'+HH:MM' or '-HH:MM'") or "+00:00",
+        interval_weeks=s.integer("intervalWeeks", 1, minimum=1, maximum=4) or 1,
+    )
+
+
+def _addons(s: Section, problems: Problems, app_rgs: tuple[str, ...]) -> AddonsConfig:
+    cert_manager = s.section("certManager")
+    cm_enabled = cert_manager.boolean("enabled", True)
+    cert_manager.finish()
+
+    aso_s = s.section("aso")
+    aso_enabled = aso_s.boolean("enabled", True)
+    crd_pattern = aso_s.string_list(
+        "crdPattern",
+        check=lambda v: bool(CRD_PATTERN_ITEM_RE.fullmatch(v)),
+        allowed_text="ASO CRD patterns '<group>.azure.com/*' or '<group>.azure.com/<Kind>'",
+    ) or DEFAULT_ASO_CRD_PATTERN
+    aso = AsoConfig(
+        enabled=aso_enabled,
+        crd_pattern=crd_pattern,
+        subscription_scope=aso_s.boolean("subscriptionScope", False),
+    )
+    aso_s.finish()
+    if aso.enabled and not cm_enabled:
+        problems.add(s.key("certManager.enabled"), False, "true while addons.aso.enabled is true (ASO's webhooks need cert-manager certificates)")
+    if aso.enabled and not app_rgs and not aso.subscription_scope:
+        problems.add(
+            f"{PROJECT}:appResourceGroups",
+            [],
+            "at least one resource group for ASO to manage (or addons.aso.subscriptionScope: true to grant it the whole subscription)",
+        )
+
+    kro_s = s.section("kro")
+    kro = kro_s.boolean("enabled", True)
+    kro_s.finish()
+    xp_s = s.section("crossplane")
+    crossplane = xp_s.boolean("enabled", True)
+    xp_s.finish()
+
+    argo_s = s.section("argocd")
+    argo_enabled = argo_s.boolean("enabled", True)
+    argocd = ArgoCdConfig(
+        enabled=argo_enabled,
+        repo_url=argo_s.string(
+            "repoUrl",
+            required=argo_enabled,
+            pattern=REPO_URL_RE,
+            allowed_text="the Git URL Argo CD syncs (https://…, ssh://… or git@host:path)",
+        ),
+        revision=argo_s.string("revision", "main", pattern=re.compile(r"^[\w./-]{1,255}$"), allowed_text="a branch, tag or commit") or "main",
+        path=argo_s.string("path", "gitops", pattern=REPO_PATH_RE, allowed_text="a relative path inside the repository") or "gitops",
+        app_image=argo_s.string(
+            "appImage",
+            pattern=IMAGE_RE,
+            allowed_text="a full container image reference with a tag or digest, e.g. 'ghcr.io/org/webapp:1.0.0'",
+        ),
+    )
+    argo_s.finish()
+    s.finish()
+    return AddonsConfig(cert_manager=cm_enabled, aso=aso, kro=kro, crossplane=crossplane, argocd=argocd)
+
+
+def decode(value: Any) -> Any:
+    """Pulumi hands structured config to programs as JSON text; plain strings stay strings."""
+    if isinstance(value, str) and value[:1] in ("{", "["):
+        try:
+            return json.loads(value)
+        except json.JSONDecodeError:
+            return value
+    return value
+
+
+def from_pulumi() -> StackConfig:
+    """Read every `aks-platform:*` key of the running stack and validate it."""
+    from pulumi.runtime import config as runtime_config
+
+    full: dict[str, Any] = {**runtime_config.get_config_env(), **runtime_config.CONFIG.get()}
+    prefix = f"{PROJECT}:"
+    raw = {k[len(prefix):]: decode(v) for k, v in sorted(full.items()) if k.startswith(prefix)}
+    secret = frozenset(
+        k[len(prefix):]
+        for k in (*runtime_config.get_config_secret_keys_env(), *runtime_config._SECRET_KEYS.get())
+        if k.startswith(prefix)
+    )
+    return load(raw, secret)
+
+
+__all__ = ["ConfigError", "StackConfig", "load", "from_pulumi", "is_dns_label"]

@@ -1,0 +1,43 @@
+"""Shared fixtures: fresh mocks per test, the stack files, and the upstream data."""
+
+from __future__ import annotations
+
+import copy
+import sys
+from pathlib import Path
+from typing import Any, Callable
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from offline.evaluate import Evaluation, evaluate, stack_config  # noqa: E402
+from stacks import build  # noqa: E402
+from stacks.config import from_pulumi  # noqa: E402
+
+UPSTREAM = ROOT.parent / "shared" / "upstream"
+
+
+def run_program(config: dict[str, Any], secret_keys=(), preview: bool = False, stack: str = "test") -> Evaluation:
+    """Evaluate the real program (config -> validated StackConfig -> build) under fresh mocks."""
+    return evaluate(lambda: build(from_pulumi()), config=config, secret_keys=secret_keys, preview=preview, stack=stack)
+
+
+@pytest.fixture
+def stack_file() -> Callable[[str], tuple[dict[str, Any], list[str]]]:
+    """A deep copy of a shipped stack's config, to evaluate as is or to modify."""
+
+    def load(stack: str) -> tuple[dict[str, Any], list[str]]:
+        config, secret = stack_config(stack)
+        return copy.deepcopy(config), list(secret)
+
+    return load
+
+
+@pytest.fixture
+def upstream() -> Path:
+    if not UPSTREAM.is_dir():
+        pytest.skip("../shared/upstream is not present (a user's clone): upstream conformance is checked in CI")
+    return UPSTREAM
