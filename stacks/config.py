@@ -13,7 +13,11 @@ import ipaddress
 import json
 import re
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Mapping, Optional
+
+from components.roles import BUILTIN_ROLES
+from components.versions import CHARTS
 
 from stacks.validate import (
     ConfigError,
@@ -157,6 +161,61 @@ class AddonsConfig:
         }
 
 
+class SecretStr:
+    """A --secret config value: kept out of repr/str so it never lands in a log or an error."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: str):
+        self.value = value
+
+    def __repr__(self) -> str:
+        return "SecretStr('[secret]')"
+
+    __str__ = __repr__
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, SecretStr) and other.value == self.value
+
+    def __hash__(self) -> int:
+        return hash(self.value)
+
+
+@dataclass(frozen=True)
+class TenantRole:
+    role: str
+    # "resourceGroup" (the tenant's own group), "subscription", or an ARM ID inside the subscription.
+    scope: str
+
+
+@dataclass(frozen=True)
+class TenantConfig:
+    name: str
+    subscription_id: str
+    # None: the deployer's Entra tenant (getClientConfig).
+    tenant_id: Optional[str]
+    namespaces: tuple[str, ...]
+    roles: tuple[TenantRole, ...]
+    source_repos: tuple[str, ...]
+    location: Optional[str] = None
+
+
+@dataclass(frozen=True)
+class HybridConfig:
+    kubeconfig: Optional[SecretStr]
+    kubeconfig_path: Optional[str]
+    context: Optional[str]
+    # Set when the cluster publishes a public OIDC issuer: controllers use workload identity.
+    oidc_issuer_url: Optional[str]
+    # Otherwise a service principal (client ID in config, secret as a --secret key).
+    service_principal_client_id: Optional[str]
+    service_principal_client_secret: Optional[SecretStr]
+
+    @property
+    def workload_identity(self) -> bool:
+        return self.oidc_issuer_url is not None
+
+
 @dataclass(frozen=True)
 class StackConfig:
     kind: str
@@ -168,7 +227,15 @@ class StackConfig:
     cluster: Optional[ClusterConfig]
     app_resource_groups: tuple[str, ...]
     addons: AddonsConfig
+    tenants: tuple[TenantConfig, ...] = ()
+    hybrid: Optional[HybridConfig] = None
     secret_keys: frozenset[str] = field(default=frozenset())
+
+    def tenant_resource_group(self, tenant: TenantConfig) -> str:
+        return f"rg-{self.environment}-tenant-{tenant.name}"
+
+    def tenant_identity_name(self, tenant: TenantConfig) -> str:
+        return f"id-{self.environment}-tenant-{tenant.name}"
 
     @property
     def tag_map(self) -> dict[str, str]:
@@ -194,7 +261,13 @@ TOP_LEVEL_KEYS = (
     "cluster",
     "appResourceGroups",
     "addons",
+    "tenants",
+    "hybrid",
+    # Secrets: top-level keys so `pulumi config set --secret` can set them (hybrid only).
+    "kubeconfig",
+    "servicePrincipalClientSecret",
 )
+SECRET_KEYS = ("kubeconfig", "servicePrincipalClientSecret")
 
 
 def load(raw: Mapping[str, Any], secret_keys: frozenset[str] = frozenset()) -> StackConfig:
@@ -242,6 +315,23 @@ def load(raw: Mapping[str, Any], secret_keys: frozenset[str] = frozenset()) -> S
 
     addons = _addons(root.section("addons"), problems, app_rgs)
 
+    for key in SECRET_KEYS:
+        if root.has(key) and key not in secret_keys:
+            problems.add(root.key(key), "[not shown]", f"a secret: set it with `pulumi config set --secret {PROJECT}:{key}`")
+    hybrid_section = root.section("hybrid")
+    hybrid: Optional[HybridConfig] = None
+    if kind == "hybrid":
+        hybrid = _hybrid(hybrid_section, root, problems)
+    else:
+        if hybrid_section.data:
+            problems.add(hybrid_section.path, dict(hybrid_section.data), "nothing unless kind is 'hybrid'")
+        for key in SECRET_KEYS:
+            if root.has(key):
+                root.raw(key)
+                problems.add(root.key(key), "[not shown]", "nothing unless kind is 'hybrid'")
+
+    tenants = _tenants(root, problems, workload_identity=kind == "aks" or (hybrid is not None and hybrid.workload_identity))
+
     root.finish()
     problems.raise_if_any()
     assert environment is not None and location is not None and kind is not None
@@ -256,6 +346,8 @@ def load(raw: Mapping[str, Any], secret_keys: frozenset[str] = frozenset()) -> S
         cluster=cluster,
         app_resource_groups=app_rgs,
         addons=addons,
+        tenants=tenants,
+        hybrid=hybrid,
         secret_keys=frozenset(secret_keys),
     )
 
@@ -499,6 +591,139 @@ def _addons(s: Section, problems: Problems, app_rgs: tuple[str, ...]) -> AddonsC
     argo_s.finish()
     s.finish()
     return AddonsConfig(cert_manager=cm_enabled, aso=aso, kro=kro, crossplane=crossplane, argocd=argocd)
+
+
+# Namespaces the platform owns: no tenant may claim them.
+PLATFORM_NAMESPACES = frozenset(
+    {"default", "kube-system", "kube-public", "kube-node-lease", "gatekeeper-system", "calico-system", "tigera-operator"}
+    | {pin.namespace for pin in CHARTS.values()}
+)
+TENANT_NAME_RE = re.compile(r"^[a-z][a-z0-9-]{0,18}[a-z0-9]$")
+
+
+def _tenants(root: Section, problems: Problems, *, workload_identity: bool) -> tuple[TenantConfig, ...]:
+    tenants: list[TenantConfig] = []
+    items = root.items("tenants")
+    if items and not workload_identity:
+        problems.add(
+            root.key("tenants"),
+            f"{len(items)} tenant(s)",
+            "no tenants unless the controllers use workload identity (kind 'aks', or 'hybrid' with hybrid.oidcIssuerUrl): "
+            "each tenant identity is federated to the controllers' service accounts",
+        )
+    seen_names: set[str] = set()
+    seen_namespaces: dict[str, str] = {}
+    for t in items:
+        name = t.string(
+            "name", required=True, pattern=TENANT_NAME_RE,
+            allowed_text="2-20 lowercase letters, digits and hyphens, starting with a letter (DNS-safe)",
+        )
+        if name is not None:
+            if name in seen_names:
+                problems.add(t.key("name"), name, "a name no other tenant has")
+            seen_names.add(name)
+        subscription = t.string("subscriptionId", required=True, pattern=_GUID_PATTERN, allowed_text="an Azure subscription ID (GUID)")
+        tenant_id = t.string("tenantId", pattern=_GUID_PATTERN, allowed_text="an Entra tenant ID (GUID)")
+        namespaces = t.string_list("namespaces", check=is_dns_label, allowed_text="Kubernetes namespace names (RFC 1123 labels)")
+        if not namespaces:
+            problems.add(t.key("namespaces"), [], "at least one namespace")
+        for ns in namespaces:
+            if ns in PLATFORM_NAMESPACES:
+                problems.add(t.key("namespaces"), ns, "a namespace the platform does not own (not " + ", ".join(sorted(PLATFORM_NAMESPACES)) + ")")
+            elif ns in seen_namespaces:
+                problems.add(t.key("namespaces"), ns, f"a namespace no other tenant has (tenant {seen_namespaces[ns]!r} has it)")
+            seen_namespaces.setdefault(ns, name or "?")
+        roles: list[TenantRole] = []
+        role_items = t.items("roles") or []
+        for r in role_items:
+            role = r.string("role", required=True, allowed_text="a built-in role name or a role definition GUID")
+            if role is not None and role not in BUILTIN_ROLES and not _GUID_PATTERN.fullmatch(role):
+                problems.add(r.key("role"), role, "a built-in role (" + ", ".join(sorted(BUILTIN_ROLES)) + ") or a role definition GUID")
+                role = None
+            scope = r.string("scope", "resourceGroup", allowed_text="'resourceGroup', 'subscription' or an ARM ID in the tenant's subscription") or "resourceGroup"
+            if scope not in ("resourceGroup", "subscription"):
+                prefix = f"/subscriptions/{subscription}/".lower() if subscription else None
+                if not prefix or not scope.lower().startswith(prefix) or scope.rstrip("/").lower() + "/" == prefix:
+                    problems.add(
+                        r.key("scope"), scope,
+                        f"'resourceGroup', 'subscription' (with allowSubscriptionScope) or an ARM ID under /subscriptions/{subscription}/",
+                    )
+            allow_sub = r.boolean("allowSubscriptionScope", False)
+            if scope == "subscription" and not allow_sub:
+                problems.add(r.key("scope"), scope, "'subscription' only with allowSubscriptionScope: true (an explicit opt-in)")
+            r.finish()
+            if role:
+                roles.append(TenantRole(role=role, scope=scope))
+        if not role_items:
+            roles.append(TenantRole(role="Contributor", scope="resourceGroup"))
+        repos = t.string_list("sourceRepos", check=lambda v: bool(REPO_URL_RE.fullmatch(v)), allowed_text="Git URLs the tenant's Argo CD project may sync from")
+        if not repos:
+            problems.add(t.key("sourceRepos"), [], "at least one Git URL (the tenant's AppProject allows only these)")
+        location = t.string("location", pattern=LOCATION_RE, allowed_text="an Azure region name")
+        t.finish()
+        tenants.append(
+            TenantConfig(
+                name=name or "invalid",
+                subscription_id=subscription or "invalid",
+                tenant_id=tenant_id,
+                namespaces=namespaces,
+                roles=tuple(roles),
+                source_repos=repos,
+                location=location,
+            )
+        )
+    return tuple(tenants)
+
+
+_GUID_PATTERN = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
+
+
+def _hybrid(s: Section, root: Section, problems: Problems) -> HybridConfig:
+    kubeconfig_raw = root.raw("kubeconfig", None)
+    path = s.string("kubeconfigPath", allowed_text="a path to a kubeconfig file")
+    if (kubeconfig_raw is None) == (path is None):
+        problems.add(
+            s.key("kubeconfigPath"), path,
+            f"exactly one of hybrid.kubeconfigPath or the secret {PROJECT}:kubeconfig (`pulumi config set --secret {PROJECT}:kubeconfig < file`)",
+        )
+    if path is not None:
+        expanded = Path(path).expanduser()
+        if not expanded.is_file():
+            problems.add(s.key("kubeconfigPath"), path, "a readable kubeconfig file")
+    context = s.string("context", pattern=re.compile(r"^[\w.@:/-]{1,253}$"), allowed_text="a context name in the kubeconfig")
+    issuer = s.string(
+        "oidcIssuerUrl",
+        pattern=re.compile(r"^https://[^\s]+$"),
+        allowed_text="the cluster's public OIDC issuer URL (https://…), whose discovery document Entra ID can fetch",
+    )
+    client_id = s.string("servicePrincipalClientId", pattern=_GUID_PATTERN, allowed_text="the service principal's application (client) ID (GUID)")
+    secret_raw = root.raw("servicePrincipalClientSecret", None)
+    if issuer is None and (client_id is None or secret_raw is None):
+        problems.add(
+            s.key("servicePrincipalClientId"), client_id,
+            f"with no hybrid.oidcIssuerUrl: a service principal: hybrid.servicePrincipalClientId and the secret "
+            f"{PROJECT}:servicePrincipalClientSecret",
+        )
+    if issuer is not None and (client_id is not None or secret_raw is not None):
+        problems.add(
+            s.key("oidcIssuerUrl"), issuer,
+            "either workload identity (oidcIssuerUrl) or a service principal (servicePrincipalClientId + secret), not both",
+        )
+    if isinstance(kubeconfig_raw, dict):
+        # A JSON kubeconfig arrives decoded; the provider takes the text.
+        kubeconfig_raw = json.dumps(kubeconfig_raw)
+    if kubeconfig_raw is not None and not isinstance(kubeconfig_raw, str):
+        problems.add(root.key("kubeconfig"), "[not shown]", "a kubeconfig document (YAML text)")
+        kubeconfig_raw = None
+    s.finish()
+    return HybridConfig(
+        kubeconfig=SecretStr(kubeconfig_raw) if isinstance(kubeconfig_raw, str) else None,
+        kubeconfig_path=path,
+        context=context,
+        oidc_issuer_url=issuer,
+        service_principal_client_id=client_id,
+        service_principal_client_secret=SecretStr(secret_raw) if isinstance(secret_raw, str) else None,
+    )
 
 
 def decode(value: Any) -> Any:
