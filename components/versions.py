@@ -62,6 +62,28 @@ ARGO_CD = ChartPin(
     namespace="argocd",
 )
 
+# Crossplane provider packages (crossplane-contrib/provider-upjet-azure), one release for all:
+# a service package and the family it depends on must come from the same release and the
+# same registry. xpkg.crossplane.io/crossplane-contrib is the community build, pullable
+# without an account; Upbound's xpkg.upbound.io/upbound/* gives non-subscribers only main
+# releases of the last 12 months (docs.upbound.io/providers/policies; upbound/docs#1000), so
+# an exact pin there stops pulling as it ages. Mixing registries would install two family
+# providers (a service package's dependency names the family in its own registry).
+CROSSPLANE_PROVIDER_REGISTRY = "xpkg.crossplane.io/crossplane-contrib"
+CROSSPLANE_PROVIDER_VERSION = "v2.7.0"
+# Name -> exact package reference. The family comes first: it serves the ProviderConfig kinds
+# and is what every service package depends on.
+CROSSPLANE_PROVIDERS = {
+    name: f"{CROSSPLANE_PROVIDER_REGISTRY}/{name}:{CROSSPLANE_PROVIDER_VERSION}"
+    for name in (
+        "provider-family-azure",
+        "provider-azure-storage",
+        "provider-azure-dbforpostgresql",
+        "provider-azure-managedidentity",
+        "provider-azure-authorization",
+    )
+}
+
 CHARTS = {
     "cert_manager": CERT_MANAGER,
     "aso": ASO,

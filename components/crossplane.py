@@ -1,0 +1,230 @@
+"""Crossplane: the core from its Helm chart, the Azure provider packages, and their credentials.
+
+Ordering, and why preview passes on a fresh cluster and on an existing one:
+
+The Provider and DeploymentRuntimeConfig kinds come with the chart (its crds/), so those
+objects wait for the Helm release, which returns once its CRDs are established. The
+ClusterProviderConfig kind is different: the family provider package installs it
+asynchronously, minutes after its Provider object is accepted, while pulumi-kubernetes
+retries a create whose kind is missing for only about 30 seconds. So every Provider carries
+``pulumi.com/waitFor`` on its Installed and Healthy conditions (pulumi-kubernetes 4.18+),
+with explicit create/update timeouts, and the ClusterProviderConfig depends on the Providers.
+
+* First ``pulumi up`` of a new cluster: the kubeconfig is unknown during preview, so the
+  Kubernetes provider is not configured and every object here previews as a create
+  without the cluster being asked. During the update the release installs Crossplane; the
+  family Provider is created and awaited until Healthy, then the service Providers, and
+  only then the ClusterProviderConfig, whose CRD exists by that time.
+* Crossplane switched on later, on a running cluster: the preview reaches the cluster. The
+  Provider and DeploymentRuntimeConfig kinds are known from the chart the release renders;
+  the ClusterProviderConfig kind is not served yet, which the provider treats as "not
+  known yet" (no server-side dry run) rather than an error, so the preview shows a create.
+  The update then runs in the same order as above. (The Kubernetes provider must not set
+  ``rejectUnknownResources``, which would turn that case into a preview error.)
+
+Deleting: Pulumi removes the ClusterProviderConfig first, then the Providers, then the
+release. Crossplane holds the ClusterProviderConfig (an ``in-use`` finalizer) while managed
+resources still use it, so switching Crossplane off waits until the GitOps layer has
+removed its managed resources.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Optional
+
+import pulumi
+import pulumi_kubernetes as k8s
+
+from components.gitops_bridge import CROSSPLANE_PROVIDER_CONFIG
+from components.helm import install_chart
+from components.identity import ServiceAccountRef
+from components.versions import CROSSPLANE, CROSSPLANE_PROVIDERS
+
+FAMILY_PROVIDER = "provider-family-azure"
+
+# The one Kubernetes service account every Azure provider pod runs as, and that the
+# Crossplane identity is federated to. Pulumi creates it and each DeploymentRuntimeConfig
+# names it in the pod template (`serviceAccountName`), so Crossplane uses it without owning
+# it (crossplane/crossplane#4925, v1.14+). Naming a shared account through
+# `serviceAccountTemplate` instead makes every provider revision claim its ownerReferences
+# in turn, a reconcile loop that never settles (crossplane/crossplane#7769, #5458).
+SERVICE_ACCOUNT = ServiceAccountRef(CROSSPLANE.namespace, "provider-azure")
+
+# Crossplane's name for the provider's container in the runtime Deployment it builds.
+RUNTIME_CONTAINER = "package-runtime"
+
+WORKLOAD_IDENTITY_USE_LABEL = "azure.workload.identity/use"
+WORKLOAD_IDENTITY_CLIENT_ID_ANNOTATION = "azure.workload.identity/client-id"
+
+# Installed: the package's CRDs exist; Healthy: its controller Deployment is available.
+PROVIDER_WAIT_FOR = '["condition=Installed","condition=Healthy"]'
+# Upbound quotes up to 5 minutes for a provider to become Healthy; pulling the package and
+# its image onto a new node takes longer on a cold cluster.
+PROVIDER_TIMEOUT = "15m"
+
+# The managed-resource API groups of the v2 (namespaced) kinds each installed package serves.
+MANAGED_GROUP_SUFFIX = "azure.m.upbound.io"
+
+
+def managed_resource_groups() -> list[str]:
+    """`azure.m.upbound.io` for the family, `<service>.azure.m.upbound.io` for each service."""
+    groups = []
+    for name in CROSSPLANE_PROVIDERS:
+        if name == FAMILY_PROVIDER:
+            groups.append(MANAGED_GROUP_SUFFIX)
+        else:
+            groups.append(f"{name.removeprefix('provider-azure-')}.{MANAGED_GROUP_SUFFIX}")
+    return groups
+
+
+def crossplane_values() -> dict[str, Any]:
+    return {
+        "provider": {
+            # The chart's default activation policy activates every managed resource
+            # definition ("*"), legacy cluster-scoped `*.azure.upbound.io` kinds included.
+            # The GitOps layer uses only the namespaced v2 kinds, so only those get CRDs
+            # (the packages declare SafeStart, which makes activation apply to them).
+            "defaultActivations": [f"*.{group}" for group in managed_resource_groups()],
+        },
+    }
+
+
+@dataclass
+class CrossplaneArgs:
+    """The identity the providers act as (its client ID) and where."""
+
+    client_id: pulumi.Input[str]
+    tenant_id: pulumi.Input[str]
+    subscription_id: pulumi.Input[str]
+
+
+class Crossplane(pulumi.ComponentResource):
+    """Crossplane, the provider-upjet-azure packages, and a workload-identity ClusterProviderConfig.
+
+    Every provider gets a DeploymentRuntimeConfig of its own (reusing one across providers
+    keeps their revisions reconciling endlessly, crossplane/crossplane#5961); all of them
+    run as SERVICE_ACCOUNT. The family provider is declared explicitly, pinned like the
+    rest, and created before the service providers: the package manager then finds their
+    dependency already installed at the pinned version instead of installing the family
+    itself (at a version it picks, without our runtime config, so without Azure
+    credentials). Dependency resolution stays on, so a version mismatch between family and
+    services is reported by Crossplane rather than run.
+
+    Only the cluster-scoped ClusterProviderConfig of the namespaced `azure.m.upbound.io`
+    API is created: namespaced managed resources reference
+    `{kind: ClusterProviderConfig, name: default}` by default. The legacy
+    `azure.upbound.io` ProviderConfig would serve only cluster-scoped managed resources,
+    which the GitOps layer does not use and whose definitions are not activated.
+    """
+
+    namespace: pulumi.Output[str]
+    release: k8s.helm.v3.Release
+    service_account: k8s.core.v1.ServiceAccount
+    runtime_configs: dict[str, k8s.apiextensions.CustomResource]
+    providers: list[k8s.apiextensions.CustomResource]
+    provider_config: k8s.apiextensions.CustomResource
+
+    def __init__(self, name: str, args: CrossplaneArgs, opts: Optional[pulumi.ResourceOptions] = None):
+        super().__init__("aks-platform:crossplane:Crossplane", name, None, opts)
+        namespace, self.release = install_chart(name, CROSSPLANE, values=crossplane_values(), parent=self)
+        self.namespace = namespace.metadata.name
+
+        self.service_account = k8s.core.v1.ServiceAccount(
+            f"{name}-provider-sa",
+            metadata=k8s.meta.v1.ObjectMetaArgs(
+                name=SERVICE_ACCOUNT.name,
+                namespace=self.namespace,
+                # Read by the AKS workload identity webhook, which injects AZURE_CLIENT_ID.
+                annotations={WORKLOAD_IDENTITY_CLIENT_ID_ANNOTATION: args.client_id},
+            ),
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+
+        self.runtime_configs = {}
+        self.providers = []
+        family: Optional[k8s.apiextensions.CustomResource] = None
+        for package, ref in CROSSPLANE_PROVIDERS.items():
+            runtime_config = k8s.apiextensions.CustomResource(
+                f"{name}-runtime-{package}",
+                api_version="pkg.crossplane.io/v1beta1",
+                kind="DeploymentRuntimeConfig",
+                metadata=k8s.meta.v1.ObjectMetaArgs(name=package),
+                spec=_runtime_config_spec(),
+                opts=pulumi.ResourceOptions(parent=self, depends_on=[self.release]),
+            )
+            self.runtime_configs[package] = runtime_config
+            after: list[pulumi.Resource] = [self.release, runtime_config, self.service_account]
+            if family is not None:
+                after.append(family)
+            provider = k8s.apiextensions.CustomResource(
+                f"{name}-provider-{package}",
+                api_version="pkg.crossplane.io/v1",
+                kind="Provider",
+                metadata=k8s.meta.v1.ObjectMetaArgs(
+                    name=package,
+                    annotations={"pulumi.com/waitFor": PROVIDER_WAIT_FOR},
+                ),
+                spec={
+                    "package": ref,
+                    "runtimeConfigRef": {
+                        "apiVersion": "pkg.crossplane.io/v1beta1",
+                        "kind": "DeploymentRuntimeConfig",
+                        "name": package,
+                    },
+                },
+                opts=pulumi.ResourceOptions(
+                    parent=self,
+                    depends_on=after,
+                    custom_timeouts=pulumi.CustomTimeouts(create=PROVIDER_TIMEOUT, update=PROVIDER_TIMEOUT),
+                ),
+            )
+            if package == FAMILY_PROVIDER:
+                family = provider
+            self.providers.append(provider)
+
+        self.provider_config = k8s.apiextensions.CustomResource(
+            f"{name}-cluster-provider-config",
+            api_version="azure.m.upbound.io/v1beta1",
+            kind="ClusterProviderConfig",
+            # Cluster-scoped: no namespace.
+            metadata=k8s.meta.v1.ObjectMetaArgs(name=CROSSPLANE_PROVIDER_CONFIG),
+            spec={
+                # The provider exchanges the projected service account token (the webhook
+                # sets AZURE_FEDERATED_TOKEN_FILE) for an Entra token of this client ID.
+                "credentials": {"source": "OIDCTokenFile"},
+                "clientID": args.client_id,
+                "tenantID": args.tenant_id,
+                "subscriptionID": args.subscription_id,
+            },
+            opts=pulumi.ResourceOptions(parent=self, depends_on=list(self.providers)),
+        )
+
+        self.register_outputs(
+            {
+                "namespace": self.namespace,
+                "release": self.release.name,
+                "providers": list(CROSSPLANE_PROVIDERS),
+                "provider_config": CROSSPLANE_PROVIDER_CONFIG,
+            }
+        )
+
+
+def _runtime_config_spec() -> dict[str, Any]:
+    return {
+        "deploymentTemplate": {
+            "spec": {
+                # Required by the CRD; Crossplane replaces it with its own labels.
+                "selector": {},
+                "template": {
+                    # The AKS webhook mutates only pods that carry this label.
+                    "metadata": {"labels": {WORKLOAD_IDENTITY_USE_LABEL: "true"}},
+                    "spec": {
+                        "serviceAccountName": SERVICE_ACCOUNT.name,
+                        # Required by the CRD; Crossplane fills in the image and the rest.
+                        "containers": [{"name": RUNTIME_CONTAINER}],
+                    },
+                },
+            },
+        },
+    }
