@@ -27,11 +27,15 @@ class ServiceAccountRef:
 
 @dataclass(frozen=True)
 class RoleGrant:
-    """`role` is a built-in role name or a role definition GUID; `key` names the Pulumi resource."""
+    """`role` is a built-in role name or a role definition GUID; `key` names the Pulumi resource.
+
+    `condition`: an Azure ABAC condition (syntax version 2.0) on the assignment, or None.
+    """
 
     key: str
     role: str
     scope: pulumi.Input[str]
+    condition: Optional[str] = None
 
 
 @dataclass
@@ -107,6 +111,7 @@ class WorkloadIdentity(pulumi.ComponentResource):
                 role=grant.role,
                 scope=grant.scope,
                 description=f"{args.identity_name}: {grant.role}",
+                condition=grant.condition,
                 opts=child,
             )
             for grant in args.role_grants

@@ -7,6 +7,7 @@ Built-in role definition IDs are the same GUIDs in every Azure tenant (see Azure
 from __future__ import annotations
 
 import uuid
+from typing import Optional, Sequence
 
 import pulumi
 
@@ -33,6 +34,9 @@ BUILTIN_ROLES: dict[str, str] = {
 PRIVILEGED_ROLES = frozenset(
     {"Owner", "Contributor", "User Access Administrator", "Role Based Access Control Administrator"}
 )
+
+
+_PRIVILEGED_GUIDS = frozenset(BUILTIN_ROLES[r] for r in PRIVILEGED_ROLES)
 
 
 def role_guid(role: str) -> str:
@@ -68,6 +72,37 @@ def assignment_name(scope: str, principal_id: str, role: str) -> str:
     return str(uuid.uuid5(uuid.NAMESPACE_URL, f"{scope.lower()}|{principal_id.lower()}|{role_guid(role)}"))
 
 
+def constrain_roles_condition(roles: Sequence[str]) -> str:
+    """Azure's "Constrain roles" condition: role assignments may be written or deleted only for `roles`.
+
+    The expression is the documented template (Azure ABAC, "Examples to delegate Azure role
+    assignment management with conditions", Example: Constrain roles): the write action is
+    checked on the request's role definition, the delete action on the existing assignment's.
+    GUIDs are sorted so the same set always yields the same string (no diff churn).
+    """
+    guids = sorted({role_guid(r) for r in roles})
+    if not guids:
+        raise ValueError("constrain_roles_condition: allowed: at least one role")
+    privileged = sorted(r for r in roles if role_guid(r) in _PRIVILEGED_GUIDS)
+    if privileged:
+        raise ValueError(
+            f"constrain_roles_condition: {privileged} would let the delegate grant further access; "
+            f"allowed: roles other than {', '.join(sorted(PRIVILEGED_ROLES))}"
+        )
+    allowed = "{" + ", ".join(guids) + "}"
+    return (
+        "((!(ActionMatches{'Microsoft.Authorization/roleAssignments/write'})) OR "
+        f"(@Request[Microsoft.Authorization/roleAssignments:RoleDefinitionId] ForAnyOfAnyValues:GuidEquals {allowed}))"
+        " AND "
+        "((!(ActionMatches{'Microsoft.Authorization/roleAssignments/delete'})) OR "
+        f"(@Resource[Microsoft.Authorization/roleAssignments:RoleDefinitionId] ForAnyOfAnyValues:GuidEquals {allowed}))"
+    )
+
+
+# The only condition syntax version Azure accepts (Role Assignments - Create, 2022-04-01).
+CONDITION_VERSION = "2.0"
+
+
 def assign_role(
     resource_name: str,
     *,
@@ -76,12 +111,14 @@ def assign_role(
     scope: pulumi.Input[str],
     principal_type: str = "ServicePrincipal",
     description: str | None = None,
+    condition: Optional[str] = None,
     opts: pulumi.ResourceOptions,
 ):
     """One role assignment with a deterministic GUID name.
 
     `principal_type` is set explicitly: for a just-created managed identity Azure's
     directory replication lags, and without it the assignment fails with PrincipalNotFound.
+    `condition` (Azure ABAC, e.g. `constrain_roles_condition`) narrows what the role allows.
     """
     from pulumi_azure_native import authorization
 
@@ -96,5 +133,7 @@ def assign_role(
         role_definition_id=role_definition_id(scope, role),
         scope=scope,
         description=description,
+        condition=condition,
+        condition_version=CONDITION_VERSION if condition else None,
         opts=opts,
     )

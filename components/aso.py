@@ -1,0 +1,120 @@
+"""AzureServiceOperator: ASO v2 from its Helm chart, authenticating with workload identity.
+
+The operator exchanges its own service account token (projected by the chart with audience
+api://AzureADTokenExchange) for an Entra token, so the identity it acts as needs exactly one
+federated credential, for :data:`SERVICE_ACCOUNT`.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any, Mapping, Optional, Sequence
+
+import pulumi
+import pulumi_kubernetes as k8s
+
+from components.helm import install_chart
+from components.identity import RoleGrant, ServiceAccountRef
+from components.roles import constrain_roles_condition
+from components.versions import ASO
+
+# The chart names its service account `azureserviceoperator-default` when serviceAccount.name
+# is empty (templates/_helpers.tpl); the values below set that name explicitly, so the
+# federated credential's subject and the rendered service account cannot drift apart.
+SERVICE_ACCOUNT = ServiceAccountRef(ASO.namespace, "azureserviceoperator-default")
+
+# `<group>.azure.com/<Kind or glob>`; the chart joins patterns with ';', so none may contain one.
+_CRD_PATTERN_ITEM = re.compile(r"^[a-z0-9.*?-]+\.azure\.com/[A-Za-z0-9*?]+$")
+
+
+@dataclass
+class AsoArgs:
+    client_id: pulumi.Input[str]
+    tenant_id: pulumi.Input[str]
+    subscription_id: pulumi.Input[str]
+    # Which ASO CRDs the operator installs and reconciles, e.g. "storage.azure.com/*".
+    crd_pattern: Sequence[str]
+
+    def __post_init__(self) -> None:
+        patterns = list(self.crd_pattern)
+        # An empty crdPattern on a fresh install makes the operator pod exit (values.yaml).
+        if not patterns:
+            raise ValueError("AsoArgs.crd_pattern: allowed: at least one '<group>.azure.com/*' pattern")
+        bad = [p for p in patterns if not _CRD_PATTERN_ITEM.fullmatch(p)]
+        if bad:
+            raise ValueError(f"AsoArgs.crd_pattern: {bad}: allowed: '<group>.azure.com/*' or '<group>.azure.com/<Kind>'")
+        if len(set(patterns)) != len(patterns):
+            raise ValueError(f"AsoArgs.crd_pattern: duplicate patterns in {patterns}")
+
+
+def aso_values(args: AsoArgs) -> dict[str, Any]:
+    return {
+        # The controller settings Secret the chart renders (aso-controller-settings) carries
+        # these IDs and USE_WORKLOAD_IDENTITY_AUTH; no client secret exists anywhere.
+        "useWorkloadIdentityAuth": True,
+        "azureClientID": args.client_id,
+        "azureTenantID": args.tenant_id,
+        "azureSubscriptionID": args.subscription_id,
+        "crdPattern": ";".join(args.crd_pattern),
+        "serviceAccount": {"create": True, "name": SERVICE_ACCOUNT.name},
+    }
+
+
+class AzureServiceOperator(pulumi.ComponentResource):
+    """ASO in `azureserviceoperator-system`.
+
+    Every ASO webhook and its metrics endpoint are served with cert-manager certificates,
+    so the caller passes the CertManager component in `opts.depends_on`. A component's
+    depends_on does not reach its children, so it is forwarded to the Helm release here.
+    ASO's CRDs are not in the chart: the operator installs those matching crd_pattern when it
+    starts, i.e. after this release is ready, not at preview time.
+    """
+
+    namespace: pulumi.Output[str]
+    release: k8s.helm.v3.Release
+
+    def __init__(self, name: str, args: AsoArgs, opts: Optional[pulumi.ResourceOptions] = None):
+        super().__init__("aks-platform:aso:AzureServiceOperator", name, None, opts)
+        namespace, self.release = install_chart(
+            name, ASO, values=aso_values(args), parent=self, depends_on=caller_depends_on(opts)
+        )
+        self.namespace = namespace.metadata.name
+        self.register_outputs({"namespace": self.namespace, "release": self.release.name})
+
+
+def caller_depends_on(opts: Optional[pulumi.ResourceOptions]) -> list[pulumi.Resource]:
+    """The resources in `opts.depends_on`, for children that must wait as the component does."""
+    deps = opts.depends_on if opts else None
+    if deps is None:
+        return []
+    if isinstance(deps, pulumi.Resource):
+        return [deps]
+    if isinstance(deps, (list, tuple)) and all(isinstance(d, pulumi.Resource) for d in deps):
+        return list(deps)
+    raise TypeError("opts.depends_on: allowed: a Resource or a list of Resources (not an Output)")
+
+
+# What ASO's identity may do in each resource group it manages: create the app's Azure
+# resources (Contributor), and grant the app's own identity data-plane roles on them.
+RBAC_ADMIN_ROLE = "Role Based Access Control Administrator"
+
+
+def aso_role_grants(
+    scopes: Mapping[str, pulumi.Input[str]],
+    assignable_roles: Sequence[str] = ("Storage Blob Data Contributor",),
+) -> list[RoleGrant]:
+    """Per scope key: Contributor, and RBAC Administrator limited to assigning `assignable_roles`.
+
+    The limit is Azure's "Constrain roles" ABAC condition on the RBAC Administrator
+    assignment, so ASO's RoleAssignment kind can hand out only those roles (never Owner,
+    User Access Administrator or RBAC Administrator itself) and delete only those.
+    """
+    if not scopes:
+        raise ValueError("aso_role_grants: allowed: at least one scope")
+    condition = constrain_roles_condition(assignable_roles)
+    grants: list[RoleGrant] = []
+    for key, scope in scopes.items():
+        grants.append(RoleGrant(key=f"{key}-contributor", role="Contributor", scope=scope))
+        grants.append(RoleGrant(key=f"{key}-rbac-admin", role=RBAC_ADMIN_ROLE, scope=scope, condition=condition))
+    return grants

@@ -1,0 +1,50 @@
+"""CertManager: cert-manager from its Helm chart, with its CRDs, self-contained in its namespace."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Optional
+
+import pulumi
+import pulumi_kubernetes as k8s
+
+from components.helm import install_chart
+from components.versions import CERT_MANAGER
+
+
+@dataclass
+class CertManagerArgs:
+    """Nothing to choose yet: the chart pin and the values below are the platform's decision."""
+
+
+def cert_manager_values() -> dict[str, Any]:
+    return {
+        # The chart installs the CRDs (as templates, so `helm upgrade` upgrades them too);
+        # `keep` leaves them behind on uninstall, since deleting a CRD deletes every
+        # Certificate/Issuer in the cluster (ASO's included).
+        "crds": {"enabled": True, "keep": True},
+        "global": {
+            # The chart's default lease namespace is kube-system, which belongs to AKS's own
+            # system components; with the leases (and the Role/RoleBinding the chart creates for
+            # them) in cert-manager's namespace, cert-manager needs no RBAC in kube-system at all.
+            "leaderElection": {"namespace": CERT_MANAGER.namespace},
+        },
+    }
+
+
+class CertManager(pulumi.ComponentResource):
+    """cert-manager; ASO's webhook and metrics certificates are issued by it.
+
+    The chart's post-install `startupapicheck` Job (on by default) blocks the atomic install
+    until the cert-manager webhook answers, so a Release that depends on this one starts only
+    when Certificates and Issuers can be created.
+    """
+
+    namespace: pulumi.Output[str]
+    release: k8s.helm.v3.Release
+
+    def __init__(self, name: str, args: Optional[CertManagerArgs] = None, opts: Optional[pulumi.ResourceOptions] = None):
+        super().__init__("aks-platform:cert_manager:CertManager", name, None, opts)
+        namespace, self.release = install_chart(name, CERT_MANAGER, values=cert_manager_values(), parent=self)
+        self.namespace = namespace.metadata.name
+        self.register_outputs({"namespace": self.namespace, "release": self.release.name})
