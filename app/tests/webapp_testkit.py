@@ -1,0 +1,366 @@
+"""Real servers for the app's tests: PostgreSQL, Azurite, and a TCP proxy that can cut them.
+
+Everything listens on 127.0.0.1 only, on ports picked free at start, with data in a fresh
+temporary directory, and is stopped at the end of the session.
+"""
+
+from __future__ import annotations
+
+import base64
+import glob
+import os
+import pwd
+import secrets
+import shutil
+import socket
+import subprocess
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+APP_DIR = Path(__file__).resolve().parents[1]
+LOOPBACK = "127.0.0.1"
+TEST_MAX_UPLOAD_BYTES = 4096  # small, so size-limit tests move little data
+
+
+def missing(reason: str):
+    """Skip a test whose server can't be had, except in CI, where that is a failure."""
+    message = f"{reason} (install with: sudo bash app/scripts/install-test-deps.sh)"
+    if os.environ.get("CI", "").lower() == "true":
+        pytest.fail(f"CI=true and {message}", pytrace=False)
+    pytest.skip(message)
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((LOOPBACK, 0))
+        return s.getsockname()[1]
+
+
+def wait_for_port(port: int, timeout: float, proc: subprocess.Popen | None = None, log: Path | None = None) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"server exited with {proc.returncode}: {_tail(log)}")
+        try:
+            socket.create_connection((LOOPBACK, port), timeout=0.5).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"nothing listening on {LOOPBACK}:{port} after {timeout}s: {_tail(log)}")
+
+
+def _tail(log: Path | None) -> str:
+    if log is None or not log.exists():
+        return ""
+    return log.read_text(errors="replace")[-2000:]
+
+
+def blob_names(container_client) -> list[str]:
+    return sorted(b.name for b in container_client.list_blobs())
+
+
+# --- PostgreSQL ------------------------------------------------------------------------------
+
+
+def find_pg_bindir() -> Path | None:
+    """Debian keeps server binaries out of PATH, under /usr/lib/postgresql/<major>/bin."""
+    candidates = sorted(glob.glob("/usr/lib/postgresql/*/bin/pg_ctl"), key=lambda p: int(Path(p).parts[-3]))
+    if candidates:
+        return Path(candidates[-1]).parent
+    found = shutil.which("pg_ctl")
+    return Path(found).resolve().parent if found else None
+
+
+class PostgresServer:
+    """A throw-away cluster: initdb into a temp dir, pg_ctl start on a free loopback port.
+
+    initdb refuses to run as root, so as root the cluster belongs to the ``postgres``
+    system user that Debian's package creates, and every server command runs through
+    runuser. Password authentication (scram) is on, so the app signs in as it will in Azure.
+    """
+
+    ADMIN = "admin"
+    APP_ROLE = "webapp"
+    APP_DB = "webapp"
+
+    def __init__(self):
+        self.bindir = find_pg_bindir()
+        if self.bindir is None:
+            missing("PostgreSQL server binaries (pg_ctl, initdb) not found")
+        self.run_as: str | None = None
+        if os.geteuid() == 0:
+            try:
+                pwd.getpwnam("postgres")
+            except KeyError:
+                missing("running as root, and there is no 'postgres' system user to own the test cluster")
+            self.run_as = "postgres"
+            if shutil.which("runuser") is None:
+                missing("running as root and runuser (util-linux) is missing")
+        self.port = free_port()
+        self.admin_password = secrets.token_urlsafe(16)
+        self.app_password = secrets.token_urlsafe(16)
+        # Directly under the system temp dir: pytest's own tmp dirs are private to root.
+        self.root = Path(tempfile.mkdtemp(prefix="webapp-pg-"))
+        self.datadir = self.root / "data"
+        self.log = self.root / "server.log"
+
+    def _cmd(self, *args: str) -> list[str]:
+        cmd = list(args)
+        return ["runuser", "-u", self.run_as, "--", *cmd] if self.run_as else cmd
+
+    def start(self) -> None:
+        pwfile = self.root / "pw"
+        pwfile.write_text(self.admin_password + "\n")
+        if self.run_as:
+            entry = pwd.getpwnam(self.run_as)
+            os.chown(self.root, entry.pw_uid, entry.pw_gid)
+            os.chown(pwfile, entry.pw_uid, entry.pw_gid)
+        os.chmod(self.root, 0o700)
+        subprocess.run(
+            self._cmd(
+                str(self.bindir / "initdb"),
+                "-D",
+                str(self.datadir),
+                "-U",
+                self.ADMIN,
+                f"--pwfile={pwfile}",
+                "--auth=scram-sha-256",
+                "--encoding=UTF8",
+                "--locale=C",
+                "--no-sync",
+            ),
+            check=True,
+            capture_output=True,
+        )
+        pwfile.unlink()
+        # Loopback TCP only, no Unix socket; durability off: the cluster lives for one session.
+        options = (
+            f"-c listen_addresses={LOOPBACK} -c port={self.port} -c unix_socket_directories='' "
+            "-c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=200"
+        )
+        subprocess.run(
+            self._cmd(
+                str(self.bindir / "pg_ctl"), "-D", str(self.datadir), "-l", str(self.log), "-o", options, "-w", "start"
+            ),
+            check=True,
+            capture_output=True,
+        )
+        self.create_role(self.APP_ROLE, self.app_password)
+        self.create_database(self.APP_DB)
+
+    def create_role(self, role: str, password: str) -> None:
+        from psycopg import sql
+
+        with self.admin() as conn:
+            conn.execute(
+                sql.SQL("CREATE ROLE {} LOGIN PASSWORD {}").format(sql.Identifier(role), sql.Literal(password))
+            )
+
+    def set_password(self, role: str, password: str) -> None:
+        from psycopg import sql
+
+        with self.admin() as conn:
+            conn.execute(sql.SQL("ALTER ROLE {} PASSWORD {}").format(sql.Identifier(role), sql.Literal(password)))
+
+    def stop(self) -> None:
+        if self.datadir.exists():
+            subprocess.run(
+                self._cmd(str(self.bindir / "pg_ctl"), "-D", str(self.datadir), "-m", "immediate", "-w", "stop"),
+                capture_output=True,
+            )
+        shutil.rmtree(self.root, ignore_errors=True)
+
+    def url(
+        self,
+        dbname: str,
+        *,
+        port: int | None = None,
+        user: str | None = None,
+        password: str | None = None,
+        schema: str | None = None,
+    ) -> str:
+        user = user or self.APP_ROLE
+        password = self.app_password if password is None else password
+        # A libpq URL can set the search path: each test gets its own schema this way.
+        query = f"?options=-csearch_path%3D{schema}" if schema else ""
+        return f"postgresql://{user}:{password}@{LOOPBACK}:{port or self.port}/{dbname}{query}"
+
+    def admin(self, dbname: str = "postgres", schema: str | None = None):
+        import psycopg
+
+        url = self.url(dbname, user=self.ADMIN, password=self.admin_password, schema=schema)
+        return psycopg.connect(url, autocommit=True)
+
+    def create_schema(self, dbname: str, schema: str) -> None:
+        """A fresh schema owned by the app's role: as isolated as a database, 100x cheaper."""
+        from psycopg import sql
+
+        with self.admin(dbname) as conn:
+            conn.execute(
+                sql.SQL("CREATE SCHEMA {} AUTHORIZATION {}").format(sql.Identifier(schema), sql.Identifier(self.APP_ROLE))
+            )
+
+    def create_database(self, dbname: str) -> None:
+        """A fresh database owned by the app's (non-superuser) role, as in Azure."""
+        from psycopg import sql
+
+        with self.admin() as conn:
+            conn.execute(
+                sql.SQL("CREATE DATABASE {} OWNER {}").format(sql.Identifier(dbname), sql.Identifier(self.APP_ROLE))
+            )
+
+
+# --- Azurite ---------------------------------------------------------------------------------
+
+
+class AzuriteServer:
+    """Azurite's Blob service only, in memory, with a random account key for this session."""
+
+    def __init__(self):
+        self.bin = APP_DIR / "node_modules" / ".bin" / "azurite-blob"
+        if shutil.which("node") is None:
+            missing("node is not installed (Azurite runs on Node.js)")
+        if not self.bin.exists():
+            missing(f"Azurite is not installed at {self.bin} (npm ci --prefix app)")
+        self.port = free_port()
+        self.account = "webapptest"
+        self.key = base64.b64encode(secrets.token_bytes(32)).decode()
+        self.root = Path(tempfile.mkdtemp(prefix="webapp-azurite-"))
+        self.log = self.root / "azurite.log"
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> None:
+        env = dict(os.environ, AZURITE_ACCOUNTS=f"{self.account}:{self.key}")
+        with open(self.log, "wb") as log:
+            self.proc = subprocess.Popen(
+                [
+                    str(self.bin),
+                    "--blobHost",
+                    LOOPBACK,
+                    "--blobPort",
+                    str(self.port),
+                    "--inMemoryPersistence",
+                    "--skipApiVersionCheck",
+                    "--loose",
+                    "--disableTelemetry",
+                ],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=env,
+                cwd=self.root,
+            )
+        wait_for_port(self.port, 30, self.proc, self.log)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        shutil.rmtree(self.root, ignore_errors=True)
+
+    def connection_string(self, port: int | None = None) -> str:
+        return (
+            f"DefaultEndpointsProtocol=http;AccountName={self.account};AccountKey={self.key};"
+            f"BlobEndpoint=http://{LOOPBACK}:{port or self.port}/{self.account};"
+        )
+
+
+# --- fault injection -------------------------------------------------------------------------
+
+
+class FaultProxy:
+    """A TCP proxy on loopback in front of a real server, for outages on demand.
+
+    ``cut()`` closes every open connection and makes new ones close at once, as when a
+    server dies or the network drops; ``restore()`` undoes it. ``on_request`` is called with
+    each chunk a client sends, before it is forwarded, so a test can trigger a cut at an
+    exact point of a protocol exchange (for instance when a blob PUT starts).
+    """
+
+    def __init__(self, target_port: int):
+        self.target_port = target_port
+        self._listener = socket.create_server((LOOPBACK, 0))
+        self.port = self._listener.getsockname()[1]
+        self._lock = threading.Lock()
+        self._open: set[socket.socket] = set()
+        self._cut = False
+        self.on_request: Callable[[bytes], None] | None = None
+        self._closed = False
+        threading.Thread(target=self._accept_loop, name=f"proxy-{self.port}", daemon=True).start()
+
+    @property
+    def is_cut(self) -> bool:
+        return self._cut
+
+    def cut(self) -> None:
+        with self._lock:
+            self._cut = True
+            sockets, self._open = self._open, set()
+        for s in sockets:
+            _hard_close(s)
+
+    def restore(self) -> None:
+        with self._lock:
+            self._cut = False
+
+    def close(self) -> None:
+        self._closed = True
+        self.cut()
+        self._listener.close()
+
+    def _accept_loop(self) -> None:
+        while not self._closed:
+            try:
+                client, _ = self._listener.accept()
+            except OSError:
+                return
+            with self._lock:
+                refused = self._cut
+            if refused:
+                _hard_close(client)
+                continue
+            try:
+                upstream = socket.create_connection((LOOPBACK, self.target_port), timeout=5)
+                upstream.settimeout(None)
+            except OSError:
+                _hard_close(client)
+                continue
+            with self._lock:
+                self._open.update((client, upstream))
+            threading.Thread(target=self._pump, args=(client, upstream, True), daemon=True).start()
+            threading.Thread(target=self._pump, args=(upstream, client, False), daemon=True).start()
+
+    def _pump(self, src: socket.socket, dst: socket.socket, from_client: bool) -> None:
+        try:
+            while True:
+                data = src.recv(65536)
+                if not data:
+                    break
+                if from_client and self.on_request is not None:
+                    self.on_request(data)
+                if self._cut:
+                    break
+                dst.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for s in (src, dst):
+                with self._lock:
+                    self._open.discard(s)
+                _hard_close(s)
+
+
+def _hard_close(s: socket.socket) -> None:
+    try:
+        s.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass
+    s.close()
