@@ -1,0 +1,139 @@
+"""CertManager: the pinned chart, its values, and their conformance with the upstream chart."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pulumi
+import pulumi_kubernetes as k8s
+import pytest
+
+from components.cert_manager import CertManager, CertManagerArgs
+from components.helm import DEFAULT_TIMEOUT_SECONDS
+from components.versions import CERT_MANAGER
+from offline.evaluate import Evaluation, evaluate
+from tests.upstream_values import unknown_value_paths, upstream_provenance
+
+RELEASE = "kubernetes:helm.sh/v3:Release"
+KUBECONFIG = "apiVersion: v1\nkind: Config\nclusters: []\ncontexts: []\nusers: []\n"
+
+
+def program() -> None:
+    provider = k8s.Provider("k", kubeconfig=KUBECONFIG)
+    CertManager("cert-manager", CertManagerArgs(), pulumi.ResourceOptions(providers={"kubernetes": provider}))
+
+
+def run(preview: bool) -> Evaluation:
+    return evaluate(program, preview=preview)
+
+
+@pytest.fixture(params=[False, True], ids=["update", "preview"])
+def ev(request) -> Evaluation:
+    return run(request.param)
+
+
+def test_release_is_the_pinned_chart_in_its_own_namespace(ev: Evaluation):
+    component = ev.one("aks-platform:cert_manager:CertManager")
+    namespace = ev.one("kubernetes:core/v1:Namespace")
+    release = ev.one(RELEASE)
+    assert namespace.plain("metadata.name") == CERT_MANAGER.namespace == "cert-manager"
+    assert release.plain("chart") == CERT_MANAGER.chart
+    assert release.plain("version") == CERT_MANAGER.version
+    assert release.plain("repositoryOpts.repo") == CERT_MANAGER.repository
+    assert release.plain("name") == CERT_MANAGER.release_name
+    assert release.plain("namespace") == CERT_MANAGER.namespace
+    assert release.plain("atomic") is True
+    assert release.plain("timeout") == DEFAULT_TIMEOUT_SECONDS
+    # Children of the component, on the caller's provider (inherited through parent).
+    provider = ev.one("pulumi:providers:kubernetes")
+    for child in (namespace, release):
+        assert child.parent == component.urn
+        assert child.provider.startswith(provider.urn + "::")
+    # The release waits for its namespace.
+    assert ev.depends_on(release, namespace)
+
+
+def test_values_install_and_keep_crds_and_keep_leases_out_of_kube_system(ev: Evaluation):
+    values = ev.one(RELEASE).plain("values")
+    assert values == {
+        "crds": {"enabled": True, "keep": True},
+        "global": {"leaderElection": {"namespace": "cert-manager"}},
+    }
+
+
+def test_nothing_secret_is_registered(ev: Evaluation):
+    from offline.evaluate import Secret
+
+    def has_secret(value) -> bool:
+        if isinstance(value, Secret):
+            return True
+        if isinstance(value, dict):
+            return any(has_secret(v) for v in value.values())
+        if isinstance(value, list):
+            return any(has_secret(v) for v in value)
+        return False
+
+    assert not [r.name for r in ev.resources if r.type != "pulumi:providers:kubernetes" and has_secret(r.inputs)]
+
+
+def test_component_attributes():
+    holder = {}
+
+    def prog():
+        provider = k8s.Provider("k", kubeconfig=KUBECONFIG)
+        holder["cm"] = CertManager("cert-manager", CertManagerArgs(), pulumi.ResourceOptions(providers={"kubernetes": provider}))
+        return {"namespace": holder["cm"].namespace}
+
+    ev = evaluate(prog)
+    assert isinstance(holder["cm"].release, k8s.helm.v3.Release)
+    assert ev.outputs["namespace"].value == "cert-manager"
+
+
+# --- conformance with the upstream chart (values.yaml + values.schema.json) ---
+
+
+@pytest.fixture
+def chart(upstream: Path) -> Path:
+    return upstream / "cert-manager"
+
+
+def test_upstream_data_is_the_pinned_version(chart: Path):
+    assert CERT_MANAGER.version.lstrip("v") in upstream_provenance(chart, "values.yaml")
+    assert CERT_MANAGER.version.lstrip("v") in upstream_provenance(chart, "values.schema.json")
+
+
+def test_values_conform_to_upstream_values_and_schema(chart: Path):
+    values = run(preview=False).one(RELEASE).plain("values")
+    assert (chart / "values.schema.json").is_file()
+    assert unknown_value_paths(values, chart) == []
+
+
+def test_misspelt_nested_key_is_caught_by_values_yaml_where_the_schema_is_open(chart: Path):
+    # The schema leaves global.leaderElection open (no additionalProperties: false), so
+    # only the values.yaml walk catches this one.
+    values = {"global": {"leaderElection": {"namspace": "cert-manager"}}}
+    assert unknown_value_paths(values, chart) == ["global.leaderElection.namspace"]
+
+
+def test_misspelt_top_level_key_is_reported_once(chart: Path):
+    # Both checks see it (values.yaml and the schema's additionalProperties: false).
+    assert unknown_value_paths({"crd": {"enabled": True}}, chart) == ["crd"]
+
+
+def test_wrong_type_is_caught_by_the_schema(chart: Path):
+    found = unknown_value_paths({"crds": {"enabled": "yes", "keep": True}}, chart)
+    assert len(found) == 1 and found[0].startswith("crds.enabled: ") and "boolean" in found[0]
+
+
+def test_keys_documented_only_in_the_schema_are_known(chart: Path):
+    # values.yaml has leaseDuration only as a comment; the schema declares it.
+    assert unknown_value_paths({"global": {"leaderElection": {"leaseDuration": "60s"}}}, chart) == []
+
+
+def test_open_maps_and_lists_take_any_content(chart: Path):
+    values = {
+        "podLabels": {"team": "platform"},
+        "tolerations": [{"key": "CriticalAddonsOnly", "operator": "Exists"}],
+        "config": {"apiVersion": "controller.config.cert-manager.io/v1alpha1", "kind": "ControllerConfiguration"},
+    }
+    assert unknown_value_paths(values, chart) == []
