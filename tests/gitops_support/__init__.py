@@ -1,0 +1,1 @@
+"""Helpers for validating Kubernetes manifests against the pinned upstream CRDs in ../shared/upstream."""

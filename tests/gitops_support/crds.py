@@ -1,0 +1,198 @@
+"""Turn CRDs' structural schemas into strict JSON Schema validators.
+
+The API server prunes or rejects fields a CRD does not declare; jsonschema by default
+accepts them. So every object schema that lists ``properties`` (and does not opt out with
+``x-kubernetes-preserve-unknown-fields``) is closed with ``additionalProperties: false``,
+which makes a typo in a manifest fail here rather than be silently pruned in the cluster.
+"""
+
+from __future__ import annotations
+
+import copy
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Iterator
+
+import jsonschema
+import yaml
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+def upstream_dir(repo_root: Path = REPO_ROOT) -> Path:
+    """``<repo>/../shared/upstream``: the pinned CRDs and chart values (may be absent)."""
+    return repo_root.parent / "shared" / "upstream"
+
+
+# Kubernetes-only schema keywords that JSON Schema does not know; dropped after use.
+_K8S_KEYWORDS = (
+    "x-kubernetes-preserve-unknown-fields",
+    "x-kubernetes-int-or-string",
+    "x-kubernetes-embedded-resource",
+    "x-kubernetes-list-type",
+    "x-kubernetes-list-map-keys",
+    "x-kubernetes-map-type",
+    "x-kubernetes-validations",
+)
+
+# ObjectMeta as the API server accepts it in a manifest (the CRD only says "type: object").
+OBJECT_META_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "additionalProperties": False,
+    "properties": {
+        "name": {"type": "string", "maxLength": 253},
+        "generateName": {"type": "string"},
+        "namespace": {"type": "string", "maxLength": 63},
+        "labels": {"type": "object", "additionalProperties": {"type": "string"}},
+        "annotations": {"type": "object", "additionalProperties": {"type": "string"}},
+        "finalizers": {"type": "array", "items": {"type": "string"}},
+    },
+}
+
+
+def structural_to_jsonschema(schema: dict[str, Any], *, embedded_meta: bool = False) -> dict[str, Any]:
+    """Convert one openAPIV3Schema node (recursively) into a closed JSON Schema."""
+    s = copy.deepcopy(schema)
+    preserve = s.get("x-kubernetes-preserve-unknown-fields") is True
+    embedded = s.get("x-kubernetes-embedded-resource") is True
+
+    if s.get("x-kubernetes-int-or-string"):
+        # int-or-string carries no "type"; anyOf keeps any other constraints working.
+        s.pop("type", None)
+        s["anyOf"] = [{"type": "integer"}, {"type": "string"}]
+    if s.get("nullable"):
+        t = s.get("type")
+        if isinstance(t, str):
+            s["type"] = [t, "null"]
+        if "enum" in s:
+            s["enum"] = list(s["enum"]) + [None]
+    s.pop("nullable", None)
+    # A Kubernetes "format" (int32, date-time, byte, ...) is advisory here, as it is for
+    # jsonschema without a format checker.
+    for key in _K8S_KEYWORDS:
+        s.pop(key, None)
+
+    props = s.get("properties")
+    if isinstance(props, dict):
+        s["properties"] = {k: structural_to_jsonschema(v) for k, v in props.items()}
+        if embedded and "metadata" in s["properties"] and not s["properties"]["metadata"].get("properties"):
+            s["properties"]["metadata"] = copy.deepcopy(OBJECT_META_SCHEMA)
+        if not preserve and "additionalProperties" not in s:
+            s["additionalProperties"] = False
+    ap = s.get("additionalProperties")
+    if isinstance(ap, dict):
+        s["additionalProperties"] = structural_to_jsonschema(ap)
+    if isinstance(s.get("items"), dict):
+        s["items"] = structural_to_jsonschema(s["items"])
+    for key in ("allOf", "anyOf", "oneOf"):
+        if key in schema:  # (the anyOf added for int-or-string above needs no conversion)
+            s[key] = [structural_to_jsonschema(x) for x in schema[key]]
+    if isinstance(s.get("not"), dict):
+        s["not"] = structural_to_jsonschema(s["not"])
+    return s
+
+
+def version_schema(crd: dict[str, Any], version: str) -> dict[str, Any]:
+    """The openAPIV3Schema a CRD serves for ``version`` (KeyError when it does not serve it)."""
+    for v in crd["spec"]["versions"]:
+        if v["name"] == version and v.get("served", False):
+            if "schema" in v:
+                return v["schema"]["openAPIV3Schema"]
+            return crd["spec"]["validation"]["openAPIV3Schema"]
+    raise KeyError(f"{crd['metadata']['name']} does not serve {version}")
+
+
+def object_jsonschema(openapi: dict[str, Any]) -> dict[str, Any]:
+    """Full JSON Schema for a custom object: its CRD schema plus a closed ObjectMeta."""
+    s = structural_to_jsonschema(openapi)
+    s.setdefault("properties", {})
+    s["properties"]["metadata"] = copy.deepcopy(OBJECT_META_SCHEMA)
+    s["properties"].setdefault("apiVersion", {"type": "string"})
+    s["properties"].setdefault("kind", {"type": "string"})
+    s["additionalProperties"] = False
+    s["required"] = sorted(set(s.get("required", [])) | {"apiVersion", "kind", "metadata"})
+    return s
+
+
+def make_validator(schema: dict[str, Any]) -> jsonschema.protocols.Validator:
+    cls = jsonschema.validators.validator_for(schema, default=jsonschema.Draft7Validator)
+    cls.check_schema(schema)
+    return cls(schema)
+
+
+def crd_validator(crd_path: Path | str, version: str) -> jsonschema.protocols.Validator:
+    """Strict validator for objects of the (single) CRD in ``crd_path`` at ``version``."""
+    crds = [d for d in _yaml_docs(Path(crd_path)) if d.get("kind") == "CustomResourceDefinition"]
+    if len(crds) != 1:
+        raise ValueError(f"{crd_path}: expected one CustomResourceDefinition, found {len(crds)}")
+    return make_validator(object_jsonschema(version_schema(crds[0], version)))
+
+
+# libyaml parses the multi-megabyte CRDs about ten times faster than the pure-Python loader.
+_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+def _yaml_docs(path: Path) -> Iterator[dict[str, Any]]:
+    with path.open() as f:
+        for doc in yaml.load_all(f, Loader=_LOADER):
+            if isinstance(doc, dict):
+                yield doc
+
+
+@lru_cache(maxsize=4)
+def load_upstream_crds(root: Path | None = None) -> dict[tuple[str, str, str], dict[str, Any]]:
+    """Every CRD under shared/upstream, keyed by (group, kind, version) -> openAPIV3Schema.
+
+    Only served versions are included. Use :func:`validator_for` to get a validator; the
+    schemas are converted lazily because some CRDs (ASO, Argo CD) are megabytes each.
+    """
+    root = Path(root) if root else upstream_dir()
+    out: dict[tuple[str, str, str], dict[str, Any]] = {}
+    for path in sorted(root.rglob("*.yaml")):
+        try:
+            docs = list(_yaml_docs(path))
+        except yaml.YAMLError:
+            continue
+        for doc in docs:
+            if doc.get("kind") != "CustomResourceDefinition" or not str(doc.get("apiVersion", "")).startswith(
+                "apiextensions.k8s.io/"
+            ):
+                continue
+            spec = doc["spec"]
+            for v in spec["versions"]:
+                if v.get("served", False):
+                    out[(spec["group"], spec["names"]["kind"], v["name"])] = version_schema(doc, v["name"])
+    return out
+
+
+_VALIDATORS: dict[tuple[str, str, str], jsonschema.protocols.Validator] = {}
+
+
+def validator_for(group: str, kind: str, version: str) -> jsonschema.protocols.Validator | None:
+    """Strict validator for group/kind/version from shared/upstream, or None if no CRD there."""
+    key = (group, kind, version)
+    if key not in _VALIDATORS:
+        crds = load_upstream_crds()
+        if key not in crds:
+            return None
+        _VALIDATORS[key] = make_validator(object_jsonschema(crds[key]))
+    return _VALIDATORS[key]
+
+
+def crd_kinds(group: str, kind: str) -> list[str]:
+    """Versions of group/kind that shared/upstream serves (empty if the CRD is not there)."""
+    return sorted(v for (g, k, v) in load_upstream_crds() if g == group and k == kind)
+
+
+def split_api_version(api_version: str) -> tuple[str, str]:
+    """'apps/v1' -> ('apps', 'v1'); 'v1' -> ('', 'v1')."""
+    group, _, version = api_version.rpartition("/")
+    return group, version
+
+
+def errors(validator: jsonschema.protocols.Validator, obj: Any) -> list[str]:
+    """Readable, sorted validation errors (empty when valid)."""
+    return sorted(
+        f"{'/'.join(str(p) for p in e.absolute_path) or '<root>'}: {e.message[:300]}"
+        for e in validator.iter_errors(obj)
+    )
