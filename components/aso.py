@@ -35,6 +35,9 @@ class AsoArgs:
     subscription_id: pulumi.Input[str]
     # Which ASO CRDs the operator installs and reconciles, e.g. "storage.azure.com/*".
     crd_pattern: Sequence[str]
+    # Only for clusters without a public OIDC issuer (hybrid): authenticate as the service
+    # principal `client_id` with this secret instead of workload identity.
+    client_secret: Optional[pulumi.Input[str]] = None
 
     def __post_init__(self) -> None:
         patterns = list(self.crd_pattern)
@@ -49,20 +52,26 @@ class AsoArgs:
 
 
 def aso_values(args: AsoArgs) -> dict[str, Any]:
-    return {
-        # The controller settings Secret the chart renders (aso-controller-settings) carries
-        # these IDs and USE_WORKLOAD_IDENTITY_AUTH; no client secret exists anywhere.
-        "useWorkloadIdentityAuth": True,
+    values: dict[str, Any] = {
+        # The chart renders these IDs (and USE_WORKLOAD_IDENTITY_AUTH) into its controller
+        # settings Secret, aso-controller-settings; with workload identity no client secret
+        # exists anywhere.
+        "useWorkloadIdentityAuth": args.client_secret is None,
         "azureClientID": args.client_id,
         "azureTenantID": args.tenant_id,
         "azureSubscriptionID": args.subscription_id,
         "crdPattern": ";".join(args.crd_pattern),
         "serviceAccount": {"create": True, "name": SERVICE_ACCOUNT.name},
     }
+    if args.client_secret is not None:
+        # Secret in Pulumi state and in the release's values, whatever the caller passed.
+        values["azureClientSecret"] = pulumi.Output.secret(args.client_secret)
+    return values
 
 
 class AzureServiceOperator(pulumi.ComponentResource):
-    """ASO in `azureserviceoperator-system`.
+    """ASO in `azureserviceoperator-system`; exposes no secret (a client secret, if given,
+    stays inside the release's values).
 
     Every ASO webhook and its metrics endpoint are served with cert-manager certificates,
     so the caller passes the CertManager component in `opts.depends_on`. A component's
@@ -95,26 +104,31 @@ def caller_depends_on(opts: Optional[pulumi.ResourceOptions]) -> list[pulumi.Res
     raise TypeError("opts.depends_on: allowed: a Resource or a list of Resources (not an Output)")
 
 
-# What ASO's identity may do in each resource group it manages: create the app's Azure
-# resources (Contributor), and grant the app's own identity data-plane roles on them.
+# What a controller's identity may do in each resource group it manages: create the app's
+# Azure resources (Contributor), and grant the app's own identity data-plane roles on them.
 RBAC_ADMIN_ROLE = "Role Based Access Control Administrator"
 
 
-def aso_role_grants(
+def app_scope_role_grants(
     scopes: Mapping[str, pulumi.Input[str]],
     assignable_roles: Sequence[str] = ("Storage Blob Data Contributor",),
 ) -> list[RoleGrant]:
     """Per scope key: Contributor, and RBAC Administrator limited to assigning `assignable_roles`.
 
-    The limit is Azure's "Constrain roles" ABAC condition on the RBAC Administrator
-    assignment, so ASO's RoleAssignment kind can hand out only those roles (never Owner,
-    User Access Administrator or RBAC Administrator itself) and delete only those.
+    For any controller that creates the app's Azure resources (ASO, Crossplane). The limit
+    is Azure's "Constrain roles" ABAC condition on the RBAC Administrator assignment, so the
+    controller's RoleAssignment kind can hand out only those roles (never Owner, User Access
+    Administrator or RBAC Administrator itself) and delete only those.
     """
     if not scopes:
-        raise ValueError("aso_role_grants: allowed: at least one scope")
+        raise ValueError("app_scope_role_grants: allowed: at least one scope")
     condition = constrain_roles_condition(assignable_roles)
     grants: list[RoleGrant] = []
     for key, scope in scopes.items():
         grants.append(RoleGrant(key=f"{key}-contributor", role="Contributor", scope=scope))
         grants.append(RoleGrant(key=f"{key}-rbac-admin", role=RBAC_ADMIN_ROLE, scope=scope, condition=condition))
     return grants
+
+
+# The name the ASO interface was specified with; the same grants.
+aso_role_grants = app_scope_role_grants

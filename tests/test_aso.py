@@ -261,3 +261,48 @@ def test_open_slots_and_declared_free_form_paths(chart: Path):
     assert unknown_value_paths({"podAnnotations": {"a.b/c": "d"}}, chart) == []
     assert unknown_value_paths({"networkPolicies": {"extra": 1}}, chart) == ["networkPolicies.extra"]
     assert unknown_value_paths({"networkPolicies": {"extra": 1}}, chart, free_form=["networkPolicies"]) == []
+
+
+# --- service-principal auth (hybrid clusters without a public OIDC issuer) ---
+
+
+def service_principal_program() -> None:
+    provider = k8s.Provider("k", kubeconfig=KUBECONFIG)
+    AzureServiceOperator(
+        "aso",
+        AsoArgs(
+            client_id="11111111-1111-1111-1111-111111111111",
+            tenant_id=TENANT_ID,
+            subscription_id=SUBSCRIPTION_ID,
+            crd_pattern=["resources.azure.com/*"],
+            # A plain string from the caller is still stored as a secret.
+            client_secret="not-a-real-secret",
+        ),
+        pulumi.ResourceOptions(providers={"kubernetes": provider}),
+    )
+
+
+@pytest.mark.parametrize("preview", [False, True], ids=["update", "preview"])
+def test_service_principal_secret_stays_secret(preview: bool):
+    from offline.evaluate import Secret
+
+    release = aso_release(evaluate(service_principal_program, preview=preview))
+    values = release.plain("values")
+    assert values["useWorkloadIdentityAuth"] is False
+    assert values["azureClientID"] == "11111111-1111-1111-1111-111111111111"
+    raw = release.inputs["values"]
+    assert isinstance(raw, Secret) or isinstance(raw["azureClientSecret"], Secret)
+    assert values["azureClientSecret"] == "not-a-real-secret"
+
+
+def test_workload_identity_values_carry_no_secret():
+    from offline.evaluate import Secret
+
+    release = aso_release(evaluate(platform))
+    assert not isinstance(release.inputs["values"], Secret)
+    assert "azureClientSecret" not in release.plain("values")
+
+
+def test_service_principal_values_conform_to_upstream_values(chart: Path):
+    values = aso_release(evaluate(service_principal_program)).plain("values")
+    assert unknown_value_paths(values, chart) == []
