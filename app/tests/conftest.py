@@ -83,7 +83,7 @@ def env(postgres, azurite, db_proxy, blob_proxy):
             "AZURE_STORAGE_CONTAINER": container,
             "MAX_UPLOAD_BYTES": str(TEST_MAX_UPLOAD_BYTES),
             # Short, so an outage turns into a 503 quickly.
-            "DB_POOL_TIMEOUT": "1",
+            "DB_POOL_TIMEOUT": "0.5",
         },
         schema=schema,
         container=container,

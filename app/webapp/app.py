@@ -19,7 +19,7 @@ from .storage import BlobNotFound, BlobStore, StorageUnavailable
 
 log = logging.getLogger(__name__)
 
-READY_TIMEOUT = 2.0  # per dependency; well under a kubelet probe's default 1-s period x threshold
+READY_TIMEOUT = 2.0  # upper bound per dependency, so a probe answers before its own timeout
 REAP_INTERVAL = 300.0
 PAGE_LIMIT = 100
 API_MAX_LIMIT = 1000

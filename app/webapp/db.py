@@ -41,7 +41,7 @@ _FILE_COLUMNS = "id, name, size, content_type, blob_key, uploaded_at"
 
 
 class Database:
-    """A psycopg pool plus the handful of statements the app needs.
+    """A bounded connection pool plus the handful of statements the app needs.
 
     ``password_provider``, when given, is called for every new connection (the Entra token
     in Azure), so connections opened after a token refresh use the new token.
@@ -56,19 +56,19 @@ class Database:
         max_size: int = 10,
         connect_timeout: int = 5,
     ):
+        self._pool_timeout = pool_timeout
         self._conninfo = make_conninfo(conninfo, connect_timeout=connect_timeout, application_name="webapp")
         self._password_provider = password_provider
-        self.pool = psycopg_pool.ConnectionPool(
+        # A pool that keeps no idle connections: each request opens its own, at most
+        # max_size at a time per process. An outage then fails a request at once with the
+        # server's own error, and the first request after the outage succeeds, where an
+        # idle-keeping pool hands out dead connections and reconnects on a back-off timer.
+        # Each new connection also asks password_provider again (the Entra token).
+        self.pool = psycopg_pool.NullConnectionPool(
             self._conninfo,
             kwargs=password_provider,
-            min_size=1,
             max_size=max_size,
             timeout=pool_timeout,
-            # Test each connection as it is handed out: after a server restart or a network
-            # cut every idle connection is dead, and without the check the first request to
-            # use each of them would fail.
-            check=psycopg_pool.ConnectionPool.check_connection,
-            # Don't block start-up on the first connection: migrate() reports the failure.
             open=False,
             name="webapp",
         )
@@ -123,7 +123,7 @@ class Database:
                 raise DatabaseUnavailable(str(exc).strip()) from exc
 
     def ping(self, timeout: float) -> None:
-        with self.connection(timeout=timeout) as conn:
+        with self.connection(timeout=min(timeout, self._pool_timeout)) as conn:
             conn.execute("SELECT 1")
 
     # --- files -----------------------------------------------------------------------------
