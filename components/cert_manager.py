@@ -12,6 +12,18 @@ from components.helm import install_chart
 from components.versions import CERT_MANAGER
 
 
+# What AKS's admissions enforcer adds to every webhook's namespaceSelector that lacks it
+# (Azure/AKS#1771; AKS FAQ "Can admission controller webhooks impact kube-system and internal
+# AKS namespaces?"). Declaring them up front keeps `helm upgrade` from reverting the
+# enforcer's patch on each upgrade and the enforcer from re-adding it.
+AKS_WEBHOOK_EXCLUSIONS: tuple[dict[str, Any], ...] = (
+    {"key": "control-plane", "operator": "NotIn", "values": ["true"]},
+    {"key": "kubernetes.azure.com/managedby", "operator": "NotIn", "values": ["aks"]},
+)
+# The chart's own default for its validating webhooks (values.yaml), kept when extending it.
+_DISABLE_VALIDATION = {"key": "cert-manager.io/disable-validation", "operator": "NotIn", "values": ["true"]}
+
+
 @dataclass
 class CertManagerArgs:
     """Nothing to choose yet: the chart pin and the values below are the platform's decision."""
@@ -28,6 +40,14 @@ def cert_manager_values() -> dict[str, Any]:
             # system components; with the leases (and the Role/RoleBinding the chart creates for
             # them) in cert-manager's namespace, cert-manager needs no RBAC in kube-system at all.
             "leaderElection": {"namespace": CERT_MANAGER.namespace},
+        },
+        "webhook": {
+            "validatingWebhookConfiguration": {
+                "namespaceSelector": {"matchExpressions": [_DISABLE_VALIDATION, *AKS_WEBHOOK_EXCLUSIONS]},
+            },
+            "mutatingWebhookConfiguration": {
+                "namespaceSelector": {"matchExpressions": list(AKS_WEBHOOK_EXCLUSIONS)},
+            },
         },
     }
 

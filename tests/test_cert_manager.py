@@ -55,10 +55,28 @@ def test_release_is_the_pinned_chart_in_its_own_namespace(ev: Evaluation):
 
 def test_values_install_and_keep_crds_and_keep_leases_out_of_kube_system(ev: Evaluation):
     values = ev.one(RELEASE).plain("values")
-    assert values == {
-        "crds": {"enabled": True, "keep": True},
-        "global": {"leaderElection": {"namespace": "cert-manager"}},
-    }
+    assert values["crds"] == {"enabled": True, "keep": True}
+    assert values["global"] == {"leaderElection": {"namespace": "cert-manager"}}
+    assert set(values) == {"crds", "global", "webhook"}
+
+
+AKS_EXPRESSIONS = [
+    {"key": "control-plane", "operator": "NotIn", "values": ["true"]},
+    {"key": "kubernetes.azure.com/managedby", "operator": "NotIn", "values": ["aks"]},
+]
+
+
+def test_webhook_selectors_already_carry_what_the_aks_admissions_enforcer_adds(ev: Evaluation):
+    webhook = ev.one(RELEASE).plain("values.webhook")
+    validating = webhook["validatingWebhookConfiguration"]["namespaceSelector"]["matchExpressions"]
+    mutating = webhook["mutatingWebhookConfiguration"]["namespaceSelector"]["matchExpressions"]
+    # The chart's own opt-out label is kept; the AKS exclusions are added to both.
+    assert validating == [
+        {"key": "cert-manager.io/disable-validation", "operator": "NotIn", "values": ["true"]},
+        *AKS_EXPRESSIONS,
+    ]
+    assert mutating == AKS_EXPRESSIONS
+    assert set(webhook) == {"validatingWebhookConfiguration", "mutatingWebhookConfiguration"}
 
 
 def test_nothing_secret_is_registered(ev: Evaluation):
@@ -95,6 +113,15 @@ def test_component_attributes():
 @pytest.fixture
 def chart(upstream: Path) -> Path:
     return upstream / "cert-manager"
+
+
+def test_chart_default_validating_selector_is_the_one_kept(chart: Path):
+    import yaml
+
+    upstream_values = yaml.safe_load((chart / "values.yaml").read_text())
+    default = upstream_values["webhook"]["validatingWebhookConfiguration"]["namespaceSelector"]["matchExpressions"]
+    ours = run(preview=False).one(RELEASE).plain("values.webhook.validatingWebhookConfiguration.namespaceSelector")
+    assert ours["matchExpressions"][: len(default)] == default
 
 
 def test_upstream_data_is_the_pinned_version(chart: Path):
