@@ -24,6 +24,7 @@ import pulumi
 import pulumi_kubernetes as k8s
 import yaml
 
+from components.aso import caller_depends_on
 from components.gitops_bridge import (
     ANN_PATH,
     ANN_REPO_URL,
@@ -263,7 +264,10 @@ class ArgoCd(pulumi.ComponentResource):
 
     def __init__(self, name: str, args: ArgoCdArgs, opts: Optional[pulumi.ResourceOptions] = None):
         super().__init__("aks-platform:argocd:ArgoCd", name, None, opts)
-        namespace, self.release = install_chart(name, ARGO_CD, values=argocd_values(), parent=self)
+        # A component's depends_on does not reach its children: the release waits as asked.
+        namespace, self.release = install_chart(
+            name, ARGO_CD, values=argocd_values(), parent=self, depends_on=caller_depends_on(opts)
+        )
         self.namespace = namespace.metadata.name
 
         self.cluster_secret = k8s.core.v1.Secret(

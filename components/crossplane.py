@@ -30,12 +30,14 @@ removed its managed resources.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import Any, Optional
 
 import pulumi
 import pulumi_kubernetes as k8s
 
+from components.aso import caller_depends_on
 from components.gitops_bridge import CROSSPLANE_PROVIDER_CONFIG
 from components.helm import install_chart
 from components.identity import ServiceAccountRef
@@ -56,6 +58,11 @@ RUNTIME_CONTAINER = "package-runtime"
 
 WORKLOAD_IDENTITY_USE_LABEL = "azure.workload.identity/use"
 WORKLOAD_IDENTITY_CLIENT_ID_ANNOTATION = "azure.workload.identity/client-id"
+
+# Service principal mode only (clusters without a public OIDC issuer): the Secret holding
+# the provider's credentials JSON, and its key.
+CREDENTIALS_SECRET = "azure-service-principal"
+CREDENTIALS_KEY = "credentials"
 
 # Installed: the package's CRDs exist; Healthy: its controller Deployment is available.
 PROVIDER_WAIT_FOR = '["condition=Installed","condition=Healthy"]'
@@ -97,10 +104,21 @@ class CrossplaneArgs:
     client_id: pulumi.Input[str]
     tenant_id: pulumi.Input[str]
     subscription_id: pulumi.Input[str]
+    # Only for clusters without a public OIDC issuer (hybrid): authenticate as the service
+    # principal `client_id` with this secret instead of workload identity.
+    client_secret: Optional[pulumi.Input[str]] = None
+
+    @property
+    def workload_identity(self) -> bool:
+        return self.client_secret is None
 
 
 class Crossplane(pulumi.ComponentResource):
-    """Crossplane, the provider-upjet-azure packages, and a workload-identity ClusterProviderConfig.
+    """Crossplane, the provider-upjet-azure packages, and the ClusterProviderConfig they use.
+
+    Credentials: workload identity (the providers' pods run as SERVICE_ACCOUNT, federated to
+    `client_id`), or, given `client_secret`, a service principal whose JSON credentials sit
+    in a Secret in crossplane-system (nothing of it in outputs).
 
     Every provider gets a DeploymentRuntimeConfig of its own (reusing one across providers
     keeps their revisions reconciling endlessly, crossplane/crossplane#5961); all of them
@@ -124,10 +142,15 @@ class Crossplane(pulumi.ComponentResource):
     runtime_configs: dict[str, k8s.apiextensions.CustomResource]
     providers: list[k8s.apiextensions.CustomResource]
     provider_config: k8s.apiextensions.CustomResource
+    # Service principal mode only: the credentials Secret the ClusterProviderConfig reads.
+    credentials_secret: Optional[k8s.core.v1.Secret]
 
     def __init__(self, name: str, args: CrossplaneArgs, opts: Optional[pulumi.ResourceOptions] = None):
         super().__init__("aks-platform:crossplane:Crossplane", name, None, opts)
-        namespace, self.release = install_chart(name, CROSSPLANE, values=crossplane_values(), parent=self)
+        # A component's depends_on does not reach its children: the release waits as asked.
+        namespace, self.release = install_chart(
+            name, CROSSPLANE, values=crossplane_values(), parent=self, depends_on=caller_depends_on(opts)
+        )
         self.namespace = namespace.metadata.name
 
         self.service_account = k8s.core.v1.ServiceAccount(
@@ -136,7 +159,7 @@ class Crossplane(pulumi.ComponentResource):
                 name=SERVICE_ACCOUNT.name,
                 namespace=self.namespace,
                 # Read by the AKS workload identity webhook, which injects AZURE_CLIENT_ID.
-                annotations={WORKLOAD_IDENTITY_CLIENT_ID_ANNOTATION: args.client_id},
+                annotations={WORKLOAD_IDENTITY_CLIENT_ID_ANNOTATION: args.client_id} if args.workload_identity else None,
             ),
             opts=pulumi.ResourceOptions(parent=self),
         )
@@ -150,7 +173,7 @@ class Crossplane(pulumi.ComponentResource):
                 api_version="pkg.crossplane.io/v1beta1",
                 kind="DeploymentRuntimeConfig",
                 metadata=k8s.meta.v1.ObjectMetaArgs(name=package),
-                spec=_runtime_config_spec(),
+                spec=_runtime_config_spec(args.workload_identity),
                 opts=pulumi.ResourceOptions(parent=self, depends_on=[self.release]),
             )
             self.runtime_configs[package] = runtime_config
@@ -183,6 +206,34 @@ class Crossplane(pulumi.ComponentResource):
                 family = provider
             self.providers.append(provider)
 
+        self.credentials_secret = None
+        if args.workload_identity:
+            # The webhook mounts the federated token at the provider's default
+            # oidcTokenFilePath (/var/run/secrets/azure/tokens/azure-identity-token); the
+            # provider exchanges it for an Entra token of this client ID.
+            credentials: dict[str, Any] = {"source": "OIDCTokenFile"}
+        else:
+            self.credentials_secret = k8s.core.v1.Secret(
+                f"{name}-credentials",
+                metadata=k8s.meta.v1.ObjectMetaArgs(name=CREDENTIALS_SECRET, namespace=self.namespace),
+                # The service principal JSON the provider reads (clientId, clientSecret, ...).
+                string_data={
+                    CREDENTIALS_KEY: pulumi.Output.secret(
+                        pulumi.Output.all(args.client_id, args.client_secret, args.tenant_id, args.subscription_id).apply(
+                            lambda v: json.dumps(
+                                {"clientId": v[0], "clientSecret": v[1], "tenantId": v[2], "subscriptionId": v[3]},
+                                sort_keys=True,
+                            )
+                        )
+                    )
+                },
+                type="Opaque",
+                opts=pulumi.ResourceOptions(parent=self),
+            )
+            credentials = {
+                "source": "Secret",
+                "secretRef": {"namespace": CROSSPLANE.namespace, "name": CREDENTIALS_SECRET, "key": CREDENTIALS_KEY},
+            }
         self.provider_config = k8s.apiextensions.CustomResource(
             f"{name}-cluster-provider-config",
             api_version="azure.m.upbound.io/v1beta1",
@@ -190,14 +241,15 @@ class Crossplane(pulumi.ComponentResource):
             # Cluster-scoped: no namespace.
             metadata=k8s.meta.v1.ObjectMetaArgs(name=CROSSPLANE_PROVIDER_CONFIG),
             spec={
-                # The provider exchanges the projected service account token (the webhook
-                # sets AZURE_FEDERATED_TOKEN_FILE) for an Entra token of this client ID.
-                "credentials": {"source": "OIDCTokenFile"},
+                "credentials": credentials,
                 "clientID": args.client_id,
                 "tenantID": args.tenant_id,
                 "subscriptionID": args.subscription_id,
             },
-            opts=pulumi.ResourceOptions(parent=self, depends_on=list(self.providers)),
+            opts=pulumi.ResourceOptions(
+                parent=self,
+                depends_on=[*self.providers, *([self.credentials_secret] if self.credentials_secret else [])],
+            ),
         )
 
         self.register_outputs(
@@ -210,21 +262,23 @@ class Crossplane(pulumi.ComponentResource):
         )
 
 
-def _runtime_config_spec() -> dict[str, Any]:
+def _runtime_config_spec(workload_identity: bool) -> dict[str, Any]:
+    template: dict[str, Any] = {
+        "spec": {
+            "serviceAccountName": SERVICE_ACCOUNT.name,
+            # Required by the CRD; Crossplane fills in the image and the rest.
+            "containers": [{"name": RUNTIME_CONTAINER}],
+        },
+    }
+    if workload_identity:
+        # The AKS webhook mutates only pods that carry this label.
+        template["metadata"] = {"labels": {WORKLOAD_IDENTITY_USE_LABEL: "true"}}
     return {
         "deploymentTemplate": {
             "spec": {
                 # Required by the CRD; Crossplane replaces it with its own labels.
                 "selector": {},
-                "template": {
-                    # The AKS webhook mutates only pods that carry this label.
-                    "metadata": {"labels": {WORKLOAD_IDENTITY_USE_LABEL: "true"}},
-                    "spec": {
-                        "serviceAccountName": SERVICE_ACCOUNT.name,
-                        # Required by the CRD; Crossplane fills in the image and the rest.
-                        "containers": [{"name": RUNTIME_CONTAINER}],
-                    },
-                },
+                "template": template,
             },
         },
     }

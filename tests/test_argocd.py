@@ -427,3 +427,14 @@ def test_custom_resources_conform_to_upstream_crds(upstream):
         assert errors(validator, obj) == []
         bad = {**obj, "spec": {**obj["spec"], "sourceRepo": [REPO]}}  # misspelt field
         assert errors(validator, bad)
+
+
+def test_callers_depends_on_reaches_the_release():
+    def run():
+        provider = k8s.Provider("k", kubeconfig="apiVersion: v1\nkind: Config\n")
+        before = k8s.core.v1.Namespace("before", opts=pulumi.ResourceOptions(provider=provider))
+        ArgoCd("argocd", args(), opts=pulumi.ResourceOptions(providers={"kubernetes": provider}, depends_on=[before]))
+        return {}
+
+    ev = evaluate(run)
+    assert ev.named("before").urn in ev.one(RELEASE).dependencies

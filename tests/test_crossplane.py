@@ -301,3 +301,83 @@ def test_custom_resources_conform_to_upstream_crds(upstream):
         bad = manifest(regs[0])
         bad["spec"] = {**bad["spec"], "unknownField": True}
         assert errors(validator, bad)
+
+
+# Service principal mode (hybrid clusters without a public OIDC issuer).
+
+
+def sp_program(preview_secret="s3cr3t-value"):
+    def run():
+        provider = k8s.Provider("k", kubeconfig="apiVersion: v1\nkind: Config\n")
+        Crossplane(
+            "crossplane",
+            CrossplaneArgs(client_id=CLIENT_ID, tenant_id=TEN, subscription_id=SUB, client_secret=preview_secret),
+            opts=pulumi.ResourceOptions(providers={"kubernetes": provider}),
+        )
+        return {}
+
+    return run
+
+
+@pytest.mark.parametrize("preview", [False, True])
+def test_service_principal_credentials_live_in_a_secret(preview):
+    from offline.evaluate import Secret
+
+    ev = evaluate(sp_program(), preview=preview)
+    cpc = ev.one(CLUSTER_PROVIDER_CONFIG)
+    secret = ev.one("kubernetes:core/v1:Secret")
+    assert secret.plain("metadata") == {"name": "azure-service-principal", "namespace": "crossplane-system"}
+    assert cpc.plain("spec.credentials") == {
+        "source": "Secret",
+        "secretRef": {"namespace": "crossplane-system", "name": "azure-service-principal", "key": "credentials"},
+    }
+    assert cpc.plain("spec.clientID") == CLIENT_ID
+    assert secret.urn in cpc.dependencies
+    # The client secret is only ever a secret value, and nowhere else.
+    assert isinstance(secret.input("stringData"), Secret) or isinstance(secret.input("stringData.credentials"), Secret)
+    assert json.loads(secret.plain("stringData.credentials")) == {
+        "clientId": CLIENT_ID,
+        "clientSecret": "s3cr3t-value",
+        "tenantId": TEN,
+        "subscriptionId": SUB,
+    }
+    for reg in ev.resources:
+        if reg is not secret:
+            assert "s3cr3t-value" not in json.dumps(reg.plain(), default=str), reg.name
+    # No workload identity wiring then.
+    assert "annotations" not in ev.one(SERVICE_ACCOUNT_TYPE).plain("metadata")
+    for config in ev.by_type(RUNTIME_CONFIG):
+        template = config.plain("spec.deploymentTemplate.spec.template")
+        assert "metadata" not in template
+        assert template["spec"]["serviceAccountName"] == SERVICE_ACCOUNT.name
+
+
+def test_workload_identity_mode_creates_no_credentials_secret():
+    ev = evaluate(program())
+    assert ev.by_type("kubernetes:core/v1:Secret") == []
+
+
+def test_service_principal_objects_conform_to_upstream_crds(upstream):
+    from tests.gitops_support.crds import crd_validator, errors
+
+    ev = evaluate(sp_program())
+    validator = crd_validator(upstream / "provider-upjet-azure/azure.m.upbound.io_clusterproviderconfigs.yaml", "v1beta1")
+    assert errors(validator, manifest(ev.one(CLUSTER_PROVIDER_CONFIG))) == []
+    validator = crd_validator(upstream / "crossplane/crds/pkg.crossplane.io_deploymentruntimeconfigs.yaml", "v1beta1")
+    for config in ev.by_type(RUNTIME_CONFIG):
+        assert errors(validator, manifest(config)) == []
+
+
+def test_callers_depends_on_reaches_the_release():
+    def run():
+        provider = k8s.Provider("k", kubeconfig="apiVersion: v1\nkind: Config\n")
+        before = k8s.core.v1.Namespace("before", opts=pulumi.ResourceOptions(provider=provider))
+        Crossplane(
+            "crossplane",
+            CrossplaneArgs(client_id=CLIENT_ID, tenant_id=TEN, subscription_id=SUB),
+            opts=pulumi.ResourceOptions(providers={"kubernetes": provider}, depends_on=[before]),
+        )
+        return {}
+
+    ev = evaluate(run)
+    assert ev.named("before").urn in ev.one(RELEASE).dependencies
