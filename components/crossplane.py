@@ -208,9 +208,9 @@ class Crossplane(pulumi.ComponentResource):
 
         self.credentials_secret = None
         if args.workload_identity:
-            # The webhook mounts the federated token at the provider's default
-            # oidcTokenFilePath (/var/run/secrets/azure/tokens/azure-identity-token); the
-            # provider exchanges it for an Entra token of this client ID.
+            # The webhook mounts the federated token at /var/run/secrets/azure/tokens/
+            # azure-identity-token (AZURE_FEDERATED_TOKEN_FILE), the provider's default
+            # oidcTokenFilePath; the provider exchanges it for an Entra token of this client ID.
             credentials: dict[str, Any] = {"source": "OIDCTokenFile"}
         else:
             self.credentials_secret = k8s.core.v1.Secret(
