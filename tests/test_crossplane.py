@@ -381,3 +381,38 @@ def test_callers_depends_on_reaches_the_release():
 
     ev = evaluate(run)
     assert ev.named("before").urn in ev.one(RELEASE).dependencies
+
+
+def test_every_managed_resource_the_gitops_layer_composes_is_installed_and_activated():
+    """gitops/ uses only namespaced kinds of the installed packages, through our ClusterProviderConfig."""
+    import fnmatch
+    from pathlib import Path
+
+    gitops = Path(__file__).resolve().parent.parent / "gitops"
+    activations = crossplane_values()["provider"]["defaultActivations"]
+    used: set[str] = set()
+
+    def walk(node):
+        if isinstance(node, dict):
+            api = node.get("apiVersion")
+            if isinstance(api, str) and "upbound.io/" in api:
+                group = api.split("/")[0]
+                used.add(group)
+                ref = (node.get("spec") or {}).get("providerConfigRef")
+                assert ref in (None, {"kind": "ClusterProviderConfig", "name": CROSSPLANE_PROVIDER_CONFIG}), ref
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list):
+            for value in node:
+                walk(value)
+
+    for path in sorted(gitops.rglob("*.yaml")):
+        for doc in yaml.safe_load_all(path.read_text()):
+            walk(doc)
+    assert used, "gitops/ composes no Crossplane managed resources"
+    for group in used:
+        assert group.endswith(".azure.m.upbound.io") or group == "azure.m.upbound.io", group
+        # An MRD is named <plural>.<group>; some activation pattern must match it.
+        assert any(fnmatch.fnmatchcase(f"things.{group}", pattern) for pattern in activations), group
+        package = "provider-family-azure" if group == "azure.m.upbound.io" else f"provider-azure-{group.split('.')[0]}"
+        assert package in CROSSPLANE_PROVIDERS, group
