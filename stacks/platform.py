@@ -1,40 +1,184 @@
-"""What every kind of environment shares: app resource groups, identities and add-ons.
+"""What every kind of environment shares: app resource groups, identities, add-ons, tenants.
 
 The native (AKS) and hybrid compositions each produce a :class:`PlatformTarget` (a
 Kubernetes provider plus the facts about the cluster) and hand it to `build_platform`.
+Add-ons depend on each other only where they must: ASO waits for cert-manager; KRO,
+Crossplane, cert-manager and Argo CD install in parallel.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Optional
 
 import pulumi
 import pulumi_kubernetes as k8s
 from pulumi_azure_native import resources
 
+from components import aso as aso_module
+from components import gitops_bridge as bridge
+from components.argocd import ArgoCd, ArgoCdArgs
+from components import crossplane as crossplane_module
+from components.aso import AsoArgs, AzureServiceOperator, app_scope_role_grants
+from components.cert_manager import CertManager, CertManagerArgs
+from components.crossplane import Crossplane, CrossplaneArgs
+from components.identity import WorkloadIdentity, WorkloadIdentityArgs
+from components.kro import Kro, KroArgs
 from stacks.config import StackConfig
+
+
+@dataclass
+class ServicePrincipalAuth:
+    """Hybrid without a public OIDC issuer: the controllers use a service principal."""
+
+    client_id: str
+    client_secret: pulumi.Output[str]
 
 
 @dataclass
 class PlatformTarget:
     provider: k8s.Provider
-    oidc_issuer_url: pulumi.Input[str]
+    # None when the cluster has no public OIDC issuer (then `service_principal` is set).
+    oidc_issuer_url: Optional[pulumi.Input[str]]
     tenant_id: pulumi.Input[str]
     subscription_id: pulumi.Input[str]
     platform_resource_group: pulumi.Input[str]
     cluster_name: pulumi.Input[str]
+    service_principal: Optional[ServicePrincipalAuth] = None
 
 
 def build_platform(cfg: StackConfig, target: PlatformTarget) -> dict[str, Any]:
+    addons = cfg.addons
+    protect = pulumi.ResourceOptions(protect=cfg.protect)
+
+    def on_cluster(*after: Optional[pulumi.Resource]) -> pulumi.ResourceOptions:
+        return pulumi.ResourceOptions(
+            providers={"kubernetes": target.provider}, depends_on=[a for a in after if a is not None]
+        )
+
     app_groups = {
         name: resources.ResourceGroup(
             f"app-rg-{name}",
             resource_group_name=name,
             location=cfg.location,
             tags=cfg.tag_map,
-            opts=pulumi.ResourceOptions(protect=cfg.protect),
+            opts=protect,
         )
         for name in cfg.app_resource_groups
     }
-    return {"appResourceGroups": [g.name for g in app_groups.values()]}
+    # Where ASO and Crossplane may create the app's resources: the app resource groups, or
+    # the whole subscription only when the stack says so explicitly.
+    scopes: dict[str, pulumi.Input[str]] = {name: group.id for name, group in app_groups.items()}
+    if addons.aso.subscription_scope:
+        scopes["subscription"] = pulumi.Output.concat("/subscriptions/", target.subscription_id)
+
+    def controller_identity(key: str, service_account) -> Optional[WorkloadIdentity]:
+        if target.oidc_issuer_url is None:
+            return None
+        return WorkloadIdentity(
+            f"{key}-identity",
+            WorkloadIdentityArgs(
+                identity_name=f"id-{cfg.environment}-{key}",
+                resource_group_name=target.platform_resource_group,
+                location=cfg.location,
+                oidc_issuer_url=target.oidc_issuer_url,
+                service_accounts=[service_account],
+                role_grants=app_scope_role_grants(scopes) if scopes else [],
+                tags=cfg.tag_map,
+            ),
+            opts=protect,
+        )
+
+    def client_id_of(identity: Optional[WorkloadIdentity]) -> pulumi.Input[str]:
+        return identity.client_id if identity else target.service_principal.client_id  # type: ignore[union-attr]
+
+    outputs: dict[str, Any] = {"appResourceGroups": [g.name for g in app_groups.values()]}
+    installed: dict[str, pulumi.Resource] = {}
+
+    cert_manager = None
+    if addons.cert_manager:
+        cert_manager = CertManager("cert-manager", CertManagerArgs(), opts=on_cluster())
+        installed["cert_manager"] = cert_manager
+
+    if addons.aso.enabled:
+        identity = controller_identity("aso", aso_module.SERVICE_ACCOUNT)
+        installed["aso"] = AzureServiceOperator(
+            "aso",
+            AsoArgs(
+                client_id=client_id_of(identity),
+                tenant_id=target.tenant_id,
+                subscription_id=target.subscription_id,
+                crd_pattern=addons.aso.crd_pattern,
+                client_secret=target.service_principal.client_secret if target.service_principal else None,
+            ),
+            # ASO's webhooks are served with cert-manager certificates.
+            opts=on_cluster(cert_manager),
+        )
+        outputs["asoClientId"] = client_id_of(identity)
+
+    if addons.kro:
+        installed["kro"] = Kro(
+            "kro",
+            KroArgs(managed_api_groups=sorted({p.split("/")[0] for p in addons.aso.crd_pattern})),
+            opts=on_cluster(),
+        )
+
+    if addons.crossplane:
+        identity = controller_identity("crossplane", crossplane_module.SERVICE_ACCOUNT)
+        installed["crossplane"] = Crossplane(
+            "crossplane",
+            CrossplaneArgs(
+                client_id=client_id_of(identity),
+                tenant_id=target.tenant_id,
+                subscription_id=target.subscription_id,
+            ),
+            opts=on_cluster(),
+        )
+        outputs["crossplaneClientId"] = client_id_of(identity)
+
+    if addons.argocd.enabled:
+        installed["argocd"] = ArgoCd(
+            "argocd",
+            ArgoCdArgs(
+                repo_url=addons.argocd.repo_url or "",
+                revision=addons.argocd.revision,
+                path=addons.argocd.path,
+                cluster_labels=cluster_labels(cfg, target),
+                cluster_annotations=cluster_annotations(cfg, target, outputs),
+            ),
+            opts=on_cluster(),
+        )
+
+    return outputs
+
+
+def cluster_labels(cfg: StackConfig, target: PlatformTarget) -> dict[str, pulumi.Input[str]]:
+    """Selectors for the ApplicationSets: which add-ons are on, and which environment."""
+    labels: dict[str, pulumi.Input[str]] = {
+        bridge.ADDON_LABELS[key]: "true" if on else "false" for key, on in cfg.addons.enabled().items()
+    }
+    labels[bridge.LABEL_ENVIRONMENT] = cfg.environment
+    labels[bridge.LABEL_CLUSTER_NAME] = target.cluster_name
+    return labels
+
+
+def cluster_annotations(cfg: StackConfig, target: PlatformTarget, outputs: dict[str, Any]) -> dict[str, pulumi.Input[str]]:
+    """The platform's facts for Git to template, so no ID is ever written into the repository."""
+    annotations: dict[str, pulumi.Input[str]] = {
+        bridge.ANN_TENANT_ID: target.tenant_id,
+        bridge.ANN_SUBSCRIPTION_ID: target.subscription_id,
+        bridge.ANN_LOCATION: cfg.location,
+    }
+    if target.oidc_issuer_url is not None:
+        annotations[bridge.ANN_OIDC_ISSUER_URL] = target.oidc_issuer_url
+    if "asoClientId" in outputs:
+        annotations[bridge.ANN_ASO_CLIENT_ID] = outputs["asoClientId"]
+    if "crossplaneClientId" in outputs:
+        annotations[bridge.ANN_CROSSPLANE_CLIENT_ID] = outputs["crossplaneClientId"]
+        annotations[bridge.ANN_CROSSPLANE_PROVIDER_CONFIG] = bridge.CROSSPLANE_PROVIDER_CONFIG
+    if cfg.app_resource_groups:
+        annotations[bridge.ANN_APP_RESOURCE_GROUP] = cfg.app_resource_groups[0]
+        annotations[bridge.ANN_APP_RESOURCE_GROUPS] = ",".join(cfg.app_resource_groups)
+    if cfg.addons.argocd.app_image:
+        annotations[bridge.ANN_APP_IMAGE] = cfg.addons.argocd.app_image
+    return annotations
