@@ -1,0 +1,824 @@
+"""gitops/: every manifest validates against the pinned upstream CRDs, and one sync converges.
+
+What is checked, offline and in seconds:
+* each YAML document under gitops/ parses and validates strictly (unknown fields rejected)
+  against the CRD in ../shared/upstream for its group/kind/version; kinds with no CRD
+  there (core Kubernetes, ASO kinds not pinned, namespaced Crossplane MRs) get structural
+  checks;
+* the ApplicationSets render, for a cluster Secret built from components.gitops_bridge,
+  into Applications that validate, point at existing paths and projects, and inject every
+  Azure fact from the Secret (nothing is a literal in Git);
+* kro: each resource template validates against its CRD, each ${...} reads a declared
+  field; Crossplane: the Composition's patches read and write declared XR fields and
+  render valid names; both variants expose the same spec;
+* the AppProjects allow exactly the kinds and namespaces the Applications deploy;
+* secure defaults (no secrets, Entra-only PostgreSQL, TLS, storage lockdown, 0.0.0.0 only
+  in dev).
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from components.gitops_bridge import (
+    ADDON_LABELS,
+    ANN_APP_IMAGE,
+    ANN_APP_RESOURCE_GROUP,
+    ANN_APP_RESOURCE_GROUPS,
+    ANN_ASO_CLIENT_ID,
+    ANN_CROSSPLANE_CLIENT_ID,
+    ANN_CROSSPLANE_PROVIDER_CONFIG,
+    ANN_LOCATION,
+    ANN_OIDC_ISSUER_URL,
+    ANN_PATH,
+    ANN_REPO_URL,
+    ANN_REVISION,
+    ANN_SUBSCRIPTION_ID,
+    ANN_TENANT_ID,
+    CLUSTER_ANNOTATIONS,
+    CLUSTER_LABELS,
+    CLUSTER_SECRET_NAME,
+    CROSSPLANE_PROVIDER_CONFIG,
+    IN_CLUSTER_SERVER,
+    LABEL_CLUSTER_NAME,
+    LABEL_ENVIRONMENT,
+    PLATFORM_PROJECT,
+)
+from tests.gitops_support import argocd, kro, pt
+from tests.gitops_support.crds import (
+    REPO_ROOT,
+    errors,
+    load_upstream_crds,
+    make_validator,
+    object_jsonschema,
+    split_api_version,
+    upstream_dir,
+    validator_for,
+)
+from tests.gitops_support.simpleschema import to_openapi
+
+GITOPS = REPO_ROOT / "gitops"
+UPSTREAM = upstream_dir()
+
+# Kinds that have no CRD anywhere (built into Kubernetes): structural checks only.
+CORE_GROUPS = {"", "apps", "rbac.authorization.k8s.io"}
+# Kinds with no CRD in shared/upstream whose status kro expressions read: ASO v2.20 kinds
+# not pinned there (see gitops/README.md, "Open points") and core kinds. The fields are
+# taken from the upstream CRDs / API so the reference check has something to check against.
+UNPINNED_STATUS_FIELDS = {
+    ("authorization.azure.com", "RoleAssignment"): {"id", "conditions", "principalId", "scope"},
+    ("dbforpostgresql.azure.com", "FlexibleServersAdministrator"): {"id", "conditions", "objectId", "principalName"},
+    ("dbforpostgresql.azure.com", "FlexibleServersConfiguration"): {"id", "conditions", "value"},
+    # Core kinds have no CRD at all.
+    ("apps", "Deployment"): {"conditions", "availableReplicas", "readyReplicas", "replicas"},
+}
+KRO_GROUP = "kro.run"
+XP_GROUP = "crossplane.aks-platform.internal"
+APP_ENV = {
+    "PGHOST", "PGDATABASE", "PGUSER", "AZURE_POSTGRES_ENTRA",
+    "AZURE_STORAGE_ACCOUNT_URL", "AZURE_STORAGE_CONTAINER", "MAX_UPLOAD_BYTES",
+}
+# The Azure-name expression every kro variant resource uses (same scheme as the Composition).
+KRO_NAME = (
+    '${{"{prefix}" + "%x".format([hash.sha256(schema.spec.platform.subscriptionId + "/" + '
+    'schema.spec.platform.resourceGroup + "/" + schema.metadata.namespace + "/" + '
+    'schema.metadata.name)]).substring(0, 16)}}'
+)
+GUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
+
+# A cluster Secret as Pulumi writes it; the values are test data, not platform defaults.
+FAKE_FACTS = {
+    ANN_TENANT_ID: "11111111-2222-3333-4444-555555555555",
+    ANN_SUBSCRIPTION_ID: "66666666-7777-8888-9999-000000000000",
+    ANN_LOCATION: "westeurope",
+    ANN_OIDC_ISSUER_URL: "https://westeurope.oic.prod-aks.azure.com/11111111-2222-3333-4444-555555555555/abc/",
+    ANN_ASO_CLIENT_ID: "aaaaaaaa-0000-0000-0000-000000000001",
+    ANN_CROSSPLANE_CLIENT_ID: "aaaaaaaa-0000-0000-0000-000000000002",
+    ANN_APP_RESOURCE_GROUP: "rg-apps-test",
+    ANN_APP_RESOURCE_GROUPS: "rg-apps-test,rg-apps-other",
+    ANN_APP_IMAGE: "registry.test/aks-platform-webapp:test",
+    ANN_CROSSPLANE_PROVIDER_CONFIG: CROSSPLANE_PROVIDER_CONFIG,
+    ANN_REPO_URL: "https://git.test/fork/aks-platform.git",
+    ANN_REVISION: "main",
+    ANN_PATH: "gitops",
+}
+
+
+def cluster_secret(environment: str = "dev", **label_overrides: str) -> dict[str, Any]:
+    labels = {"argocd.argoproj.io/secret-type": "cluster", LABEL_ENVIRONMENT: environment, LABEL_CLUSTER_NAME: "aks-test"}
+    labels.update({label: "true" for label in ADDON_LABELS.values()})
+    labels.update(label_overrides)
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": CLUSTER_SECRET_NAME, "namespace": "argocd", "labels": labels, "annotations": dict(FAKE_FACTS)},
+        "stringData": {"name": CLUSTER_SECRET_NAME, "server": IN_CLUSTER_SERVER},
+    }
+
+
+# --- inventory ---------------------------------------------------------------------------
+
+def yaml_files() -> list[Path]:
+    return sorted(p for p in GITOPS.rglob("*") if p.suffix in (".yaml", ".yml"))
+
+
+def manifests() -> list[tuple[Path, dict[str, Any]]]:
+    """Every Kubernetes object in gitops/ (kustomization files excluded)."""
+    out = []
+    for path in yaml_files():
+        if path.name == "kustomization.yaml":
+            continue
+        for doc in argocd.load_docs(path):
+            out.append((path, doc))
+    return out
+
+
+def by_kind(kind: str, group: str | None = None) -> list[dict[str, Any]]:
+    return [
+        d for _, d in manifests()
+        if d["kind"] == kind and (group is None or split_api_version(d["apiVersion"])[0] == group)
+    ]
+
+
+def one(kind: str, group: str | None = None) -> dict[str, Any]:
+    found = by_kind(kind, group)
+    assert len(found) == 1, f"expected one {kind}, found {len(found)}"
+    return found[0]
+
+
+def rgd() -> dict[str, Any]:
+    return one("ResourceGraphDefinition", "kro.run")
+
+
+def xrd() -> dict[str, Any]:
+    return one("CompositeResourceDefinition", "apiextensions.crossplane.io")
+
+
+def composition() -> dict[str, Any]:
+    return one("Composition", "apiextensions.crossplane.io")
+
+
+def step_input(function: str) -> dict[str, Any]:
+    steps = [s for s in composition()["spec"]["pipeline"] if s["functionRef"]["name"] == function]
+    assert len(steps) == 1, function
+    return steps[0]["input"]
+
+
+def applications(environment: str = "dev", **labels: str) -> list[dict[str, Any]]:
+    secret = cluster_secret(environment, **labels)
+    return [app for appset in by_kind("ApplicationSet") for app in argocd.generate(appset, secret)]
+
+
+def app_named(suffix: str, environment: str = "dev") -> dict[str, Any]:
+    found = [a for a in applications(environment) if a["metadata"]["name"].endswith(suffix)]
+    assert len(found) == 1, suffix
+    return found[0]
+
+
+def app_dir(app: dict[str, Any]) -> Path:
+    path = app["spec"]["source"]["path"]
+    prefix = FAKE_FACTS[ANN_PATH] + "/"
+    assert path.startswith(prefix), path
+    return GITOPS / path[len(prefix):]
+
+
+def rendered(app: dict[str, Any]) -> list[dict[str, Any]]:
+    """What Argo CD applies for a generated Application (directory or kustomize)."""
+    directory = app_dir(app)
+    src = app["spec"]["source"]
+    if (directory / "kustomization.yaml").exists():
+        return argocd.kustomize_build(directory, src.get("kustomize", {}).get("patches"))
+    assert "kustomize" not in src, f"{directory} has kustomize options but no kustomization.yaml"
+    return [d for p in sorted(directory.glob("*.yaml")) for d in argocd.load_docs(p)]
+
+
+def kro_instance_schema() -> dict[str, Any]:
+    s = rgd()["spec"]["schema"]
+    return {"type": "object", "properties": {"spec": to_openapi(s["spec"], s.get("types"))}}
+
+
+def xrd_version() -> dict[str, Any]:
+    (v,) = xrd()["spec"]["versions"]
+    return v
+
+
+def xrd_schema() -> dict[str, Any]:
+    return xrd_version()["schema"]["openAPIV3Schema"]
+
+
+@pytest.fixture(scope="module")
+def upstream() -> Path:
+    if not UPSTREAM.is_dir():
+        pytest.skip(f"{UPSTREAM} is absent: no upstream CRDs to validate against")
+    return UPSTREAM
+
+
+# --- every manifest ----------------------------------------------------------------------
+
+def test_every_yaml_document_parses_with_identity():
+    files = yaml_files()
+    assert len(files) >= 10
+    for path in files:
+        docs = argocd.load_docs(path)
+        assert docs, f"{path}: empty"
+        for doc in docs:
+            assert isinstance(doc, dict), path
+            assert doc.get("apiVersion") and doc.get("kind"), path
+            if path.name != "kustomization.yaml":
+                assert doc.get("metadata", {}).get("name"), f"{path}: {doc['kind']} without metadata.name"
+
+
+def test_every_manifest_validates_against_its_upstream_crd(upstream):
+    checked = set()
+    crds = load_upstream_crds()
+    for path, doc in manifests():
+        group, version = split_api_version(doc["apiVersion"])
+        kind = doc["kind"]
+        if (group, kind) in {(KRO_GROUP, "WebApp"), (XP_GROUP, "WebApp")}:
+            continue  # CRDs generated from gitops/ itself: test_app_instances_*
+        if group in CORE_GROUPS:
+            continue  # structural checks above
+        served = sorted(v for (g, k, v) in crds if (g, k) == (group, kind))
+        assert served, f"{path}: no CRD for {group}/{kind} in {upstream}"
+        assert version in served, f"{path}: {group}/{kind} {version} not served (serves {served})"
+        problems = errors(validator_for(group, kind, version), doc)
+        assert not problems, f"{path} {kind}/{doc['metadata']['name']}:\n" + "\n".join(problems)
+        checked.add((group, kind))
+    assert {("kro.run", "ResourceGraphDefinition"), ("apiextensions.crossplane.io", "Composition"),
+            ("apiextensions.crossplane.io", "CompositeResourceDefinition"), ("pkg.crossplane.io", "Function"),
+            ("argoproj.io", "ApplicationSet"), ("argoproj.io", "AppProject")} <= checked
+
+
+def test_strict_validation_rejects_unknown_fields(upstream):
+    """The validator really is closed: a typo in a known manifest must fail."""
+    doc = copy.deepcopy(by_kind("Function", "pkg.crossplane.io")[0])
+    doc["spec"]["pakage"] = doc["spec"].pop("package")
+    assert errors(validator_for("pkg.crossplane.io", "Function", "v1"), doc)
+    app = copy.deepcopy(app_named("-webapp-aso"))
+    app["spec"]["syncPolicy"]["retry"]["backof"] = {}
+    assert errors(validator_for("argoproj.io", "Application", "v1alpha1"), app)
+
+
+def test_no_secret_and_no_azure_id_is_committed():
+    for path in yaml_files():
+        text = path.read_text()
+        assert not GUID.search(text), f"{path}: a GUID literal; Azure IDs come from the cluster Secret"
+        assert "/subscriptions/" not in text.replace("/subscriptions/${", ""), f"{path}: literal ARM ID"
+        for word in ("administratorLoginPassword", "administratorPassword", "connectionString", "accountKey"):
+            assert word not in text, f"{path}: {word}"
+    assert not by_kind("Secret"), "no Secret belongs in Git"
+
+
+# --- root directory, ApplicationSets and generated Applications ---------------------------
+
+def test_root_holds_only_applicationsets_in_ordered_waves():
+    waves = {}
+    for path in sorted(GITOPS.glob("*.yaml")):
+        for doc in argocd.load_docs(path):
+            assert doc["kind"] == "ApplicationSet", f"{path}: the root Application syncs only ApplicationSets"
+            waves[doc["metadata"]["name"]] = int(doc["metadata"]["annotations"]["argocd.argoproj.io/sync-wave"])
+    # projects before APIs before instances
+    assert waves["app-projects"] < waves["webapp-api-kro"] == waves["webapp-api-crossplane"]
+    assert waves["webapp-api-kro"] < waves["webapp-aso"] == waves["webapp-crossplane"]
+
+
+def test_templates_read_only_contract_labels_and_annotations():
+    used = set()
+    for appset in by_kind("ApplicationSet"):
+        for action in argocd.template_fields(appset["spec"]["template"]):
+            path = argocd.lookup_path(action)
+            if path[0] == "metadata":
+                assert path[1] in ("labels", "annotations") and len(path) == 3, action
+                allowed = CLUSTER_LABELS if path[1] == "labels" else CLUSTER_ANNOTATIONS
+                assert path[2] in allowed, f"{appset['metadata']['name']}: {action} is not in the contract"
+                used.add(path[2])
+            else:
+                assert path in (("name",), ("server",)), action
+        for gen in appset["spec"]["generators"]:
+            assert set(gen["clusters"]["selector"]["matchLabels"]) <= CLUSTER_LABELS
+    assert {ANN_SUBSCRIPTION_ID, ANN_TENANT_ID, ANN_APP_RESOURCE_GROUP, ANN_LOCATION, ANN_OIDC_ISSUER_URL,
+            ANN_APP_IMAGE, ANN_REPO_URL, ANN_REVISION, ANN_PATH, LABEL_ENVIRONMENT} <= used
+
+
+def test_a_missing_annotation_stops_generation():
+    secret = cluster_secret()
+    del secret["metadata"]["annotations"][ANN_APP_IMAGE]
+    appset = next(a for a in by_kind("ApplicationSet") if a["metadata"]["name"] == "webapp-aso")
+    with pytest.raises(argocd.TemplateError, match="app_image"):
+        argocd.generate(appset, secret)
+
+
+def test_addon_labels_select_the_applications():
+    names = lambda **labels: sorted(a["metadata"]["name"] for a in applications(**labels))  # noqa: E731
+    every = names()
+    assert every == sorted(f"{CLUSTER_SECRET_NAME}-{n}" for n in (
+        "app-projects", "webapp-api-kro", "webapp-api-crossplane", "webapp-aso", "webapp-crossplane"))
+    no_xp = names(enable_crossplane="false")
+    assert not any("crossplane" in n for n in no_xp) and any("webapp-aso" in n for n in no_xp)
+    no_aso = names(enable_aso="false")
+    assert not any(n.endswith(("-kro", "-aso")) for n in no_aso) and any("webapp-crossplane" in n for n in no_aso)
+
+
+def test_generated_applications_validate_and_sync_safely(upstream):
+    validator = validator_for("argoproj.io", "Application", "v1alpha1")
+    projects = {p["metadata"]["name"] for p in by_kind("AppProject")} | {PLATFORM_PROJECT}
+    for app in applications():
+        name = app["metadata"]["name"]
+        assert not errors(validator, app), (name, errors(validator, app))
+        spec = app["spec"]
+        assert spec["project"] in projects, name
+        assert spec["source"]["repoURL"] == FAKE_FACTS[ANN_REPO_URL]
+        assert spec["source"]["targetRevision"] == FAKE_FACTS[ANN_REVISION]
+        assert app_dir(app).is_dir(), name
+        assert spec["destination"]["server"] == IN_CLUSTER_SERVER
+        sync = spec["syncPolicy"]
+        assert sync["automated"]["selfHeal"] is True, name
+        retry = sync["retry"]
+        assert retry["limit"] >= 10 and retry["backoff"]["factor"] >= 2 and retry["backoff"]["maxDuration"], name
+
+
+def test_instances_skip_dry_run_until_their_crd_exists():
+    for group in (KRO_GROUP, XP_GROUP):
+        (webapp,) = by_kind("WebApp", group)
+        ann = webapp["metadata"]["annotations"]
+        assert "SkipDryRunOnMissingResource=true" in ann["argocd.argoproj.io/sync-options"]
+        ns = [d for d in by_kind("Namespace") if d["metadata"]["name"] == webapp["metadata"]["namespace"]]
+        assert len(ns) == 1
+        assert int(ns[0]["metadata"]["annotations"]["argocd.argoproj.io/sync-wave"]) < int(
+            ann["argocd.argoproj.io/sync-wave"])
+        assert ns[0]["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "restricted"
+
+
+def test_in_each_api_application_dependencies_come_in_earlier_waves():
+    def wave(d: dict[str, Any]) -> int:
+        return int(d["metadata"].get("annotations", {}).get("argocd.argoproj.io/sync-wave", "0"))
+
+    xp = {d["kind"]: wave(d) for d in rendered(app_named("-webapp-api-crossplane"))}
+    assert xp["Function"] < xp["CompositeResourceDefinition"] < xp["Composition"]
+    assert xp["ClusterRole"] < xp["Composition"]
+
+
+# --- projects --------------------------------------------------------------------------------
+
+def test_appprojects_allow_exactly_what_their_applications_deploy(upstream):
+    apps = applications()
+    for project in [d for d in rendered(app_named("-app-projects")) if d["kind"] == "AppProject"]:
+        name = project["metadata"]["name"]
+        assert project["spec"]["sourceRepos"] == [FAKE_FACTS[ANN_REPO_URL]], name
+        assert not errors(validator_for("argoproj.io", "AppProject", "v1alpha1"), project)
+        members = [a for a in apps if a["spec"]["project"] == name]
+        assert members, name
+        cluster_kinds, ns_kinds, namespaces = set(), set(), set()
+        for app in members:
+            namespaces.add(app["spec"]["destination"]["namespace"])
+            for d in rendered(app):
+                group, _ = split_api_version(d["apiVersion"])
+                if "namespace" in d["metadata"] or d["kind"] == "WebApp":
+                    ns_kinds.add((group, d["kind"]))
+                    namespaces.add(d["metadata"]["namespace"])
+                else:
+                    cluster_kinds.add((group, d["kind"], d["metadata"]["name"]))
+        spec = project["spec"]
+        assert {(d["server"], d["namespace"]) for d in spec["destinations"]} == {
+            (IN_CLUSTER_SERVER, ns) for ns in namespaces}, name
+        allowed_cluster = {(w["group"], w["kind"]) for w in spec["clusterResourceWhitelist"]}
+        assert allowed_cluster == {(g, k) for g, k, _ in cluster_kinds}, name
+        for w in spec["clusterResourceWhitelist"]:
+            if "name" in w:  # pinned to names: exactly the ones deployed
+                assert {n for g, k, n in cluster_kinds if (g, k) == (w["group"], w["kind"])} == {
+                    x["name"] for x in spec["clusterResourceWhitelist"] if (x["group"], x["kind"]) == (w["group"], w["kind"])}
+        if ns_kinds:
+            assert {(w["group"], w["kind"]) for w in spec["namespaceResourceWhitelist"]} == ns_kinds, name
+        else:
+            assert spec.get("namespaceResourceBlacklist") == [{"group": "*", "kind": "*"}], name
+
+
+# --- app instances: IDs flow from the Secret ----------------------------------------------------
+
+@pytest.mark.parametrize("variant", ["aso", "crossplane"])
+@pytest.mark.parametrize("environment", ["dev", "prod"])
+def test_app_instances_get_platform_facts_from_the_cluster_secret(variant, environment):
+    app = app_named(f"-webapp-{variant}", environment)
+    (base,) = [d for d in argocd.load_docs(app_dir(app) / "webapp.yaml")]
+    assert "platform" not in base["spec"] and "image" not in base["spec"], "injected fields must not be in Git"
+    (webapp,) = [d for d in rendered(app) if d["kind"] == "WebApp"]
+    assert webapp["spec"]["image"] == FAKE_FACTS[ANN_APP_IMAGE]
+    assert webapp["spec"]["platform"] == {
+        "subscriptionId": FAKE_FACTS[ANN_SUBSCRIPTION_ID],
+        "tenantId": FAKE_FACTS[ANN_TENANT_ID],
+        "resourceGroup": FAKE_FACTS[ANN_APP_RESOURCE_GROUP],
+        "location": FAKE_FACTS[ANN_LOCATION],
+        "oidcIssuerUrl": FAKE_FACTS[ANN_OIDC_ISSUER_URL],
+        "environment": environment,
+    }
+    assert webapp["metadata"]["namespace"] == app["spec"]["destination"]["namespace"] == f"webapp-{variant}"
+    schema = kro_instance_schema() if variant == "aso" else xrd_schema()
+    validator = make_validator(object_jsonschema(schema))
+    assert not errors(validator, webapp), errors(validator, webapp)
+    broken = copy.deepcopy(webapp)
+    broken["spec"]["database"]["size"] = "huge"
+    assert errors(validator, broken)
+
+
+def test_both_variants_expose_the_same_spec():
+    def normal(s: dict[str, Any]) -> Any:
+        keep = ("type", "enum", "default", "minimum", "maximum", "pattern", "minLength", "maxLength",
+                "maxItems", "minItems")
+        out: dict[str, Any] = {k: s[k] for k in keep if k in s}
+        for k in ("minimum", "maximum"):
+            if k in out:
+                out[k] = float(out[k])
+        if "properties" in s:
+            out["properties"] = {k: normal(v) for k, v in s["properties"].items()}
+            out["required"] = sorted(s.get("required", []))
+        if "items" in s:
+            out["items"] = normal(s["items"])
+        return out
+
+    kro_spec = normal(kro_instance_schema()["properties"]["spec"])
+    xp_spec = normal(xrd_schema()["properties"]["spec"])
+    assert kro_spec == xp_spec
+    assert set(kro_spec["properties"]) == {"image", "replicas", "maxUploadBytes", "database", "storage", "platform"}
+    assert rgd()["spec"]["schema"]["kind"] == xrd()["spec"]["names"]["kind"] == "WebApp"
+    assert xrd()["spec"]["scope"] == rgd()["spec"]["schema"]["scope"] == "Namespaced"
+    assert xrd()["apiVersion"] == "apiextensions.crossplane.io/v2"
+
+
+# --- kro ---------------------------------------------------------------------------------------
+
+def rgd_resources() -> list[dict[str, Any]]:
+    return rgd()["spec"]["resources"]
+
+
+def test_kro_resource_ids_are_unique_cel_identifiers():
+    ids = [r["id"] for r in rgd_resources()]
+    assert len(ids) == len(set(ids))
+    for i in ids:
+        assert re.fullmatch(r"[a-z][A-Za-z0-9]*", i), i
+        assert i not in ("schema", "each") and i not in kro.CEL_NAMESPACES
+
+
+def kro_sample_instance() -> dict[str, Any]:
+    """The rendered reference instance with the API server's defaults applied."""
+    (webapp,) = [d for d in rendered(app_named("-webapp-aso")) if d["kind"] == "WebApp"]
+    spec = kro.apply_defaults(kro_instance_schema()["properties"]["spec"], webapp["spec"])
+    spec["database"]["allowedIpRanges"] = [{"name": "egress", "startIpAddress": "203.0.113.10", "endIpAddress": "203.0.113.20"}]
+    return {**webapp, "spec": spec}
+
+
+def test_kro_templates_validate_against_upstream_crds(upstream):
+    crds = load_upstream_crds()
+    instance = kro_sample_instance()
+    validated = set()
+    for res in rgd_resources():
+        tpl = res["template"]
+        group, version = split_api_version(tpl["apiVersion"])
+        key = (group, tpl["kind"], version)
+        assert tpl["metadata"]["name"], res["id"]
+        assert "namespace" not in tpl["metadata"], f"{res['id']}: kro puts namespaced resources in the instance's namespace"
+        if key in crds:
+            scope = {"schema": instance}
+            for entry in res.get("forEach", []):  # one element per iterator, like kro would
+                ((var, source),) = entry.items()
+                scope[var] = kro.lookup(scope, kro.expressions(source)[0])[0]
+            doc = kro.fill_expressions(tpl, object_jsonschema(crds[key]), lambda e: kro.lookup(scope, e))
+            problems = errors(validator_for(*key), doc)
+            assert not problems, f"{res['id']}:\n" + "\n".join(problems)
+            validated.add(tpl["kind"])
+        elif group in CORE_GROUPS:
+            assert "spec" in tpl or tpl["kind"] == "ServiceAccount", res["id"]
+        else:
+            assert (group, tpl["kind"]) in UNPINNED_STATUS_FIELDS, f"{res['id']}: {key} has no CRD in {upstream}"
+            assert group.endswith(".azure.com") and "owner" in tpl["spec"], res["id"]
+            served = sorted(v for (g, k, v) in crds if (g, k) == (group, tpl["kind"]))
+            assert not served, f"{res['id']}: {group}/{tpl['kind']} is pinned now; list it as validated"
+    assert validated >= {"UserAssignedIdentity", "FederatedIdentityCredential", "StorageAccount",
+                         "StorageAccountsBlobService", "StorageAccountsBlobServicesContainer",
+                         "FlexibleServer", "FlexibleServersDatabase", "FlexibleServersFirewallRule"}
+
+
+def test_kro_expressions_read_declared_fields(upstream):
+    spec = rgd()["spec"]
+    instance = kro_instance_schema()["properties"]["spec"]
+    crds = load_upstream_crds()
+    resources = {r["id"]: r for r in spec["resources"]}
+    meta_fields = {"name", "namespace", "uid", "labels", "annotations", "generation"}
+
+    def check(ref: kro.Reference, where: str, local: set[str], iterators: dict[str, dict[str, Any]]) -> None:
+        if ref.root == "schema":
+            head, *rest = ref.path
+            if head == "metadata":
+                assert rest and rest[0] in meta_fields, f"{where}: {ref}"
+            else:
+                assert head == "spec" and kro.schema_at(instance, tuple(rest)) is not None, f"{where}: {ref} not declared"
+            return
+        if ref.root in local:
+            return
+        if ref.root in iterators:
+            assert kro.schema_at(iterators[ref.root], ref.path) is not None, f"{where}: {ref}"
+            return
+        assert ref.root in resources, f"{where}: {ref.root} is not a resource id"
+        tpl = resources[ref.root]["template"]
+        head, *rest = ref.path
+        if head == "metadata":
+            assert rest and rest[0] in meta_fields, f"{where}: {ref}"
+            return
+        group, version = split_api_version(tpl["apiVersion"])
+        key = (group, tpl["kind"], version)
+        if key in crds:
+            assert kro.schema_at(crds[key], ref.path) is not None, f"{where}: {ref} not in the {tpl['kind']} CRD"
+        elif head == "status":
+            assert rest and rest[0] in UNPINNED_STATUS_FIELDS[(group, tpl["kind"])], f"{where}: {ref}"
+        else:  # spec of a kind without a pinned CRD: must be set in the template
+            node: Any = tpl
+            for part in ref.path:
+                assert isinstance(node, dict) and part in node, f"{where}: {ref} not set in the template"
+                node = node[part]
+
+    count = 0
+    for res in spec["resources"]:
+        iterators: dict[str, dict[str, Any]] = {}
+        for entry in res.get("forEach", []):
+            ((var, source),) = entry.items()
+            (expr,) = kro.expressions(source)
+            (ref,) = kro.references(expr)
+            assert ref.root == "schema", f"{res['id']}: forEach over {ref}"
+            arr = kro.schema_at(instance, ref.path[1:])
+            assert arr and arr["type"] == "array", ref
+            iterators[var] = arr["items"]
+        for field in ("includeWhen", "readyWhen"):
+            for cond in res.get(field, []):
+                assert kro.is_standalone(cond), f"{res['id']} {field}: {cond!r}"
+                for ref in kro.references(kro.expressions(cond)[0]):
+                    if field == "readyWhen":
+                        assert ref.root in (res["id"], "each"), f"readyWhen of {res['id']} reads {ref}"
+                    else:
+                        assert ref.root == "schema", f"includeWhen of {res['id']} reads {ref}"
+                    check(ref, f"{res['id']} {field}", set(), iterators)
+                    count += 1
+        for path, value in kro.walk_strings(res["template"]):
+            for expr in kro.expressions(value):
+                for ref in kro.references(expr):
+                    assert ref.root != res["id"], f"{res['id']} reads itself at {path}"
+                    check(ref, f"{res['id']} {'.'.join(map(str, path))}", set(), iterators)
+                    count += 1
+    for path, value in kro.walk_strings(spec["schema"].get("status", {})):
+        for expr in kro.expressions(value):
+            for ref in kro.references(expr):
+                check(ref, f"status.{'.'.join(path)}", set(), {})
+                count += 1
+    assert count > 60
+
+
+def test_kro_reference_check_catches_typos(upstream):
+    """The reference walker must see through CEL: a misspelt field is reported."""
+    refs = kro.references('"st" + "%x".format([hash.sha256(schema.spec.platform.subscriptoinId)]).substring(0, 16)')
+    assert [str(r) for r in refs] == ["schema.spec.platform.subscriptoinId"]
+    assert kro.schema_at(kro_instance_schema()["properties"]["spec"], ("platform", "subscriptoinId")) is None
+    refs = kro.references('server.status.conditions.exists(c, c.type == "Ready" && c.status == "True")')
+    assert [str(r) for r in refs] == ["server.status.conditions"]
+    crd = load_upstream_crds()[("dbforpostgresql.azure.com", "FlexibleServer", "v20250801")]
+    assert kro.schema_at(crd, ("status", "fullyQualifiedDomainName")) is not None
+    assert kro.schema_at(crd, ("status", "fqdn")) is None
+
+
+def test_kro_owners_are_the_existing_app_resource_group():
+    """Top-level Azure resources use owner.armId (ASO never owns or creates the group)."""
+    arm = "/subscriptions/${schema.spec.platform.subscriptionId}/resourceGroups/${schema.spec.platform.resourceGroup}"
+    ids = {r["id"] for r in rgd_resources()}
+    for res in rgd_resources():
+        tpl = res["template"]
+        if not tpl["apiVersion"].split("/")[0].endswith(".azure.com"):
+            continue
+        owner = tpl["spec"]["owner"]
+        if tpl["kind"] in ("UserAssignedIdentity", "StorageAccount", "FlexibleServer"):
+            assert owner == {"armId": arm}, res["id"]
+        else:  # children are owned by a sibling in the graph, by name
+            (expr,) = kro.expressions(owner["name"])
+            assert str(kro.references(expr)[0]).endswith(".metadata.name")
+            assert kro.references(expr)[0].root in ids
+    assert not [r for r in rgd_resources() if r["template"]["kind"] == "ResourceGroup"]
+
+
+# --- Crossplane -----------------------------------------------------------------------------
+
+def sample_xr(environment: str = "dev", ranges: int = 3) -> dict[str, Any]:
+    """The rendered instance from Git plus defaults, with `ranges` firewall ranges."""
+    (webapp,) = [d for d in rendered(app_named("-webapp-crossplane", environment)) if d["kind"] == "WebApp"]
+    webapp = copy.deepcopy(webapp)
+    webapp["spec"]["database"]["allowedIpRanges"] = [
+        {"name": f"egress{i}", "startIpAddress": f"203.0.113.{i}", "endIpAddress": f"203.0.113.{i}"}
+        for i in range(ranges)
+    ]
+    webapp["status"] = {
+        "postgresHost": "pg.postgres.database.azure.com",
+        "storageAccountUrl": "https://st.blob.core.windows.net/",
+        "identityClientId": "client", "identityPrincipalId": "principal", "identityName": "id-x",
+        "storageAccountId": "/subscriptions/s/resourceGroups/r/providers/Microsoft.Storage/storageAccounts/st",
+    }
+    return webapp
+
+
+def test_functions_are_pinned_and_every_step_uses_one(upstream):
+    functions = {f["metadata"]["name"]: f for f in by_kind("Function", "pkg.crossplane.io")}
+    for name, fn in functions.items():
+        assert re.fullmatch(rf"xpkg\.crossplane\.io/crossplane-contrib/{name}:v\d+\.\d+\.\d+", fn["spec"]["package"]), name
+    steps = [s["functionRef"]["name"] for s in composition()["spec"]["pipeline"]]
+    assert set(steps) == set(functions)
+    assert composition()["spec"]["mode"] == "Pipeline"
+    assert composition()["spec"]["compositeTypeRef"] == {
+        "apiVersion": f"{xrd()['spec']['group']}/{xrd_version()['name']}", "kind": xrd()["spec"]["names"]["kind"]}
+    assert xrd()["spec"]["defaultCompositionRef"]["name"] == composition()["metadata"]["name"]
+
+
+def test_composition_patches_use_declared_xr_fields():
+    schema = xrd_schema()
+    checked = 0
+    for res, direction, path in pt.composite_paths(step_input("function-patch-and-transform")):
+        segs = [s for s in pt.parse_path(path) if not isinstance(s, int)]
+        if segs[0] == "metadata":
+            assert segs[1] in ("name", "namespace", "labels", "annotations", "uid"), (res, path)
+        else:
+            if direction == "to":
+                assert segs[0] == "status", f"{res}: writes {path} on the XR"
+            node = schema
+            for s in segs:
+                node = kro.schema_at(node, (s,)) or (node.get("items", {}) and kro.schema_at(node["items"], (s,)))
+                assert node, f"{res}: {path} is not declared in the XRD"
+        checked += 1
+    assert checked > 40
+
+
+def test_composed_resources_render_and_are_namespaced_upbound_resources(upstream):
+    pt_input = step_input("function-patch-and-transform")
+    desired = pt.render(pt_input, sample_xr())
+    crds = load_upstream_crds()
+    for name, obj in desired.items():
+        group, version = split_api_version(obj["apiVersion"])
+        assert "namespace" not in obj.get("metadata", {}), f"{name}: composed into the XR's namespace"
+        if group in CORE_GROUPS:
+            assert obj["metadata"]["name"] == "uploads", name
+            continue
+        assert group.endswith(".azure.m.upbound.io") and version == "v1beta1", f"{name}: namespaced MRs only"
+        assert obj["spec"]["providerConfigRef"] == {"kind": "ClusterProviderConfig", "name": CROSSPLANE_PROVIDER_CONFIG}
+        key = (group, obj["kind"], version)
+        if key in crds:  # validated as soon as shared/upstream pins the provider's MR CRDs
+            obj = {**obj, "metadata": {"name": name, **obj.get("metadata", {})}}
+            assert not errors(validator_for(*key), obj), (name, errors(validator_for(*key), obj))
+    # the Azure names the scheme promises, identical to the kro variant's
+    xr = sample_xr()
+    seed = "/".join([xr["spec"]["platform"]["subscriptionId"], xr["spec"]["platform"]["resourceGroup"],
+                     xr["metadata"]["namespace"], xr["metadata"]["name"]])
+    digest = hashlib.sha256(seed.encode()).hexdigest()[:16]
+    ext = lambda n: desired[n]["metadata"]["annotations"]["crossplane.io/external-name"]  # noqa: E731
+    assert ext("storage-account") == f"st{digest}" and re.fullmatch(r"[a-z0-9]{3,24}", ext("storage-account"))
+    assert ext("postgres-server") == f"pg-{digest}"
+    assert desired["identity"]["spec"]["forProvider"]["name"] == f"id-{digest}"
+    for kind, prefix in (("StorageAccount", "st"), ("FlexibleServer", "pg-"), ("UserAssignedIdentity", "id-")):
+        (res,) = kro_template(kind)
+        assert res["template"]["spec"]["azureName"] == KRO_NAME.format(prefix=prefix), kind
+    fw = [desired[f"postgres-firewall-allowed-{i}"]["spec"]["forProvider"] for i in range(3)]
+    assert [f["startIpAddress"] for f in fw] == ["203.0.113.0", "203.0.113.1", "203.0.113.2"]
+    assert desired["postgres-server"]["spec"]["forProvider"]["skuName"] == "B_Standard_B1ms"
+    assert desired["postgres-server"]["spec"]["forProvider"]["storageMb"] == 32768
+
+
+def test_cel_filters_name_real_resources_and_gate_zero_ip_to_dev():
+    names = {r["name"] for r in step_input("function-patch-and-transform")["resources"]}
+    filters = {f["name"]: f["expression"] for f in step_input("function-cel-filter")["filters"]}
+    assert set(filters) <= names
+    assert filters["postgres-firewall-azure-services"] == 'observed.composite.resource.spec.platform.environment == "dev"'
+    for i in range(3):
+        assert filters[f"postgres-firewall-allowed-{i}"].endswith(f"allowedIpRanges) > {i}")
+    assert xrd_schema()["properties"]["spec"]["properties"]["database"]["properties"]["allowedIpRanges"]["maxItems"] == 3
+    # Resources that need IDs from siblings wait for them, then are never dropped again.
+    for gated in ("blob-contributor", "postgres-entra-admin", "deployment"):
+        assert filters[gated].startswith(f'"{gated}" in observed.resources ||'), gated
+    for name, expr in filters.items():
+        for field in re.findall(r"observed\.composite\.resource\.((?:spec|status)\.[\w.]+)", expr):
+            assert kro.schema_at(xrd_schema(), tuple(field.split("."))), (name, field)
+
+
+# --- the workload and secure defaults, both variants --------------------------------------------
+
+def kro_template(kind: str, **where: Any) -> list[dict[str, Any]]:
+    return [r for r in rgd_resources() if r["template"]["kind"] == kind and all(r.get(k) == v for k, v in where.items())]
+
+
+def xp_desired(environment: str = "dev") -> dict[str, dict[str, Any]]:
+    return pt.render(step_input("function-patch-and-transform"), sample_xr(environment))
+
+
+def test_workload_uses_its_own_identity_and_the_app_contract():
+    (kro_dep,) = kro_template("Deployment")
+    xp_dep = xp_desired()["deployment"]
+    for dep in (kro_dep["template"], xp_dep):
+        pod = dep["spec"]["template"]
+        assert pod["metadata"]["labels"]["azure.workload.identity/use"] == "true"
+        (c,) = pod["spec"]["containers"]
+        env = {e["name"]: e.get("value") for e in c["env"]}
+        assert APP_ENV <= set(env) and all(env[k] for k in APP_ENV), env
+        assert env["AZURE_POSTGRES_ENTRA"] == "true" and env["PORT"] == "8080"
+        assert c["ports"] == [{"name": "http", "containerPort": 8080}]
+        assert c["livenessProbe"]["httpGet"]["path"] == "/healthz"
+        assert c["readinessProbe"]["httpGet"]["path"] == "/readyz"
+        assert c["securityContext"]["allowPrivilegeEscalation"] is False
+        assert pod["spec"]["securityContext"]["runAsNonRoot"] is True
+    # kro: service account annotated with the identity's client ID, trusted by the credential
+    (sa,) = kro_template("ServiceAccount")
+    assert sa["template"]["metadata"]["annotations"]["azure.workload.identity/client-id"] == "${identity.status.clientId}"
+    (fic,) = kro_template("FederatedIdentityCredential")
+    assert fic["template"]["spec"]["subject"] == (
+        "system:serviceaccount:${schema.metadata.namespace}:${serviceAccount.metadata.name}")
+    assert fic["template"]["spec"]["audiences"] == ["api://AzureADTokenExchange"]
+    assert kro_dep["template"]["spec"]["template"]["spec"]["serviceAccountName"] == "${serviceAccount.metadata.name}"
+    # Crossplane: same wiring, rendered
+    desired = xp_desired()
+    assert desired["service-account"]["metadata"]["annotations"]["azure.workload.identity/client-id"] == "client"
+    f = desired["federated-credential"]["spec"]["forProvider"]
+    assert f["subject"] == f"system:serviceaccount:webapp-crossplane:{desired['service-account']['metadata']['name']}"
+    assert f["issuer"] == FAKE_FACTS[ANN_OIDC_ISSUER_URL] and f["audience"] == ["api://AzureADTokenExchange"]
+    assert xp_dep["spec"]["template"]["spec"]["serviceAccountName"] == desired["service-account"]["metadata"]["name"]
+    assert desired["service"]["spec"]["selector"] == xp_dep["spec"]["selector"]["matchLabels"] == {
+        "app.kubernetes.io/name": "uploads"}
+
+
+def test_storage_is_locked_down_in_both_variants():
+    (st,) = kro_template("StorageAccount")
+    s = st["template"]["spec"]
+    assert (s["allowBlobPublicAccess"], s["allowSharedKeyAccess"], s["minimumTlsVersion"], s["supportsHttpsTrafficOnly"]) == (
+        False, False, "TLS1_2", True)
+    (container,) = kro_template("StorageAccountsBlobServicesContainer")
+    assert container["template"]["spec"]["publicAccess"] == "None"
+    (ra,) = kro_template("RoleAssignment")
+    assert ra["template"]["spec"]["roleDefinitionReference"] == {"wellKnownName": "Storage Blob Data Contributor"}
+    assert ra["template"]["spec"]["owner"]["kind"] == "StorageAccount"
+    desired = xp_desired()
+    a = desired["storage-account"]["spec"]["forProvider"]
+    assert (a["allowNestedItemsToBePublic"], a["sharedAccessKeyEnabled"], a["minTlsVersion"], a["httpsTrafficOnlyEnabled"]) == (
+        False, False, "TLS1_2", True)
+    assert desired["storage-container"]["spec"]["forProvider"]["containerAccessType"] == "private"
+    r = desired["blob-contributor"]["spec"]["forProvider"]
+    assert r["roleDefinitionName"] == "Storage Blob Data Contributor" and r["scope"].endswith("/storageAccounts/st")
+
+
+def test_postgres_is_entra_only_with_tls_in_both_variants():
+    (server,) = kro_template("FlexibleServer")
+    auth = server["template"]["spec"]["authConfig"]
+    assert (auth["activeDirectoryAuth"], auth["passwordAuth"]) == ("Enabled", "Disabled")
+    assert "administratorLogin" not in server["template"]["spec"]
+    tls = {r["template"]["spec"]["azureName"]: r["template"]["spec"]["value"] for r in kro_template("FlexibleServersConfiguration")}
+    assert tls == {"require_secure_transport": "on", "ssl_min_protocol_version": "TLSv1.2"}
+    (admin,) = kro_template("FlexibleServersAdministrator")
+    assert admin["template"]["spec"]["principalType"] == "ServicePrincipal"
+    assert admin["template"]["spec"]["azureName"] == "${identity.status.principalId}"
+
+    desired = xp_desired()
+    f = desired["postgres-server"]["spec"]["forProvider"]
+    assert f["authentication"] == {"activeDirectoryAuthEnabled": True, "passwordAuthEnabled": False,
+                                   "tenantId": FAKE_FACTS[ANN_TENANT_ID]}
+    assert not {"administratorLogin", "administratorPasswordSecretRef", "autoGeneratePassword"} & set(f)
+    cfg = {desired[n]["spec"]["forProvider"]["name"]: desired[n]["spec"]["forProvider"]["value"]
+           for n in ("postgres-require-tls", "postgres-tls-min-version")}
+    assert cfg == tls
+    ad = desired["postgres-entra-admin"]["spec"]["forProvider"]
+    assert (ad["objectId"], ad["principalName"], ad["principalType"]) == ("principal", "id-x", "ServicePrincipal")
+
+
+def test_zero_ip_firewall_rule_exists_only_in_dev():
+    zero = [r for r in rgd_resources()
+            if r["template"]["kind"] == "FlexibleServersFirewallRule" and r["template"]["spec"]["startIpAddress"] == "0.0.0.0"]
+    assert len(zero) == 1
+    assert zero[0]["includeWhen"] == ['${schema.spec.platform.environment == "dev"}']
+    (allowed,) = [r for r in rgd_resources() if r.get("forEach")]
+    assert allowed["forEach"] == [{"ipRange": "${schema.spec.database.allowedIpRanges}"}]
+    for r in rgd_resources():
+        if r["id"] != zero[0]["id"]:
+            assert "0.0.0.0" not in yaml.safe_dump(r), r["id"]
+    pt_resources = step_input("function-patch-and-transform")["resources"]
+    zero_xp = [r["name"] for r in pt_resources if "0.0.0.0" in yaml.safe_dump(r)]
+    assert zero_xp == ["postgres-firewall-azure-services"]
+    # the environment reaching the gate is the cluster label, per environment
+    for env in ("dev", "prod"):
+        (webapp,) = [d for d in rendered(app_named("-webapp-crossplane", env)) if d["kind"] == "WebApp"]
+        assert webapp["spec"]["platform"]["environment"] == env
+
+
+# --- the README the lead links -------------------------------------------------------------------
+
+def test_readme_explains_the_flow_and_lists_the_kinds_for_rbac():
+    text = (GITOPS / "README.md").read_text()
+    assert "```mermaid" in text
+    assert "fork" in text.lower()
+    for res in rgd_resources():
+        tpl = res["template"]
+        assert f"`{tpl['apiVersion']}` `{tpl['kind']}`" in text or f"| `{tpl['kind']}` |" in text, tpl["kind"]
+    for group in {split_api_version(r["template"]["apiVersion"])[0] for r in rgd_resources()} - {""}:
+        assert f"`{group}`" in text, group
