@@ -167,7 +167,8 @@ class Crossplane(pulumi.ComponentResource):
         self.runtime_configs = {}
         self.providers = []
         family: Optional[k8s.apiextensions.CustomResource] = None
-        for package, ref in CROSSPLANE_PROVIDERS.items():
+        # The family first: every service provider waits for it.
+        for package, ref in sorted(CROSSPLANE_PROVIDERS.items(), key=lambda item: item[0] != FAMILY_PROVIDER):
             runtime_config = k8s.apiextensions.CustomResource(
                 f"{name}-runtime-{package}",
                 api_version="pkg.crossplane.io/v1beta1",
