@@ -25,7 +25,7 @@ from components.argocd import (
     argocd_values,
 )
 from components.versions import ARGO_CD
-from offline.evaluate import UNKNOWN, Evaluation, evaluate
+from offline.evaluate import UNKNOWN, evaluate
 
 ROOT = Path(__file__).resolve().parent.parent
 GITOPS = ROOT / "gitops"
