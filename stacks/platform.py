@@ -131,6 +131,7 @@ def build_platform(cfg: StackConfig, target: PlatformTarget) -> dict[str, Any]:
                 client_id=client_id_of(identity),
                 tenant_id=target.tenant_id,
                 subscription_id=target.subscription_id,
+                client_secret=target.service_principal.client_secret if target.service_principal else None,
             ),
             opts=on_cluster(),
         )

@@ -1,0 +1,61 @@
+"""The hybrid environment: the platform on an existing cluster (kind, k3d, another cloud).
+
+No AKS: the Kubernetes provider comes from a kubeconfig (a secret config value or a file),
+and the add-ons install exactly as on AKS. The controllers authenticate to Azure with
+workload identity when the stack names the cluster's public OIDC issuer, otherwise with a
+service principal whose secret stays a secret end to end.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pulumi
+import pulumi_kubernetes as k8s
+from pulumi_azure_native import authorization, resources
+
+from stacks.config import StackConfig
+from stacks.platform import PlatformTarget, ServicePrincipalAuth, build_platform
+
+
+def build(cfg: StackConfig) -> dict[str, Any]:
+    hybrid = cfg.hybrid
+    assert hybrid is not None
+    client = authorization.get_client_config_output()
+
+    if hybrid.kubeconfig is not None:
+        kubeconfig: pulumi.Output[str] = pulumi.Output.secret(hybrid.kubeconfig.value)
+    else:
+        # Read at run time so the file's content is a secret in state, never a plain input.
+        kubeconfig = pulumi.Output.secret(Path(hybrid.kubeconfig_path or "").expanduser().read_text())
+    provider = k8s.Provider("existing-cluster", kubeconfig=kubeconfig, context=hybrid.context)
+
+    # The controllers' identities (workload identity) live in the platform resource group.
+    group = resources.ResourceGroup(
+        "platform-rg",
+        resource_group_name=cfg.resource_group_name,
+        location=cfg.location,
+        tags=cfg.tag_map,
+        opts=pulumi.ResourceOptions(protect=cfg.protect),
+    ) if cfg.existing_resource_group is None else None
+
+    service_principal = None
+    if not hybrid.workload_identity:
+        assert hybrid.service_principal_client_id and hybrid.service_principal_client_secret
+        service_principal = ServicePrincipalAuth(
+            client_id=hybrid.service_principal_client_id,
+            client_secret=pulumi.Output.secret(hybrid.service_principal_client_secret.value),
+        )
+
+    target = PlatformTarget(
+        provider=provider,
+        oidc_issuer_url=hybrid.oidc_issuer_url,
+        tenant_id=client.tenant_id,
+        subscription_id=client.subscription_id,
+        platform_resource_group=group.name if group else cfg.resource_group_name,
+        cluster_name=hybrid.context or cfg.environment,
+        service_principal=service_principal,
+    )
+    outputs = build_platform(cfg, target)
+    return {"resourceGroupName": target.platform_resource_group, **outputs}
