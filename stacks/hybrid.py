@@ -54,7 +54,7 @@ def build(cfg: StackConfig) -> dict[str, Any]:
         tenant_id=client.tenant_id,
         subscription_id=client.subscription_id,
         platform_resource_group=group.name if group else cfg.resource_group_name,
-        cluster_name=hybrid.context or cfg.environment,
+        cluster_name=cfg.environment,
         service_principal=service_principal,
     )
     outputs = build_platform(cfg, target)

@@ -24,6 +24,7 @@ from components.cert_manager import CertManager, CertManagerArgs
 from components.crossplane import Crossplane, CrossplaneArgs
 from components.identity import WorkloadIdentity, WorkloadIdentityArgs
 from components.kro import Kro, KroArgs
+from components.tenant import Tenant, TenantArgs, TenantGuard, TenantRoleGrant
 from stacks.config import StackConfig
 
 
@@ -150,7 +151,48 @@ def build_platform(cfg: StackConfig, target: PlatformTarget) -> dict[str, Any]:
             opts=on_cluster(),
         )
 
+    if cfg.tenants:
+        outputs["tenantClientIds"] = build_tenants(cfg, target, installed, on_cluster())
     return outputs
+
+
+def build_tenants(
+    cfg: StackConfig, target: PlatformTarget, installed: dict[str, pulumi.Resource], on_cluster: pulumi.ResourceOptions
+) -> dict[str, pulumi.Output[str]]:
+    """Each tenant in its own subscription; one admission guard for all of them."""
+    assert target.oidc_issuer_url is not None, "config validation allows tenants only with workload identity"
+    addons = cfg.addons
+    crossplane = installed.get("crossplane")
+    argocd = installed.get("argocd")
+    if crossplane is not None:
+        TenantGuard("tenant-guard", opts=on_cluster)
+    client_ids: dict[str, pulumi.Output[str]] = {}
+    for tenant in cfg.tenants:
+        component = Tenant(
+            f"tenant-{tenant.name}",
+            TenantArgs(
+                tenant_name=tenant.name,
+                subscription_id=tenant.subscription_id,
+                tenant_id=tenant.tenant_id or target.tenant_id,
+                location=tenant.location or cfg.location,
+                resource_group_name=cfg.tenant_resource_group(tenant),
+                identity_name=cfg.tenant_identity_name(tenant),
+                oidc_issuer_url=target.oidc_issuer_url,
+                namespaces=tenant.namespaces,
+                roles=[TenantRoleGrant(role=r.role, scope=r.scope) for r in tenant.roles],
+                source_repos=tenant.source_repos,
+                aso_service_account=aso_module.SERVICE_ACCOUNT if addons.aso.enabled else None,
+                crossplane_service_account=crossplane_module.SERVICE_ACCOUNT if crossplane is not None else None,
+                argocd=argocd is not None,
+                # The namespaced ProviderConfig kind exists once the providers are healthy.
+                crossplane_ready=[crossplane.provider_config] if crossplane is not None else [],  # type: ignore[attr-defined]
+                argocd_ready=[argocd.release] if argocd is not None else [],  # type: ignore[attr-defined]
+                tags=cfg.tag_map,
+            ),
+            opts=pulumi.ResourceOptions.merge(on_cluster, pulumi.ResourceOptions(protect=cfg.protect)),
+        )
+        client_ids[tenant.name] = component.client_id
+    return client_ids
 
 
 def cluster_labels(cfg: StackConfig, target: PlatformTarget) -> dict[str, pulumi.Input[str]]:

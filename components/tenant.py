@@ -1,0 +1,295 @@
+"""Tenant: one team's slice of the platform, in its own Azure subscription.
+
+Where the tenant's identity lives: in the tenant's subscription, in a resource group of
+its own there. A user-assigned identity belongs to its subscription's Entra tenant, so this
+is the only place that also works when the tenant's subscription sits in another Entra
+tenant; it keeps the identity inside the tenant's RBAC and billing boundary, and removing
+the tenant removes it. Its federated credentials trust the platform cluster's OIDC issuer
+(issuers are global URLs, not subscription-bound).
+
+How the controllers act for the tenant: ASO and the Crossplane providers each exchange
+their own service account token, so the tenant identity is federated to exactly those
+service accounts (ASO's controller, the providers' shared account). ASO picks the
+identity up from the per-namespace Secret `aso-credential`; Crossplane from a namespaced
+`ProviderConfig` in each tenant namespace. Because any namespace could name any client ID
+in those objects (the escalation discussed in Azure/azure-service-operator#4810), tenants
+get an Argo CD AppProject that cannot create Secrets, ProviderConfigs, RBAC or any
+cluster-scoped kind, and the TenantGuard admission policy stops their managed resources
+from using the platform's ClusterProviderConfig.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Mapping, Optional, Sequence
+
+import pulumi
+import pulumi_azure_native as azure_native
+import pulumi_kubernetes as k8s
+from pulumi_azure_native import resources
+
+from components.gitops_bridge import IN_CLUSTER_SERVER
+from components.identity import RoleGrant, ServiceAccountRef, WorkloadIdentity, WorkloadIdentityArgs
+from components.roles import role_guid
+from components.versions import ARGO_CD
+
+TENANT_LABEL = "aks-platform.io/tenant"
+ASO_CREDENTIAL_SECRET = "aso-credential"
+# Namespaced ProviderConfig name: namespaced managed resources reference {kind: ProviderConfig, name: default}.
+CROSSPLANE_NAMESPACED_PROVIDER_CONFIG = "default"
+
+# What a tenant's Argo CD project may never create in its namespaces: credentials
+# (Secrets, Crossplane ProviderConfigs) and RBAC. Cluster-scoped kinds are all denied by
+# an empty cluster whitelist.
+TENANT_DENIED_NAMESPACED_KINDS: tuple[tuple[str, str], ...] = (
+    ("", "Secret"),
+    ("azure.m.upbound.io", "ProviderConfig"),
+    ("azure.m.upbound.io", "ProviderConfigUsage"),
+    ("rbac.authorization.k8s.io", "Role"),
+    ("rbac.authorization.k8s.io", "RoleBinding"),
+    ("argoproj.io", "AppProject"),
+)
+
+
+@dataclass(frozen=True)
+class TenantRoleGrant:
+    role: str
+    # "resourceGroup" (the tenant's own group), "subscription", or an ARM ID in the subscription.
+    scope: str
+
+
+@dataclass
+class TenantArgs:
+    tenant_name: str
+    subscription_id: str
+    # The Entra tenant of the subscription (the deployer's when the config gives none).
+    tenant_id: pulumi.Input[str]
+    location: str
+    resource_group_name: str
+    identity_name: str
+    oidc_issuer_url: pulumi.Input[str]
+    namespaces: Sequence[str]
+    roles: Sequence[TenantRoleGrant]
+    source_repos: Sequence[str]
+    # The controllers that act for the tenant: their service accounts get federated credentials.
+    aso_service_account: Optional[ServiceAccountRef] = None
+    crossplane_service_account: Optional[ServiceAccountRef] = None
+    # Create the Argo CD AppProject (Argo CD is on).
+    argocd: bool = False
+    # What the namespaced ProviderConfigs must wait for (their CRD comes with the providers).
+    crossplane_ready: Sequence[pulumi.Resource] = ()
+    argocd_ready: Sequence[pulumi.Resource] = ()
+    tags: Mapping[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not self.namespaces:
+            raise ValueError(f"tenant {self.tenant_name!r}: allowed: at least one namespace")
+        for grant in self.roles:
+            role_guid(grant.role)
+            if grant.scope not in ("resourceGroup", "subscription") and not grant.scope.lower().startswith(
+                f"/subscriptions/{self.subscription_id}/".lower()
+            ):
+                raise ValueError(
+                    f"tenant {self.tenant_name!r}: scope {grant.scope!r}: allowed: 'resourceGroup', 'subscription' "
+                    f"or an ARM ID under /subscriptions/{self.subscription_id}/"
+                )
+
+    @property
+    def federated_service_accounts(self) -> list[ServiceAccountRef]:
+        return [sa for sa in (self.aso_service_account, self.crossplane_service_account) if sa is not None]
+
+
+class Tenant(pulumi.ComponentResource):
+    azure_provider: azure_native.Provider
+    client_id: pulumi.Output[str]
+    principal_id: pulumi.Output[str]
+    resource_group_id: pulumi.Output[str]
+    namespaces: list[k8s.core.v1.Namespace]
+
+    def __init__(self, name: str, args: TenantArgs, opts: Optional[pulumi.ResourceOptions] = None):
+        super().__init__("aks-platform:tenant:Tenant", name, None, opts)
+
+        # Every Azure resource of the tenant lives in its subscription: an explicit provider,
+        # never the default one (which points at the platform's subscription).
+        self.azure_provider = azure_native.Provider(
+            f"{name}-azure",
+            subscription_id=args.subscription_id,
+            tenant_id=args.tenant_id,
+            location=args.location,
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+        in_subscription = pulumi.ResourceOptions(parent=self, provider=self.azure_provider)
+        group = resources.ResourceGroup(
+            f"{name}-rg",
+            resource_group_name=args.resource_group_name,
+            location=args.location,
+            tags=dict(args.tags),
+            opts=in_subscription,
+        )
+
+        def scope_of(grant: TenantRoleGrant) -> pulumi.Input[str]:
+            if grant.scope == "resourceGroup":
+                return group.id
+            if grant.scope == "subscription":
+                return f"/subscriptions/{args.subscription_id}"
+            return grant.scope
+
+        identity = WorkloadIdentity(
+            f"{name}-identity",
+            WorkloadIdentityArgs(
+                identity_name=args.identity_name,
+                resource_group_name=group.name,
+                location=args.location,
+                oidc_issuer_url=args.oidc_issuer_url,
+                service_accounts=args.federated_service_accounts,
+                role_grants=[
+                    RoleGrant(key=f"{_slug(g.role)}-{i}", role=g.role, scope=scope_of(g)) for i, g in enumerate(args.roles)
+                ],
+                tags=args.tags,
+            ),
+            opts=pulumi.ResourceOptions(parent=self, providers={"azure-native": self.azure_provider}),
+        )
+        self.identity = identity
+
+        k8s_child = pulumi.ResourceOptions(parent=self)
+        self.namespaces = []
+        self.aso_credentials: list[k8s.core.v1.Secret] = []
+        self.provider_configs: list[k8s.apiextensions.CustomResource] = []
+        for ns in args.namespaces:
+            namespace = k8s.core.v1.Namespace(
+                f"{name}-ns-{ns}",
+                metadata=k8s.meta.v1.ObjectMetaArgs(name=ns, labels={TENANT_LABEL: args.tenant_name}),
+                opts=k8s_child,
+            )
+            self.namespaces.append(namespace)
+            if args.aso_service_account is not None:
+                # ASO's per-namespace credential, workload identity form: no secret in it,
+                # only which identity (and subscription) ASO acts as in this namespace.
+                self.aso_credentials.append(
+                    k8s.core.v1.Secret(
+                        f"{name}-aso-credential-{ns}",
+                        metadata=k8s.meta.v1.ObjectMetaArgs(name=ASO_CREDENTIAL_SECRET, namespace=namespace.metadata.name),
+                        string_data={
+                            "AZURE_SUBSCRIPTION_ID": args.subscription_id,
+                            "AZURE_TENANT_ID": args.tenant_id,
+                            "AZURE_CLIENT_ID": identity.client_id,
+                        },
+                        type="Opaque",
+                        opts=k8s_child,
+                    )
+                )
+            if args.crossplane_service_account is not None:
+                self.provider_configs.append(
+                    k8s.apiextensions.CustomResource(
+                        f"{name}-provider-config-{ns}",
+                        api_version="azure.m.upbound.io/v1beta1",
+                        kind="ProviderConfig",
+                        metadata=k8s.meta.v1.ObjectMetaArgs(
+                            name=CROSSPLANE_NAMESPACED_PROVIDER_CONFIG, namespace=namespace.metadata.name
+                        ),
+                        spec={
+                            "credentials": {"source": "OIDCTokenFile"},
+                            "clientID": identity.client_id,
+                            "tenantID": args.tenant_id,
+                            "subscriptionID": args.subscription_id,
+                        },
+                        opts=pulumi.ResourceOptions(parent=self, depends_on=list(args.crossplane_ready)),
+                    )
+                )
+
+        self.project = None
+        if args.argocd:
+            self.project = k8s.apiextensions.CustomResource(
+                f"{name}-project",
+                api_version="argoproj.io/v1alpha1",
+                kind="AppProject",
+                metadata=k8s.meta.v1.ObjectMetaArgs(
+                    name=f"tenant-{args.tenant_name}", namespace=ARGO_CD.namespace, labels={TENANT_LABEL: args.tenant_name}
+                ),
+                spec=tenant_project_spec(args.tenant_name, args.namespaces, args.source_repos),
+                opts=pulumi.ResourceOptions(parent=self, depends_on=list(args.argocd_ready)),
+            )
+
+        self.client_id = identity.client_id
+        self.principal_id = identity.principal_id
+        self.resource_group_id = group.id
+        self.register_outputs({"client_id": self.client_id, "resource_group_id": self.resource_group_id})
+
+
+def tenant_project_spec(tenant: str, namespaces: Sequence[str], source_repos: Sequence[str]) -> dict:
+    return {
+        "description": f"Tenant {tenant}: its namespaces and repositories only",
+        "sourceRepos": list(source_repos),
+        "destinations": [{"server": IN_CLUSTER_SERVER, "namespace": ns} for ns in namespaces],
+        # Empty: no cluster-scoped kind at all (no CRDs, ClusterRoles, ClusterProviderConfigs, namespaces).
+        "clusterResourceWhitelist": [],
+        "namespaceResourceBlacklist": [{"group": g, "kind": k} for g, k in TENANT_DENIED_NAMESPACED_KINDS],
+        # Tenants' Applications live in argocd; their sources may not point elsewhere.
+        "sourceNamespaces": [],
+    }
+
+
+def _slug(role: str) -> str:
+    return "".join(c if c.isalnum() else "-" for c in role.lower()).strip("-")
+
+
+class TenantGuard(pulumi.ComponentResource):
+    """One admission policy for all tenants: their managed resources use their own credentials.
+
+    Crossplane's namespaced managed resources default `providerConfigRef` to the platform's
+    ClusterProviderConfig, which acts as the platform's Crossplane identity. In a tenant
+    namespace (label aks-platform.io/tenant) that would let a tenant borrow the platform's
+    Azure access, so a ValidatingAdmissionPolicy (admissionregistration.k8s.io/v1,
+    Kubernetes 1.30+) denies it: tenants reference `{kind: ProviderConfig, name: default}`.
+    """
+
+    def __init__(self, name: str, opts: Optional[pulumi.ResourceOptions] = None):
+        super().__init__("aks-platform:tenant:TenantGuard", name, None, opts)
+        child = pulumi.ResourceOptions(parent=self)
+        policy_name = "aks-platform-tenant-provider-config"
+        self.policy = k8s.admissionregistration.v1.ValidatingAdmissionPolicy(
+            f"{name}-policy",
+            metadata=k8s.meta.v1.ObjectMetaArgs(name=policy_name),
+            spec=k8s.admissionregistration.v1.ValidatingAdmissionPolicySpecArgs(
+                failure_policy="Fail",
+                match_constraints=k8s.admissionregistration.v1.MatchResourcesArgs(
+                    resource_rules=[
+                        k8s.admissionregistration.v1.NamedRuleWithOperationsArgs(
+                            api_groups=["*"], api_versions=["*"], resources=["*"], operations=["CREATE", "UPDATE"]
+                        )
+                    ]
+                ),
+                match_conditions=[
+                    k8s.admissionregistration.v1.MatchConditionArgs(
+                        name="crossplane-azure-managed-resource",
+                        expression="request.resource.group.endsWith('.azure.m.upbound.io')",
+                    )
+                ],
+                validations=[
+                    k8s.admissionregistration.v1.ValidationArgs(
+                        expression=(
+                            "!has(object.spec) || !has(object.spec.providerConfigRef) || "
+                            "object.spec.providerConfigRef.kind != 'ClusterProviderConfig'"
+                        ),
+                        message="tenant managed resources must use the namespace's ProviderConfig "
+                        "(providerConfigRef: {kind: ProviderConfig, name: default}), not a ClusterProviderConfig",
+                    )
+                ],
+            ),
+            opts=child,
+        )
+        self.binding = k8s.admissionregistration.v1.ValidatingAdmissionPolicyBinding(
+            f"{name}-binding",
+            metadata=k8s.meta.v1.ObjectMetaArgs(name=policy_name),
+            spec=k8s.admissionregistration.v1.ValidatingAdmissionPolicyBindingSpecArgs(
+                policy_name=self.policy.metadata.name,
+                validation_actions=["Deny"],
+                match_resources=k8s.admissionregistration.v1.MatchResourcesArgs(
+                    namespace_selector=k8s.meta.v1.LabelSelectorArgs(
+                        match_expressions=[k8s.meta.v1.LabelSelectorRequirementArgs(key=TENANT_LABEL, operator="Exists")]
+                    )
+                ),
+            ),
+            opts=child,
+        )
+        self.register_outputs({"policy": self.policy.metadata.name})
