@@ -26,27 +26,33 @@ from webapp_testkit import TEST_MAX_UPLOAD_BYTES, AzuriteServer, FaultProxy, Pos
 
 
 @pytest.fixture(scope="session")
-def postgres():
-    server = PostgresServer()
+def _servers():
+    # Azurite boots (node) while initdb runs: the two starts overlap instead of adding up.
+    azurite = AzuriteServer()
+    postgres = None
     try:
-        server.start()
-    except Exception:
-        server.stop()
+        postgres = PostgresServer()  # may skip (or fail in CI): clean up Azurite's temp dir then too
+        azurite.launch()
+        postgres.start()
+        azurite.wait()
+    except BaseException:
+        azurite.stop()
+        if postgres is not None:
+            postgres.stop()
         raise
-    yield server
-    server.stop()
+    yield postgres, azurite
+    azurite.stop()
+    postgres.stop()
 
 
 @pytest.fixture(scope="session")
-def azurite():
-    server = AzuriteServer()
-    try:
-        server.start()
-    except Exception:
-        server.stop()
-        raise
-    yield server
-    server.stop()
+def postgres(_servers):
+    return _servers[0]
+
+
+@pytest.fixture(scope="session")
+def azurite(_servers):
+    return _servers[1]
 
 
 @pytest.fixture(scope="session")

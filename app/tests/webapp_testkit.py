@@ -138,9 +138,12 @@ class PostgresServer:
             capture_output=True,
         )
         pwfile.unlink()
-        # Loopback TCP only, no Unix socket; durability off: the cluster lives for one session.
+        cert, key = self._write_tls_files()
+        # Loopback TCP only, no Unix socket; TLS on, as Azure requires it for Entra sign-in;
+        # durability off: the cluster lives for one session.
         options = (
             f"-c listen_addresses={LOOPBACK} -c port={self.port} -c unix_socket_directories='' "
+            f"-c ssl=on -c ssl_cert_file={cert} -c ssl_key_file={key} "
             "-c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=200"
         )
         subprocess.run(
@@ -152,6 +155,44 @@ class PostgresServer:
         )
         self.create_role(self.APP_ROLE, self.app_password)
         self.create_database(self.APP_DB)
+
+    def _write_tls_files(self) -> tuple[Path, Path]:
+        """A throw-away self-signed certificate for 127.0.0.1 (EC: instant to generate)."""
+        import datetime
+        import ipaddress
+
+        from cryptography import x509
+        from cryptography.hazmat.primitives import hashes, serialization
+        from cryptography.hazmat.primitives.asymmetric import ec
+        from cryptography.x509.oid import NameOID
+
+        key = ec.generate_private_key(ec.SECP256R1())
+        name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, LOOPBACK)])
+        now = datetime.datetime.now(datetime.timezone.utc)
+        cert = (
+            x509.CertificateBuilder()
+            .subject_name(name)
+            .issuer_name(name)
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(minutes=5))
+            .not_valid_after(now + datetime.timedelta(days=1))
+            .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address(LOOPBACK))]), False)
+            .sign(key, hashes.SHA256())
+        )
+        cert_path, key_path = self.root / "server.crt", self.root / "server.key"
+        cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+        key_path.write_bytes(
+            key.private_bytes(
+                serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+            )
+        )
+        os.chmod(key_path, 0o600)  # the server refuses a key others can read
+        if self.run_as:
+            entry = pwd.getpwnam(self.run_as)
+            for p in (cert_path, key_path):
+                os.chown(p, entry.pw_uid, entry.pw_gid)
+        return cert_path, key_path
 
     def create_role(self, role: str, password: str) -> None:
         from psycopg import sql
@@ -196,13 +237,15 @@ class PostgresServer:
         url = self.url(dbname, user=self.ADMIN, password=self.admin_password, schema=schema)
         return psycopg.connect(url, autocommit=True)
 
-    def create_schema(self, dbname: str, schema: str) -> None:
+    def create_schema(self, dbname: str, schema: str, owner: str | None = None) -> None:
         """A fresh schema owned by the app's role: as isolated as a database, 100x cheaper."""
         from psycopg import sql
 
         with self.admin(dbname) as conn:
             conn.execute(
-                sql.SQL("CREATE SCHEMA {} AUTHORIZATION {}").format(sql.Identifier(schema), sql.Identifier(self.APP_ROLE))
+                sql.SQL("CREATE SCHEMA {} AUTHORIZATION {}").format(
+                    sql.Identifier(schema), sql.Identifier(owner or self.APP_ROLE)
+                )
             )
 
     def create_database(self, dbname: str) -> None:
@@ -235,6 +278,11 @@ class AzuriteServer:
         self.proc: subprocess.Popen | None = None
 
     def start(self) -> None:
+        self.launch()
+        self.wait()
+
+    def launch(self) -> None:
+        """Start the process without waiting: PostgreSQL can initdb meanwhile."""
         env = dict(os.environ, AZURITE_ACCOUNTS=f"{self.account}:{self.key}")
         with open(self.log, "wb") as log:
             self.proc = subprocess.Popen(
@@ -254,6 +302,8 @@ class AzuriteServer:
                 env=env,
                 cwd=self.root,
             )
+
+    def wait(self) -> None:
         wait_for_port(self.port, 30, self.proc, self.log)
 
     def stop(self) -> None:

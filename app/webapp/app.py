@@ -63,11 +63,13 @@ def create_app(
         db.open()
         applied = db.migrate()
         store.ensure_container()
-    except (DatabaseUnavailable, StorageUnavailable) as exc:
+    except BaseException as exc:
         db.close()
         store.close()
-        what = "database" if isinstance(exc, DatabaseUnavailable) else "blob storage"
-        raise StartupError(f"cannot start: {what} unavailable: {exc}") from exc
+        if isinstance(exc, (DatabaseUnavailable, StorageUnavailable)):
+            what = "database" if isinstance(exc, DatabaseUnavailable) else "blob storage"
+            raise StartupError(f"cannot start: {what} unavailable: {exc}") from exc
+        raise
     if applied:
         log.info("schema migrated to version %s", applied[-1])
     files = FileService(db, store, settings.max_upload_bytes)
