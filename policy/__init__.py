@@ -1,0 +1,1 @@
+"""The aks-platform policy pack (run by the Pulumi CLI) and its offline runner (check.py)."""
