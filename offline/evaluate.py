@@ -63,6 +63,13 @@ class Registration:
                 value = value[int(part)] if isinstance(value, list) else value[part]
         return value
 
+    def get(self, path: str, default: Any = None) -> Any:
+        """Like plain(path), or `default` where the path is absent."""
+        try:
+            return self.plain(path)
+        except (KeyError, IndexError, TypeError):
+            return default
+
     def input(self, path: str) -> Any:
         """The raw input at a dotted path, Secret wrappers kept."""
         value: Any = self.inputs

@@ -41,3 +41,23 @@ def upstream() -> Path:
     if not UPSTREAM.is_dir():
         pytest.skip("../shared/upstream is not present (a user's clone): upstream conformance is checked in CI")
     return UPSTREAM
+
+
+_SHIPPED_CACHE: dict[tuple[str, bool], Evaluation] = {}
+
+
+@pytest.fixture
+def shipped():
+    """Evaluate a shipped stack once per session and mode, for tests that only read the result.
+
+    Each evaluation itself runs under fresh mocks; tests that change config call run_program.
+    """
+
+    def get(stack: str, preview: bool = False) -> Evaluation:
+        key = (stack, preview)
+        if key not in _SHIPPED_CACHE:
+            config, secret = stack_config(stack)
+            _SHIPPED_CACHE[key] = run_program(copy.deepcopy(config), list(secret), preview=preview, stack=stack)
+        return _SHIPPED_CACHE[key]
+
+    return get

@@ -17,9 +17,8 @@ RA = "azure-native:authorization:RoleAssignment"
 K8S_PROVIDER = "pulumi:providers:kubernetes"
 
 
-def test_dev_cluster_is_small_and_cheap(stack_file):
-    config, secret = stack_file("dev")
-    ev = run_program(config, secret, stack="dev")
+def test_dev_cluster_is_small_and_cheap(shipped):
+    ev = shipped("dev")
     mc = ev.one(MC)
     assert mc.plain("resourceName") == "aks-dev"
     assert mc.plain("sku") == {"name": "Base", "tier": "Free"}
@@ -33,9 +32,8 @@ def test_dev_cluster_is_small_and_cheap(stack_file):
     assert "client-certificate-data" in kubeconfig["users"][0]["user"]
 
 
-def test_prod_cluster_settings(stack_file):
-    config, secret = stack_file("prod")
-    ev = run_program(config, secret, stack="prod")
+def test_prod_cluster_settings(shipped):
+    ev = shipped("prod")
     mc = ev.one(MC)
     assert mc.plain("sku") == {"name": "Base", "tier": "Standard"}
     assert mc.plain("disableLocalAccounts") is True
@@ -87,9 +85,8 @@ def test_prod_node_pool_split(stack_file):
     assert ev.depends_on(pool, mc)
 
 
-def test_prod_maintenance_windows(stack_file):
-    config, secret = stack_file("prod")
-    ev = run_program(config, secret, stack="prod")
+def test_prod_maintenance_windows(shipped):
+    ev = shipped("prod")
     windows = {r.plain("configName"): r for r in ev.by_type("azure-native:containerservice:MaintenanceConfiguration")}
     assert set(windows) == {"aksManagedAutoUpgradeSchedule", "aksManagedNodeOSUpgradeSchedule"}
     for window in windows.values():
@@ -101,9 +98,8 @@ def test_prod_maintenance_windows(stack_file):
         }
 
 
-def test_entra_only_cluster_grants_deployer_and_uses_kubelogin(stack_file):
-    config, secret = stack_file("prod")
-    ev = run_program(config, secret, stack="prod")
+def test_entra_only_cluster_grants_deployer_and_uses_kubelogin(shipped):
+    ev = shipped("prod")
     mc = ev.one(MC)
     [grant] = [r for r in ev.by_type(RA) if "deployer" in r.name]
     assert grant.plain("principalId") == DEPLOYER_OBJECT_ID
@@ -139,9 +135,8 @@ def test_kubelogin_conversion_keeps_server_tenant_and_environment(mode):
 
 
 @pytest.mark.parametrize("stack", ["dev", "prod"])
-def test_preview_has_unknowns_and_no_credentials_call(stack_file, stack):
-    config, secret = stack_file(stack)
-    ev = run_program(config, secret, stack=stack, preview=True)
+def test_preview_has_unknowns_and_no_credentials_call(shipped, stack):
+    ev = shipped(stack, True)
     assert not ev.outputs["oidcIssuerUrl"].known
     assert not ev.outputs["kubeconfig"].known and ev.outputs["kubeconfig"].secret
     provider = ev.one(K8S_PROVIDER)

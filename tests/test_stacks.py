@@ -10,6 +10,7 @@ from offline.evaluate import Secret, unwrap
 from tests.conftest import run_program
 
 SHIPPED = ["dev", "prod"]
+ALL_STACKS = ["dev", "prod", "hybrid", "tenants"]
 
 
 def graph(ev) -> str:
@@ -31,7 +32,7 @@ def graph(ev) -> str:
     )
 
 
-@pytest.mark.parametrize("stack", SHIPPED)
+@pytest.mark.parametrize("stack", ALL_STACKS)
 @pytest.mark.parametrize("preview", [False, True])
 def test_same_config_renders_the_same_graph_twice(stack_file, stack, preview):
     config, secret = stack_file(stack)
@@ -42,9 +43,8 @@ def test_same_config_renders_the_same_graph_twice(stack_file, stack, preview):
 
 
 @pytest.mark.parametrize("stack", SHIPPED)
-def test_stack_outputs(stack_file, stack):
-    config, secret = stack_file(stack)
-    ev = run_program(config, secret, stack=stack)
+def test_stack_outputs(shipped, stack):
+    ev = shipped(stack)
     out = ev.outputs
     assert out["clusterName"].value == f"aks-{stack}"
     assert out["resourceGroupName"].value == f"rg-{stack}-platform"
@@ -56,9 +56,8 @@ def test_stack_outputs(stack_file, stack):
 
 
 @pytest.mark.parametrize("stack", SHIPPED)
-def test_kubeconfig_is_secret_wherever_it_is_an_input(stack_file, stack):
-    config, secret = stack_file(stack)
-    ev = run_program(config, secret, stack=stack)
+def test_kubeconfig_is_secret_wherever_it_is_an_input(shipped, stack):
+    ev = shipped(stack)
     kubeconfig = ev.outputs["kubeconfig"].value
     for reg in ev.resources:
         text = json.dumps(_non_secret_parts(reg.inputs))
@@ -78,9 +77,8 @@ def _non_secret_parts(value):
     return value
 
 
-def test_prod_protects_cluster_identities_and_app_groups(stack_file):
-    config, secret = stack_file("prod")
-    ev = run_program(config, secret, stack="prod")
+def test_prod_protects_cluster_identities_and_app_groups(shipped):
+    ev = shipped("prod")
     protected_types = {
         "azure-native:containerservice:ManagedCluster",
         "azure-native:containerservice:AgentPool",
@@ -92,9 +90,8 @@ def test_prod_protects_cluster_identities_and_app_groups(stack_file):
             assert reg.protect, f"{reg.type} {reg.name} is not protected in prod"
 
 
-def test_dev_protects_nothing(stack_file):
-    config, secret = stack_file("dev")
-    ev = run_program(config, secret, stack="dev")
+def test_dev_protects_nothing(shipped):
+    ev = shipped("dev")
     assert not [r.name for r in ev.resources if r.protect]
 
 
