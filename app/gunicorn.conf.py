@@ -25,6 +25,9 @@ graceful_timeout = 25  # below Kubernetes' default 30-s termination grace period
 keepalive = 5
 # Heartbeat files on tmpfs: the image's file system may be read-only or slow overlay.
 worker_tmp_dir = "/dev/shm"
+# No runtime control socket: Kubernetes manages the process, and the image's user has no
+# writable home to put the socket in.
+control_socket_disable = True
 accesslog = "-"
 errorlog = "-"
 # Client, request line, status, bytes and duration in milliseconds.
