@@ -632,6 +632,14 @@ def test_functions_are_pinned_and_every_step_uses_one(upstream):
         assert re.fullmatch(rf"xpkg\.crossplane\.io/crossplane-contrib/{name}:v\d+\.\d+\.\d+", fn["spec"]["package"]), name
     steps = [s["functionRef"]["name"] for s in composition()["spec"]["pipeline"]]
     assert set(steps) == set(functions)
+    crds = load_upstream_crds()
+    for step in composition()["spec"]["pipeline"]:
+        group, version = split_api_version(step["input"]["apiVersion"])
+        key = (group, step["input"]["kind"], version)
+        assert key in {("pt.fn.crossplane.io", "Resources", "v1beta1"), ("cel.fn.crossplane.io", "Filters", "v1beta1")}
+        if key in crds:  # the functions' input CRDs, once shared/upstream pins them
+            doc = {**step["input"], "metadata": {"name": step["step"]}}
+            assert not errors(validator_for(*key), doc), (step["step"], errors(validator_for(*key), doc))
     assert composition()["spec"]["mode"] == "Pipeline"
     assert composition()["spec"]["compositeTypeRef"] == {
         "apiVersion": f"{xrd()['spec']['group']}/{xrd_version()['name']}", "kind": xrd()["spec"]["names"]["kind"]}
