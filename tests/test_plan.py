@@ -107,20 +107,26 @@ def test_secrets_are_masked_and_never_written(tmp_path, stack):
     from offline.plan import evaluate_stack
 
     ev = evaluate_stack(stack, "update")
-    secrets = _secret_strings([r.inputs for r in ev.resources]) + [
-        o.value for o in ev.outputs.values() if o.secret and isinstance(o.value, str)
-    ]
-    assert secrets, "every shipped stack has at least the kubeconfig"
     doc, json_path, md_path = write_plan(stack, "update", tmp_path)
-    text = json_path.read_text() + md_path.read_text()
-    for value in secrets:
-        for line in (ln for ln in value.splitlines() if len(ln.strip()) > 12):
-            assert line.strip() not in text
-    assert doc["summary"]["secretInputs"] >= 1
+    planned = {r["urn"]: r["inputs"] for r in doc["resources"]}
+    masked = 0
+    for reg in ev.resources:
+        masked += _assert_masked(reg.inputs, planned[reg.urn], reg.name)
+    assert masked == doc["summary"]["secretInputs"] >= 1
     assert all(v == SECRET for k, v in doc["outputs"].items() if ev.outputs[k].secret)
+    # Every kubeconfig's credentials (the provider's input, the stack output) appear nowhere.
+    text = json_path.read_text() + md_path.read_text()
+    kubeconfigs = [v for v in _secret_strings([r.inputs for r in ev.resources]) if "kind: Config" in v]
+    kubeconfigs += [o.value for o in ev.outputs.values() if o.secret and "kind: Config" in str(o.value)]
+    credential_lines = {
+        ln.strip() for kc in kubeconfigs for ln in kc.splitlines() if any(k in ln for k in ("-data:", "token:", "--tenant-id"))
+    }
+    assert credential_lines, "every shipped stack hands the Kubernetes provider a kubeconfig"
+    for line in credential_lines:
+        assert line not in text
 
 
-def _secret_strings(value, inside=False):
+def _secret_strings(value, inside=False) -> list:
     from offline.evaluate import Secret
 
     if isinstance(value, Secret):
@@ -130,6 +136,23 @@ def _secret_strings(value, inside=False):
     if isinstance(value, list):
         return [s for v in value for s in _secret_strings(v, inside)]
     return [value] if inside and isinstance(value, str) else []
+
+
+def _assert_masked(raw, planned, where) -> int:
+    """Wherever the evaluation holds a Secret, the plan holds "[secret]"; returns how many."""
+    from offline.evaluate import Secret
+
+    if isinstance(raw, Secret):
+        assert planned == SECRET, where
+        return 1
+    if isinstance(raw, dict):
+        assert set(raw) == set(planned), where
+        return sum(_assert_masked(raw[k], planned[k], f"{where}.{k}") for k in raw)
+    if isinstance(raw, list):
+        assert len(raw) == len(planned), where
+        return sum(_assert_masked(r, p, f"{where}[{i}]") for i, (r, p) in enumerate(zip(raw, planned)))
+    assert planned == raw, where
+    return 0
 
 
 def test_preview_mode_shows_unknowns_and_update_mode_none(tmp_path):
