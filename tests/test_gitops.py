@@ -55,7 +55,7 @@ from tests.gitops_support import argocd, kro, pt
 from tests.gitops_support.crds import (
     REPO_ROOT,
     errors,
-    load_upstream_crds,
+    upstream_schemas,
     make_validator,
     object_jsonschema,
     split_api_version,
@@ -237,7 +237,7 @@ def test_every_yaml_document_parses_with_identity():
 
 def test_every_manifest_validates_against_its_upstream_crd(upstream):
     checked = set()
-    crds = load_upstream_crds()
+    crds = upstream_schemas()
     for path, doc in manifests():
         group, version = split_api_version(doc["apiVersion"])
         kind = doc["kind"]
@@ -264,6 +264,27 @@ def test_strict_validation_rejects_unknown_fields(upstream):
     app = copy.deepcopy(app_named("-webapp-aso"))
     app["spec"]["syncPolicy"]["retry"]["backof"] = {}
     assert errors(validator_for("argoproj.io", "Application", "v1alpha1"), app)
+
+
+def test_crd_conversion_closes_objects_and_honours_kubernetes_extensions():
+    schema = {
+        "type": "object",
+        "properties": {
+            "closed": {"type": "object", "properties": {"a": {"type": "string"}}},
+            "open": {"type": "object", "x-kubernetes-preserve-unknown-fields": True, "properties": {"a": {"type": "string"}}},
+            "port": {"x-kubernetes-int-or-string": True},
+            "maybe": {"type": "string", "nullable": True},
+            "map": {"type": "object", "additionalProperties": {"type": "object", "properties": {"b": {"type": "integer"}}}},
+        },
+    }
+    v = make_validator(object_jsonschema(schema))
+    ok = {"apiVersion": "x/v1", "kind": "X", "metadata": {"name": "n"}, "closed": {"a": "s"},
+          "open": {"a": "s", "extra": 1}, "port": "http", "maybe": None, "map": {"k": {"b": 1}}}
+    assert not errors(v, ok)
+    assert not errors(v, {**ok, "port": 8080})
+    for bad in ({"closed": {"a": "s", "typo": 1}}, {"map": {"k": {"b": 1, "c": 2}}}, {"port": 1.5},
+                {"metadata": {"name": "n", "nmespace": "x"}}, {"extra": True}):
+        assert errors(v, {**ok, **bad}), bad
 
 
 def test_no_secret_and_no_azure_id_is_committed():
@@ -474,7 +495,7 @@ def kro_sample_instance() -> dict[str, Any]:
 
 
 def test_kro_templates_validate_against_upstream_crds(upstream):
-    crds = load_upstream_crds()
+    crds = upstream_schemas()
     instance = kro_sample_instance()
     validated = set()
     for res in rgd_resources():
@@ -507,7 +528,7 @@ def test_kro_templates_validate_against_upstream_crds(upstream):
 def test_kro_expressions_read_declared_fields(upstream):
     spec = rgd()["spec"]
     instance = kro_instance_schema()["properties"]["spec"]
-    crds = load_upstream_crds()
+    crds = upstream_schemas()
     resources = {r["id"]: r for r in spec["resources"]}
     meta_fields = {"name", "namespace", "uid", "labels", "annotations", "generation"}
 
@@ -584,7 +605,7 @@ def test_kro_reference_check_catches_typos(upstream):
     assert kro.schema_at(kro_instance_schema()["properties"]["spec"], ("platform", "subscriptoinId")) is None
     refs = kro.references('server.status.conditions.exists(c, c.type == "Ready" && c.status == "True")')
     assert [str(r) for r in refs] == ["server.status.conditions"]
-    crd = load_upstream_crds()[("dbforpostgresql.azure.com", "FlexibleServer", "v20250801")]
+    crd = upstream_schemas()[("dbforpostgresql.azure.com", "FlexibleServer", "v20250801")]
     assert kro.schema_at(crd, ("status", "fullyQualifiedDomainName")) is not None
     assert kro.schema_at(crd, ("status", "fqdn")) is None
 
@@ -632,7 +653,7 @@ def test_functions_are_pinned_and_every_step_uses_one(upstream):
         assert re.fullmatch(rf"xpkg\.crossplane\.io/crossplane-contrib/{name}:v\d+\.\d+\.\d+", fn["spec"]["package"]), name
     steps = [s["functionRef"]["name"] for s in composition()["spec"]["pipeline"]]
     assert set(steps) == set(functions)
-    crds = load_upstream_crds()
+    crds = upstream_schemas()
     for step in composition()["spec"]["pipeline"]:
         group, version = split_api_version(step["input"]["apiVersion"])
         key = (group, step["input"]["kind"], version)
@@ -667,7 +688,7 @@ def test_composition_patches_use_declared_xr_fields():
 def test_composed_resources_render_and_are_namespaced_upbound_resources(upstream):
     pt_input = step_input("function-patch-and-transform")
     desired = pt.render(pt_input, sample_xr())
-    crds = load_upstream_crds()
+    crds = upstream_schemas()
     for name, obj in desired.items():
         group, version = split_api_version(obj["apiVersion"])
         assert "namespace" not in obj.get("metadata", {}), f"{name}: composed into the XR's namespace"

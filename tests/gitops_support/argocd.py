@@ -12,7 +12,6 @@ that renders through these helpers cannot silently diverge from what Argo CD wou
 from __future__ import annotations
 
 import copy
-import json
 import re
 from functools import lru_cache
 from pathlib import Path
@@ -226,7 +225,3 @@ def kustomize_build(directory: Path, patches: list[dict[str, Any]] | None = None
             raise ValueError(f"patch target {patch.get('target')} matches no resource in {directory}")
     return docs
 
-
-def parse_json_patch(patch: str) -> list[dict[str, Any]]:
-    """A rendered patch must be valid JSON (the values are quoted in the template)."""
-    return json.loads(patch)

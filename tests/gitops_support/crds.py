@@ -9,6 +9,7 @@ which makes a typo in a manifest fail here rather than be silently pruned in the
 from __future__ import annotations
 
 import copy
+from collections.abc import Mapping
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Iterator
@@ -50,7 +51,7 @@ OBJECT_META_SCHEMA: dict[str, Any] = {
 }
 
 
-def structural_to_jsonschema(schema: dict[str, Any], *, embedded_meta: bool = False) -> dict[str, Any]:
+def structural_to_jsonschema(schema: dict[str, Any]) -> dict[str, Any]:
     """Convert one openAPIV3Schema node (recursively) into a closed JSON Schema."""
     s = copy.deepcopy(schema)
     preserve = s.get("x-kubernetes-preserve-unknown-fields") is True
@@ -140,12 +141,8 @@ def _yaml_docs(path: Path) -> Iterator[dict[str, Any]]:
 
 
 @lru_cache(maxsize=4)
-def load_upstream_crds(root: Path | None = None) -> dict[tuple[str, str, str], dict[str, Any]]:
-    """Every CRD under shared/upstream, keyed by (group, kind, version) -> openAPIV3Schema.
-
-    Only served versions are included. Use :func:`validator_for` to get a validator; the
-    schemas are converted lazily because some CRDs (ASO, Argo CD) are megabytes each.
-    """
+def upstream_schemas(root: Path | None = None) -> dict[tuple[str, str, str], dict[str, Any]]:
+    """Every CRD under shared/upstream: (group, kind, served version) -> openAPIV3Schema."""
     root = Path(root) if root else upstream_dir()
     out: dict[tuple[str, str, str], dict[str, Any]] = {}
     for path in sorted(root.rglob("*.yaml")):
@@ -165,23 +162,37 @@ def load_upstream_crds(root: Path | None = None) -> dict[tuple[str, str, str], d
     return out
 
 
-_VALIDATORS: dict[tuple[str, str, str], jsonschema.protocols.Validator] = {}
+class _LazyValidators(Mapping):
+    """(group, kind, version) -> strict validator, built on first use.
+
+    Converting is lazy because some CRDs (ASO, Argo CD) are megabytes each.
+    """
+
+    def __init__(self, schemas: dict[tuple[str, str, str], dict[str, Any]]):
+        self._schemas = schemas
+        self._built: dict[tuple[str, str, str], jsonschema.protocols.Validator] = {}
+
+    def __getitem__(self, key: tuple[str, str, str]) -> jsonschema.protocols.Validator:
+        if key not in self._built:
+            self._built[key] = make_validator(object_jsonschema(self._schemas[key]))
+        return self._built[key]
+
+    def __iter__(self) -> Iterator[tuple[str, str, str]]:
+        return iter(self._schemas)
+
+    def __len__(self) -> int:
+        return len(self._schemas)
+
+
+@lru_cache(maxsize=4)
+def load_upstream_crds(root: Path | None = None) -> Mapping[tuple[str, str, str], jsonschema.protocols.Validator]:
+    """Strict validators for every CRD under shared/upstream, keyed by (group, kind, version)."""
+    return _LazyValidators(upstream_schemas(root))
 
 
 def validator_for(group: str, kind: str, version: str) -> jsonschema.protocols.Validator | None:
     """Strict validator for group/kind/version from shared/upstream, or None if no CRD there."""
-    key = (group, kind, version)
-    if key not in _VALIDATORS:
-        crds = load_upstream_crds()
-        if key not in crds:
-            return None
-        _VALIDATORS[key] = make_validator(object_jsonschema(crds[key]))
-    return _VALIDATORS[key]
-
-
-def crd_kinds(group: str, kind: str) -> list[str]:
-    """Versions of group/kind that shared/upstream serves (empty if the CRD is not there)."""
-    return sorted(v for (g, k, v) in load_upstream_crds() if g == group and k == kind)
+    return load_upstream_crds().get((group, kind, version))
 
 
 def split_api_version(api_version: str) -> tuple[str, str]:
