@@ -313,7 +313,7 @@ def render_markdown(doc: dict[str, Any]) -> str:
     for comp in doc["components"]:
         if comp["urn"] == ROOT_COMPONENT and not comp["resources"]:
             continue
-        of_which = ", ".join(f"{n}× {t.split(':')[-1]}" for t, n in comp["byType"].items()) or "—"
+        of_which = ", ".join(f"{n}× {_short_type(t)}" for t, n in comp["byType"].items()) or "—"
         lines.append(f"| {comp['name']} | `{comp['type']}` | {comp['resources']} | {of_which} |")
     lines += ["", "## Component graph", "", "A → B: something under A waits for something under B "
               "(dependency, property dependency, provider or parent). Dashed: only declared on "
@@ -341,6 +341,13 @@ def render_markdown(doc: dict[str, Any]) -> str:
         text = json.dumps(value, sort_keys=True) if not isinstance(value, str) else value
         lines.append(f"| {key} | `{text}` |")
     return "\n".join(lines) + "\n"
+
+
+def _short_type(type_: str) -> str:
+    """'azure-native:containerservice:AgentPool' -> 'AgentPool'; providers keep their package."""
+    if type_.startswith("pulumi:providers:"):
+        return f"Provider ({type_.rsplit(':', 1)[-1]})"
+    return type_.rsplit(":", 1)[-1]
 
 
 def summary_line(doc: dict[str, Any]) -> str:

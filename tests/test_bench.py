@@ -108,7 +108,7 @@ def test_bench_report_structure_with_tiny_repetitions(tmp_path):
     for entry in (ev["floor"], ev["stacks"][stack]):
         assert entry["repetitions"] == 1
         assert 0 < entry["minSeconds"] <= entry["medianSeconds"] <= entry["maxSeconds"]
-        assert entry["peakTracedMiB"] > 0 and entry["cpuMedianSeconds"] > 0
+        assert entry["peakTracedMiB"] > 0 and entry["cpuMedianSeconds"] > 0 and entry["gcFrozenMedianSeconds"] > 0
     ratio = ev["stacks"][stack]["ratioToFloor"]
     assert ratio["time"] == round(ev["stacks"][stack]["medianSeconds"] / ev["floor"]["medianSeconds"], 2)
     assert report["suite"] == {"skipped": True}
