@@ -246,6 +246,9 @@ class Crossplane(pulumi.ComponentResource):
                 "clientID": args.client_id,
                 "tenantID": args.tenant_id,
                 "subscriptionID": args.subscription_id,
+                # The app's storage accounts have shared-key access off: the provider must
+                # reach the blob data plane (containers) with Entra tokens.
+                "storageUseAzureAD": True,
             },
             opts=pulumi.ResourceOptions(
                 parent=self,

@@ -19,7 +19,7 @@ AGGREGATE_LABEL = "rbac.kro.run/aggregate-to-controller"
 # Core kinds the reference app's ResourceGraphDefinition creates, by API group.
 APP_CORE_RESOURCES: dict[str, tuple[str, ...]] = {
     "apps": ("deployments",),
-    "": ("services", "serviceaccounts", "configmaps"),
+    "": ("services", "serviceaccounts"),
 }
 
 # Resources in an RGD's graph: kro server-side-applies them, reads them back to resolve

@@ -192,6 +192,7 @@ class Tenant(pulumi.ComponentResource):
                             "clientID": identity.client_id,
                             "tenantID": args.tenant_id,
                             "subscriptionID": args.subscription_id,
+                            "storageUseAzureAD": True,
                         },
                         opts=pulumi.ResourceOptions(parent=self, depends_on=list(args.crossplane_ready)),
                     )

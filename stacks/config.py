@@ -589,6 +589,16 @@ def _addons(s: Section, problems: Problems, app_rgs: tuple[str, ...]) -> AddonsC
         ),
     )
     argo_s.finish()
+    # The GitOps layer deploys the reference app wherever one of its variants can run, and
+    # takes the image from the cluster Secret: without it those ApplicationSets stop.
+    app_variant_possible = (aso.enabled and kro) or crossplane
+    if argocd.enabled and app_variant_possible and not argo_s.has("appImage"):
+        problems.add(
+            s.key("argocd.appImage"),
+            None,
+            "required while Argo CD and an app variant (ASO + KRO, or Crossplane) are on: the reference app's image "
+            "with a tag or digest, e.g. 'ghcr.io/org/webapp:1.0.0' (build it from app/Dockerfile)",
+        )
     s.finish()
     return AddonsConfig(cert_manager=cm_enabled, aso=aso, kro=kro, crossplane=crossplane, argocd=argocd)
 

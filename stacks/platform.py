@@ -120,7 +120,11 @@ def build_platform(cfg: StackConfig, target: PlatformTarget) -> dict[str, Any]:
     if addons.kro:
         installed["kro"] = Kro(
             "kro",
-            KroArgs(managed_api_groups=sorted({p.split("/")[0] for p in addons.aso.crd_pattern})),
+            # The ASO groups this platform serves, and only the reference app's instance kind.
+            KroArgs(
+                managed_api_groups=sorted({p.split("/")[0] for p in addons.aso.crd_pattern}),
+                instance_resources=("webapps",),
+            ),
             opts=on_cluster(),
         )
 

@@ -16,7 +16,7 @@ BASE: dict[str, Any] = {
     "location": "westeurope",
     "appResourceGroups": ["rg-dev-webapp"],
     "cluster": {"localAccounts": True, "systemPool": {"vmSize": "Standard_D4ds_v5", "count": 1}},
-    "addons": {"argocd": {"repoUrl": "https://github.com/acme/platform.git"}},
+    "addons": {"argocd": {"repoUrl": "https://github.com/acme/platform.git", "appImage": "ghcr.io/acme/webapp:1.0.0"}},
 }
 
 
@@ -172,6 +172,14 @@ def test_aso_needs_cert_manager_and_a_scope():
     assert any(p.startswith("aks-platform:appResourceGroups:") and "subscriptionScope" in p for p in found)
     cfg = load(with_("addons.aso", {"subscriptionScope": True}, with_("appResourceGroups", ...)))
     assert cfg.addons.aso.subscription_scope
+
+
+def test_app_image_is_required_while_argocd_can_deploy_the_app():
+    found = problems(with_("addons.argocd.appImage", ...))
+    assert any(p.startswith("aks-platform:addons.argocd.appImage:") and "required" in p for p in found)
+    # Without any app variant there is nothing to deploy, so no image is needed.
+    raw = with_("addons.argocd.appImage", ..., with_("addons.crossplane", {"enabled": False}, with_("addons.kro", {"enabled": False})))
+    assert load(raw).addons.argocd.app_image is None
 
 
 def test_hybrid_kind_takes_no_cluster_section():

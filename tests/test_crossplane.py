@@ -224,6 +224,7 @@ def test_cluster_provider_config_uses_workload_identity():
         "clientID": CLIENT_ID,
         "tenantID": TEN,
         "subscriptionID": SUB,
+        "storageUseAzureAD": True,
     }
     # Only the namespaced (v2) API's config: no legacy azure.upbound.io ProviderConfig.
     assert not [r for r in ev.resources if "azure.upbound.io" in r.type]

@@ -91,7 +91,7 @@ def test_cluster_role_grants_the_graph_and_nothing_more(ev: Evaluation):
     assert all(r["resources"] == ["*"] and r["verbs"] == READ_WRITE for r in aso_rules)
     # The core kinds the reference app's RGD creates.
     assert rules["apps"] == {"apiGroups": ["apps"], "resources": ["deployments"], "verbs": READ_WRITE}
-    assert sorted(rules[""]["resources"]) == ["configmaps", "serviceaccounts", "services"]
+    assert sorted(rules[""]["resources"]) == ["serviceaccounts", "services"]
     assert rules[""]["verbs"] == READ_WRITE
     # Instances are created by users: kro watches them and writes finalizers and status only.
     assert rules["kro.run"]["verbs"] == ["get", "list", "watch", "update", "patch"]

@@ -186,3 +186,30 @@ def _identity_client_id(ev: Evaluation, name: str) -> str:
 
     _identity_for(ev, name)
     return mock_guid("client", SUBSCRIPTION_ID, name)
+
+
+def test_kro_rbac_covers_what_the_reference_graph_creates(shipped):
+    """The ClusterRole the platform gives kro matches the RGD in gitops/: every group it uses is
+    granted, and the core kinds granted are exactly the ones it creates."""
+    import yaml
+
+    from tests.conftest import ROOT
+
+    rgd = yaml.safe_load((ROOT / "gitops/platform/kro/webapp-rgd.yaml").read_text())
+    used = {}
+    for resource in rgd["spec"]["resources"]:
+        template = resource["template"]
+        group = template["apiVersion"].rsplit("/", 1)[0] if "/" in template["apiVersion"] else ""
+        used.setdefault(group, set()).add(template["kind"])
+    ev = shipped("dev")
+    role = ev.one("kubernetes:rbac.authorization.k8s.io/v1:ClusterRole")
+    rules = role.plain("rules")
+    granted = {g: set(r["resources"]) for r in rules for g in r["apiGroups"]}
+    for group in used:
+        assert group in granted, f"kro may not manage {group}"
+    plural = {"ServiceAccount": "serviceaccounts", "Service": "services", "Deployment": "deployments"}
+    assert granted[""] == {plural[k] for k in used[""]}
+    assert granted["apps"] == {plural[k] for k in used["apps"]}
+    # Instances: only the WebApp kind the RGD defines, and its status.
+    kind = rgd["spec"]["schema"]["kind"].lower() + "s"
+    assert granted["kro.run"] == {kind, f"{kind}/status"}
