@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import json
+import os
 import subprocess
 import sys
 
@@ -417,3 +418,34 @@ def test_pack_publishes_policy_config_schemas(analyzer):
     schemas = {p.name: json_format.MessageToDict(p.configSchema) for p in info.policies}
     assert schemas["no-subscription-scope-role-assignment"]["properties"]["allowSubscriptionScopeRoleAssignments"]["type"] == "boolean"
     assert schemas["prod-resources-protected"]["properties"]["prodEnvironments"]["type"] == "array"
+
+
+def test_pack_serves_when_run_as_the_cli_runs_it(tmp_path):
+    """`python policy/` from another directory (as the language host's RunPlugin does): the pack
+    imports its siblings without the repository on sys.path, prints its port and answers
+    GetAnalyzerInfo and Analyze over gRPC on 127.0.0.1. The process is ended at the end."""
+    import grpc
+    from google.protobuf import empty_pb2
+    from pulumi.runtime.proto import analyzer_pb2_grpc
+
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    proc = subprocess.Popen(
+        [sys.executable, "-u", str(REPO_ROOT / "policy")],
+        cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        port = proc.stdout.readline().strip()
+        assert port.isdigit(), proc.stderr.read() if proc.poll() is not None else port
+        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+            stub = analyzer_pb2_grpc.AnalyzerStub(channel)
+            info = stub.GetAnalyzerInfo(empty_pb2.Empty(), timeout=30)
+            assert info.name == "aks-platform-guardrails"
+            assert [p.name for p in info.policies] == [r.name for r in rules.RESOURCE_RULES]
+            bad = {"oidcIssuerProfile": {"enabled": False}, "securityProfile": {"workloadIdentity": {"enabled": True}}}
+            response = stub.Analyze(_request(rules.MANAGED_CLUSTER, "c", bad), timeout=30)
+            assert _violations(response) == [("aks-workload-identity", MANDATORY)]
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+        proc.stdout.close()
+        proc.stderr.close()
