@@ -23,8 +23,6 @@ for _p in (_TESTS_DIR.parent, _TESTS_DIR):
 from webapp_testkit import TEST_MAX_UPLOAD_BYTES, AzuriteServer, FaultProxy, PostgresServer  # noqa: E402
 
 
-
-
 @pytest.fixture(scope="session")
 def _servers():
     # Azurite boots (node) while initdb runs: the two starts overlap instead of adding up.

@@ -5,7 +5,7 @@ from __future__ import annotations
 import io
 import re
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from webapp_testkit import TEST_MAX_UPLOAD_BYTES, blob_names
@@ -24,15 +24,16 @@ def test_health_and_readiness(client):
 
 
 def test_upload_list_download_delete(client, blobs, sql):
-    before = datetime.now(timezone.utc)
+    before = datetime.now(UTC)
     r = upload(client, b"hello, blob\n", "hello.txt", "text/plain")
     assert r.status_code == 201, r.get_data(as_text=True)
     meta = r.get_json()
     assert meta["name"] == "hello.txt"
     assert meta["size"] == 12
     assert meta["content_type"] == "text/plain"
+    assert meta["uploaded_at"].endswith("+00:00")  # UTC, whatever the server's time zone
     uploaded_at = datetime.fromisoformat(meta["uploaded_at"])
-    assert before - timedelta(seconds=5) <= uploaded_at <= datetime.now(timezone.utc) + timedelta(seconds=5)
+    assert before - timedelta(seconds=5) <= uploaded_at <= datetime.now(UTC) + timedelta(seconds=5)
     file_id = meta["id"]
     assert r.headers["Location"] == f"/api/files/{file_id}"
     assert meta["download_url"] == f"/api/files/{file_id}/content"

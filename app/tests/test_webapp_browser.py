@@ -16,7 +16,7 @@ CHROMEDRIVER = Path("/usr/bin/chromedriver")
 
 
 @pytest.fixture
-def server(env, tmp_path):
+def server(env, postgres, tmp_path):
     """gunicorn with the image's config file and entry point, bound to loopback."""
     port = free_port()
     log = tmp_path / "gunicorn.log"
@@ -51,7 +51,7 @@ def server(env, tmp_path):
     text = log.read_text()
     assert "Traceback" not in text, text
     # Never a secret in the server's output.
-    assert env.vars["DATABASE_URL"].split(":")[2].split("@")[0] not in text
+    assert postgres.app_password not in text
 
 
 @pytest.fixture

@@ -14,6 +14,7 @@ import time
 
 import pytest
 from azure.core.credentials import AccessToken
+
 from webapp.azure_auth import POSTGRES_SCOPE, EntraTokenProvider
 
 
@@ -131,7 +132,9 @@ def test_entra_mode_signs_in_with_refreshed_tokens(postgres, azurite, tmp_path):
         up = client.post("/api/files", data={"file": (io.BytesIO(b"x"), "a.txt")}, content_type="multipart/form-data")
         assert up.status_code == 201
         with app.extensions["webapp"].files.db.connect() as conn:
-            assert conn.execute("SELECT current_user, ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()").fetchone() == (
+            assert conn.execute(
+                "SELECT current_user, ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()"
+            ).fetchone() == (
                 role,
                 True,
             )

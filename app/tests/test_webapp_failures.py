@@ -31,7 +31,7 @@ class RequestLog:
         self.actions.append((prefix, action))
 
     def __call__(self, data: bytes) -> None:
-        if not data[:8].split(b" ")[0] in (b"GET", b"PUT", b"DELETE", b"HEAD", b"POST"):
+        if data[:8].split(b" ")[0] not in (b"GET", b"PUT", b"DELETE", b"HEAD", b"POST"):
             return  # a body chunk, not the start of a request
         line = data.split(b"\r\n", 1)[0].decode("latin-1")
         self.lines.append(line)

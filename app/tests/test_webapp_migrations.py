@@ -61,6 +61,7 @@ def test_concurrent_starts_apply_each_migration_once(env, make_app, sql):
 
 def test_a_failing_migration_applies_nothing(env, make_app, sql, monkeypatch):
     import psycopg.errors
+
     from webapp import migrations
 
     make_app()

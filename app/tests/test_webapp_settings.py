@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
+
 from webapp.settings import DEFAULT_MAX_UPLOAD_BYTES, Settings, SettingsError
 
 LOCAL = {
@@ -61,6 +62,9 @@ def test_azure_settings(azure_env):
     )
     assert s.storage.account_url == "https://stwebappdev.blob.core.windows.net"
     assert (s.max_upload_bytes, s.log_level) == (1048576, "DEBUG")
+    # The form ASO and Crossplane report (status.primaryEndpoints.blob) ends with a slash.
+    slash = Settings.from_env({**azure_env, "AZURE_STORAGE_ACCOUNT_URL": "https://stwebappdev.blob.core.windows.net/"})
+    assert slash.storage.account_url == "https://stwebappdev.blob.core.windows.net/"
 
 
 def test_secrets_never_appear_in_repr_or_errors():
@@ -83,7 +87,11 @@ def test_secrets_never_appear_in_repr_or_errors():
         ({"DATABASE_URL": ""}, "DATABASE_URL", "DATABASE_URL=<unset> is invalid"),
         ({"AZURE_STORAGE_CONNECTION_STRING": None}, "AZURE_STORAGE_ACCOUNT_URL", "set https://<account>"),
         ({"AZURE_STORAGE_CONNECTION_STRING": "nonsense"}, "AZURE_STORAGE_CONNECTION_STRING", "key=value pairs"),
-        ({"MAX_UPLOAD_BYTES": "0"}, "MAX_UPLOAD_BYTES", "MAX_UPLOAD_BYTES='0' is invalid: expected a whole number >= 1"),
+        (
+            {"MAX_UPLOAD_BYTES": "0"},
+            "MAX_UPLOAD_BYTES",
+            "MAX_UPLOAD_BYTES='0' is invalid: expected a whole number >= 1",
+        ),
         ({"MAX_UPLOAD_BYTES": "10MB"}, "MAX_UPLOAD_BYTES", "MAX_UPLOAD_BYTES='10MB' is invalid"),
         ({"MAX_UPLOAD_BYTES": "-5"}, "MAX_UPLOAD_BYTES", "expected a whole number >= 1"),
         ({"DB_POOL_TIMEOUT": "0"}, "DB_POOL_TIMEOUT", "DB_POOL_TIMEOUT='0' is invalid: expected a number of seconds"),
@@ -132,9 +140,11 @@ def test_azure_errors(azure_env, changes, variable, message):
 
 def test_workload_identity_is_required_for_either_service(azure_env):
     """Azure storage with a local database still needs the webhook's variables, and vice versa."""
-    storage_only = {**LOCAL, "AZURE_STORAGE_CONNECTION_STRING": "", "AZURE_STORAGE_ACCOUNT_URL": azure_env[
-        "AZURE_STORAGE_ACCOUNT_URL"
-    ]}
+    storage_only = {
+        **LOCAL,
+        "AZURE_STORAGE_CONNECTION_STRING": "",
+        "AZURE_STORAGE_ACCOUNT_URL": azure_env["AZURE_STORAGE_ACCOUNT_URL"],
+    }
     assert error(storage_only).variable == "AZURE_CLIENT_ID"
     db_only = {k: v for k, v in azure_env.items() if not k.startswith("AZURE_STORAGE")} | {
         "AZURE_STORAGE_CONNECTION_STRING": LOCAL["AZURE_STORAGE_CONNECTION_STRING"]

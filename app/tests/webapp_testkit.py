@@ -144,7 +144,9 @@ class PostgresServer:
         options = (
             f"-c listen_addresses={LOOPBACK} -c port={self.port} -c unix_socket_directories='' "
             f"-c ssl=on -c ssl_cert_file={cert} -c ssl_key_file={key} "
-            "-c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=200"
+            "-c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=200 "
+            # Not UTC, so a test notices if the app shows times in the server's zone.
+            "-c timezone=America/St_Johns"
         )
         subprocess.run(
             self._cmd(
@@ -168,7 +170,7 @@ class PostgresServer:
 
         key = ec.generate_private_key(ec.SECP256R1())
         name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, LOOPBACK)])
-        now = datetime.datetime.now(datetime.timezone.utc)
+        now = datetime.datetime.now(datetime.UTC)
         cert = (
             x509.CertificateBuilder()
             .subject_name(name)

@@ -7,7 +7,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 
 import psycopg
 import psycopg_pool
@@ -35,6 +35,11 @@ class FileRecord:
     content_type: str
     blob_key: str
     uploaded_at: datetime
+
+    def __post_init__(self):
+        # timestamptz arrives in the session's time zone, which is the server's setting:
+        # always show and serialise UTC.
+        object.__setattr__(self, "uploaded_at", self.uploaded_at.astimezone(UTC))
 
 
 _FILE_COLUMNS = "id, name, size, content_type, blob_key, uploaded_at"
@@ -176,7 +181,9 @@ class Database:
                 )
         return record
 
-    def reap_pending_blobs(self, delete_blob: Callable[[str], bool], older_than_seconds: float, limit: int = 100) -> int:
+    def reap_pending_blobs(
+        self, delete_blob: Callable[[str], bool], older_than_seconds: float, limit: int = 100
+    ) -> int:
         """Delete abandoned blobs recorded in pending_blobs; return how many were reaped.
 
         Only marks older than ``older_than_seconds`` are touched, so an upload still in

@@ -66,8 +66,6 @@ def migrate(conn: psycopg.Connection) -> list[int]:
                 continue
             log.info("applying migration %s: %s", version, description)
             conn.execute(sql)
-            conn.execute(
-                "INSERT INTO schema_migrations (version, description) VALUES (%s, %s)", (version, description)
-            )
+            conn.execute("INSERT INTO schema_migrations (version, description) VALUES (%s, %s)", (version, description))
             applied_now.append(version)
     return applied_now

@@ -121,6 +121,7 @@ class BlobStore:
         except AzureError as exc:
             raise StorageUnavailable(_describe(exc)) from exc
 
+
 def _describe(exc: AzureError) -> str:
     # The first line only: SDK messages go on with request details we don't need in logs.
     return f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
