@@ -140,6 +140,21 @@ def test_subscription_wide_role_assignment_allowed_by_policy_config():
     assert names(found) == ["mgmt-group"]
 
 
+def test_shipped_program_with_subscription_scope_opt_in_needs_the_policy_opt_in_too(stack_file):
+    """addons.aso.subscriptionScope grants the controllers Contributor on the subscription; the
+    policy still stops it unless its own config allows it (two keys, two owners)."""
+    config, secret = stack_file("dev")
+    config[f"{PROJECT}:addons"] = {**config.get(f"{PROJECT}:addons", {}), "aso": {"subscriptionScope": True}}
+    ev = run_program(config, secret, stack="dev")
+    found = check_evaluation(ev, "dev", "dev")
+    assert found and rules_hit(found) == ["no-subscription-scope-role-assignment"]
+    subscription_wide = sorted(
+        r.urn for r in ev.resources if r.type == rules.ROLE_ASSIGNMENT and r.plain("scope") == f"/subscriptions/{SUBSCRIPTION_ID}"
+    )
+    assert sorted(v.resource for v in found) == subscription_wide
+    assert not check_evaluation(ev, "dev", "dev", {"allowSubscriptionScopeRoleAssignments": True})
+
+
 def test_role_assignment_without_scope_is_caught():
     res = rules.Resource(rules.ROLE_ASSIGNMENT, "no-scope", {"principalId": "x"})
     assert rules.no_subscription_scope_role_assignment(res, rules.Context())
