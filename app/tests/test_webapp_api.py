@@ -8,6 +8,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 import pytest
+
 from webapp_testkit import TEST_MAX_UPLOAD_BYTES, blob_names
 
 

@@ -9,6 +9,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+
 from webapp_testkit import APP_DIR, LOOPBACK, TEST_MAX_UPLOAD_BYTES, free_port, missing, wait_for_port
 
 CHROMIUM = Path("/usr/bin/chromium")

@@ -10,6 +10,7 @@ import re
 import runpy
 
 import pytest
+
 from webapp_testkit import APP_DIR
 
 DOCKERFILE = (APP_DIR / "Dockerfile").read_text()

@@ -12,6 +12,7 @@ import time
 import uuid
 
 import pytest
+
 from webapp_testkit import blob_names
 
 
