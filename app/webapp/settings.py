@@ -129,33 +129,29 @@ def _bool(env: Mapping[str, str], name: str) -> bool:
     raise SettingsError(name, raw, "expected true or false")
 
 
-def _int(env: Mapping[str, str], name: str, default: int, *, minimum: int) -> int:
+def _number(env: Mapping[str, str], name: str, default, parse, minimum, allowed: str):
     raw = _get(env, name)
     if raw is None:
         return default
     try:
-        value = int(raw.strip())
+        value = parse(raw.strip())
     except ValueError:
-        value = None
-    if value is None or value < minimum:
-        raise SettingsError(name, raw, f"expected a whole number >= {minimum}")
+        raise SettingsError(name, raw, allowed) from None
+    # "not >=" also rejects NaN; infinity is no timeout or size either.
+    if not value >= minimum or value == float("inf"):
+        raise SettingsError(name, raw, allowed)
     return value
+
+
+def _int(env: Mapping[str, str], name: str, default: int, *, minimum: int) -> int:
+    return _number(env, name, default, int, minimum, f"expected a whole number >= {minimum}")
 
 
 def _float(env: Mapping[str, str], name: str, default: float, *, minimum: float) -> float:
-    raw = _get(env, name)
-    if raw is None:
-        return default
-    try:
-        value = float(raw.strip())
-    except ValueError:
-        value = None
-    if value is None or not value >= minimum or value == float("inf"):
-        raise SettingsError(name, raw, f"expected a number of seconds >= {minimum}")
-    return value
+    return _number(env, name, default, float, minimum, f"expected a number of seconds >= {minimum}")
 
 
-def _choice(env, name, default, allowed, *, upper=False) -> str:
+def _choice(env: Mapping[str, str], name: str, default: str, allowed: tuple[str, ...], *, upper: bool = False) -> str:
     raw = _get(env, name)
     if raw is None:
         return default
