@@ -233,7 +233,8 @@ def plan_document(ev: Evaluation, stack: str, mode: str, environment: Optional[s
             counts = per_component.setdefault(component, {})
             counts[reg.type] = counts.get(reg.type, 0) + 1
 
-    components_list = [ROOT_COMPONENT] + sorted(r.urn for r in ev.resources if not r.custom)
+    # The stack first, then by name (URN to break ties): stable, and readable in the tables.
+    components_list = [ROOT_COMPONENT] + [r.urn for r in sorted((r for r in ev.resources if not r.custom), key=lambda r: (r.name, r.urn))]
     real, declared = component_graph(graph)
     components = []
     for urn in components_list:
@@ -339,6 +340,7 @@ def render_markdown(doc: dict[str, Any]) -> str:
     lines += ["", "## Stack outputs", "", "| output | value |", "| --- | --- |"]
     for key, value in doc["outputs"].items():
         text = json.dumps(value, sort_keys=True) if not isinstance(value, str) else value
+        text = text.replace("|", "\\|").replace("`", "'").replace("\n", " ")
         lines.append(f"| {key} | `{text}` |")
     return "\n".join(lines) + "\n"
 
