@@ -296,7 +296,6 @@ def _label(text: str) -> str:
 
 
 def render_markdown(doc: dict[str, Any]) -> str:
-    s = doc["summary"]
     lines = [
         f"# Offline plan: stack `{doc['stack']}` ({doc['mode']} mode)",
         "",

@@ -150,7 +150,7 @@ def _assert_masked(raw, planned, where) -> int:
         return sum(_assert_masked(raw[k], planned[k], f"{where}.{k}") for k in raw)
     if isinstance(raw, list):
         assert len(raw) == len(planned), where
-        return sum(_assert_masked(r, p, f"{where}[{i}]") for i, (r, p) in enumerate(zip(raw, planned)))
+        return sum(_assert_masked(r, p, f"{where}[{i}]") for i, (r, p) in enumerate(zip(raw, planned, strict=True)))
     assert planned == raw, where
     return 0
 

@@ -327,8 +327,8 @@ def test_pack_files():
 
 @pytest.fixture
 def analyzer():
-    from pulumi_policy.policy import _PolicyAnalyzerServicer
     from pulumi_policy import EnforcementLevel
+    from pulumi_policy.policy import _PolicyAnalyzerServicer
 
     from policy.pack import PACK_NAME, POLICIES
 
