@@ -59,8 +59,10 @@ def test_copied_files_exist_and_pass_dockerignore():
                 keep = negate
         return keep
 
-    sources = [i.split()[1] for stage in stages() for i in stage if i.startswith("COPY ") and "--from" not in i]
-    assert sources == ["requirements.txt", "gunicorn.conf.py", "webapp/"]
+    sources = [
+        s for stage in stages() for i in stage if i.startswith("COPY ") and "--from" not in i for s in i.split()[1:-1]
+    ]
+    assert sources == ["requirements.txt", "constraints.txt", "gunicorn.conf.py", "webapp/"]
     for src in sources:
         assert (APP_DIR / src).exists(), src
         assert included(src.rstrip("/")), src
@@ -69,13 +71,42 @@ def test_copied_files_exist_and_pass_dockerignore():
     assert included("webapp/templates/index.html")
 
 
-@pytest.mark.parametrize("name", ["requirements.txt", "requirements-test.txt"])
+@pytest.mark.parametrize("name", ["requirements.txt", "requirements-test.txt", "constraints.txt"])
 def test_requirements_are_exact_pins(name):
     lines = [ln.strip() for ln in (APP_DIR / name).read_text().splitlines()]
     pins = [ln for ln in lines if ln and not ln.startswith("#")]
     assert pins
     for pin in pins:
         assert re.fullmatch(r"[A-Za-z0-9_.-]+(\[[a-z,]+\])?==[0-9][0-9A-Za-z.]*", pin), pin
+
+
+def _pins(name: str) -> dict[str, str]:
+    pins = {}
+    for line in (APP_DIR / name).read_text().splitlines():
+        if line.strip() and not line.startswith("#"):
+            package, version = line.split("==")
+            pins[re.sub(r"[-_.]+", "-", package.split("[")[0]).lower()] = version
+    return pins
+
+
+def test_image_lock_covers_the_requirements_and_their_dependencies():
+    """constraints.txt must keep up with requirements.txt, or image builds float again."""
+    from importlib.metadata import PackageNotFoundError, requires
+
+    from packaging.requirements import Requirement
+
+    lock, direct = _pins("constraints.txt"), _pins("requirements.txt")
+    assert {name: lock.get(name) for name in direct} == direct
+    assert "psycopg-binary" in lock  # the [binary] extra
+    # Walk the installed metadata: every runtime dependency of a locked package is locked.
+    for name in lock:
+        try:
+            reqs = requires(name) or []
+        except PackageNotFoundError:
+            pytest.fail(f"{name} is in constraints.txt but not installed: pip install -r app/requirements.txt")
+        for req in map(Requirement, reqs):
+            if req.marker is None or req.marker.evaluate({"extra": ""}):
+                assert re.sub(r"[-_.]+", "-", req.name).lower() in lock, f"{name} needs {req.name}"
 
 
 def test_gunicorn_config(monkeypatch):
