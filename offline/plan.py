@@ -256,7 +256,7 @@ def plan_document(ev: Evaluation, stack: str, mode: str, environment: Optional[s
     by_type: dict[str, int] = {}
     for r in custom:
         by_type[r["type"]] = by_type.get(r["type"], 0) + 1
-    outputs = {k: mask(_output_value(v)) for k, v in sorted(ev.outputs.items())}
+    outputs = {k: mask(output_value(v)) for k, v in sorted(ev.outputs.items())}
     violations = check_evaluation(ev, stack=stack, environment=environment)
     return {
         "project": PROJECT,
@@ -279,7 +279,7 @@ def plan_document(ev: Evaluation, stack: str, mode: str, environment: Optional[s
     }
 
 
-def _output_value(out: Any) -> Any:
+def output_value(out: Any) -> Any:
     if out.secret:
         return Secret(out.value)
     if not out.known:

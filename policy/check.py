@@ -49,14 +49,14 @@ def check_evaluation(
     ev: Any, stack: str, environment: Optional[str] = None, config: Optional[Mapping[str, Any]] = None
 ) -> list[Violation]:
     """Violations in an Evaluation of `stack` (policy `config` as the pack would get it)."""
-    from offline.plan import _output_value, mask
+    from offline.plan import output_value, mask
 
     ctx = rules.Context(stack=stack, environment=environment, config=dict(config or {}))
     resources = [
         (r.urn, rules.Resource(type=r.type, name=r.name, inputs=mask(r.inputs), protect=r.protect))
         for r in ev.resources
     ]
-    outputs = {k: mask(_output_value(v)) for k, v in ev.outputs.items()}
+    outputs = {k: mask(output_value(v)) for k, v in ev.outputs.items()}
     return _check(resources, outputs, ctx)
 
 
