@@ -49,7 +49,7 @@ def check_evaluation(
     ev: Any, stack: str, environment: Optional[str] = None, config: Optional[Mapping[str, Any]] = None
 ) -> list[Violation]:
     """Violations in an Evaluation of `stack` (policy `config` as the pack would get it)."""
-    from offline.plan import output_value, mask
+    from offline.plan import mask, output_value
 
     ctx = rules.Context(stack=stack, environment=environment, config=dict(config or {}))
     resources = [
