@@ -134,6 +134,14 @@ def test_reads_answer_503_while_a_dependency_is_down(client, db_proxy, blob_prox
     assert client.get(meta["download_url"]).data == b"content"
 
 
+def test_page_form_error_while_the_database_is_down(client, db_proxy):
+    db_proxy.cut()
+    # The 400 is still a 400 (not a 500) even though the page can't list the files.
+    r = upload(client, b"", "empty.txt", url="/upload")
+    assert r.status_code == 400
+    assert "empty" in r.get_data(as_text=True)
+
+
 def test_readiness_reports_each_dependency(client, db_proxy, blob_proxy):
     db_proxy.cut()
     r = client.get("/readyz")

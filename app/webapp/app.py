@@ -13,7 +13,7 @@ from flask import Blueprint, Flask, Response, current_app, jsonify, redirect, re
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from .db import Database, DatabaseUnavailable, FileRecord
-from .files import BadUpload, FileService
+from .files import FileService, InvalidInput
 from .settings import Settings
 from .storage import BlobNotFound, BlobStore, StorageUnavailable
 
@@ -87,7 +87,7 @@ def create_app(
     app.after_request(_security_headers)
     app.register_error_handler(DatabaseUnavailable, _unavailable)
     app.register_error_handler(StorageUnavailable, _unavailable)
-    app.register_error_handler(BadUpload, _bad_upload)
+    app.register_error_handler(InvalidInput, _bad_upload)
     app.register_error_handler(HTTPException, _http_error)
     app.jinja_env.filters["human_size"] = human_size
     return app
@@ -223,11 +223,11 @@ def api_download(file_id: uuid.UUID):
     if record is None:
         return _error(404, "no such file")
     try:
-        chunks = files.store.open(record.blob_key)
+        size, chunks = files.store.open(record.blob_key)
     except BlobNotFound:
         return _error(404, "no such file")  # deleted between the lookup and the download
     response = Response(chunks, mimetype=record.content_type)
-    response.content_length = record.size
+    response.content_length = size
     response.headers["Content-Disposition"] = content_disposition(record.name)
     # Stored bytes are the client's: never let a browser run them as a page of this site.
     response.headers["Content-Security-Policy"] = "sandbox"
@@ -253,7 +253,7 @@ def _int_arg(name: str, default: int, lo: int, hi: int) -> int:
     if raw is None:
         return default
     if not raw.isdigit() or not lo <= int(raw) <= hi:
-        raise BadUpload(400, f"{name} must be a whole number from {lo} to {hi}")
+        raise InvalidInput(400, f"{name} must be a whole number from {lo} to {hi}")
     return int(raw)
 
 
@@ -292,7 +292,10 @@ def _error(status: int, message: str) -> Response:
     if _wants_json():
         body = (jsonify(error=message), status)
     elif request.endpoint in ("webapp.upload_form", "webapp.delete_form") and status != 503:
-        body = _render_index(error=message, status=status)
+        try:
+            body = _render_index(error=message, status=status)
+        except DatabaseUnavailable:  # the page can't list files now: the bare error page
+            body = (render_template("error.html", status=status, message=message), status)
     else:
         body = (render_template("error.html", status=status, message=message), status)
     return current_app.make_response(body)
@@ -306,7 +309,7 @@ def _unavailable(exc: Exception) -> Response:
     return response
 
 
-def _bad_upload(exc: BadUpload):
+def _bad_upload(exc: InvalidInput):
     return _error(exc.status, exc.message)
 
 

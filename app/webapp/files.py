@@ -28,8 +28,8 @@ _CONTENT_TYPE_RE = re.compile(r"^[a-z0-9][a-z0-9!#$&^_.+-]{0,126}/[a-z0-9][a-z0-
 REAP_GRACE_SECONDS = 15 * 60.0
 
 
-class BadUpload(Exception):
-    """The client sent something we refuse; ``status`` is the HTTP status to answer with."""
+class InvalidInput(Exception):
+    """The client sent something we refuse (4xx); ``status`` is the HTTP status to answer with."""
 
     def __init__(self, status: int, message: str):
         super().__init__(message)
@@ -50,7 +50,7 @@ def sanitize_name(raw: str | None) -> str:
     name = "".join(ch for ch in name if unicodedata.category(ch) not in ("Cc", "Cf", "Cs", "Zl", "Zp"))
     name = name.strip()
     if name in ("", ".", ".."):
-        raise BadUpload(400, "the file name is empty once path and control characters are removed")
+        raise InvalidInput(400, "the file name is empty once path and control characters are removed")
     if len(name) > MAX_NAME_LENGTH:
         stem, ext = os.path.splitext(name)
         ext = ext if len(ext) <= 16 else ""
@@ -83,13 +83,13 @@ class FileService:
 
     def upload(self, stream: BinaryIO | None, raw_name: str | None, declared_type: str | None) -> FileRecord:
         if stream is None:
-            raise BadUpload(400, "no file: send it as the multipart form field 'file'")
+            raise InvalidInput(400, "no file: send it as the multipart form field 'file'")
         name = sanitize_name(raw_name)
         size = measure(stream)
         if size == 0:
-            raise BadUpload(400, "the file is empty")
+            raise InvalidInput(400, "the file is empty")
         if size > self.max_upload_bytes:
-            raise BadUpload(413, f"the file is {size} bytes; the limit is {self.max_upload_bytes} bytes")
+            raise InvalidInput(413, f"the file is {size} bytes; the limit is {self.max_upload_bytes} bytes")
         content_type = clean_content_type(declared_type, name)
 
         file_id = uuid.uuid4()

@@ -102,15 +102,16 @@ class BlobStore:
         except AzureError as exc:
             raise StorageUnavailable(_describe(exc)) from exc
 
-    def open(self, key: str) -> Iterator[bytes]:
-        """Start a download: errors before the first byte raise here, not mid-response."""
+    def open(self, key: str) -> tuple[int, Iterator[bytes]]:
+        """Start a download: (size, chunks). Errors before the first byte raise here, not
+        mid-response, while a 503 can still be sent."""
         try:
             downloader = self.container.download_blob(key)
         except ResourceNotFoundError as exc:
             raise BlobNotFound(key) from exc
         except AzureError as exc:
             raise StorageUnavailable(_describe(exc)) from exc
-        return downloader.chunks()
+        return downloader.size, downloader.chunks()
 
     def delete(self, key: str) -> None:
         """Delete a blob; a blob that is already gone counts as deleted."""
