@@ -95,14 +95,11 @@ class FileService:
         file_id = uuid.uuid4()
         key = file_id.hex  # generated: nothing the client sends reaches the storage path
         self.db.add_pending_blob(key)  # if the database is down we fail here, before any write
+        # Whatever fails from here on (an outage or a bug), undo the blob before answering.
         try:
             self.store.put(key, stream, size, content_type)
-        except StorageUnavailable:
-            self._compensate(key)
-            raise
-        try:
             record = self.db.insert_file(file_id, name, size, content_type, key)
-        except DatabaseUnavailable:
+        except Exception:
             self._compensate(key)
             raise
         log.info("stored file %s (%d bytes)", file_id, size)
