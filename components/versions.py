@@ -84,6 +84,14 @@ CROSSPLANE_PROVIDERS = {
     )
 }
 
+# Composition functions: installed from Git (gitops/platform/crossplane/functions.yaml),
+# pinned here too so this file stays the one place to read and bump versions; a test
+# fails when the two disagree.
+CROSSPLANE_FUNCTIONS = {
+    "function-patch-and-transform": f"{CROSSPLANE_PROVIDER_REGISTRY}/function-patch-and-transform:v0.10.8",
+    "function-cel-filter": f"{CROSSPLANE_PROVIDER_REGISTRY}/function-cel-filter:v0.2.0",
+}
+
 CHARTS = {
     "cert_manager": CERT_MANAGER,
     "aso": ASO,

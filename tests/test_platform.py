@@ -213,3 +213,14 @@ def test_kro_rbac_covers_what_the_reference_graph_creates(shipped):
     # Instances: only the WebApp kind the RGD defines, and its status.
     kind = rgd["spec"]["schema"]["kind"].lower() + "s"
     assert granted["kro.run"] == {kind, f"{kind}/status"}
+
+
+def test_gitops_function_packages_are_the_pinned_ones():
+    """versions.py is the one place to read versions: Git's Function manifests must match it."""
+    import yaml
+
+    from components.versions import CROSSPLANE_FUNCTIONS
+    from tests.conftest import ROOT
+
+    docs = [d for d in yaml.safe_load_all((ROOT / "gitops/platform/crossplane/functions.yaml").read_text()) if d]
+    assert {d["metadata"]["name"]: d["spec"]["package"] for d in docs if d["kind"] == "Function"} == CROSSPLANE_FUNCTIONS
