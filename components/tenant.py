@@ -263,7 +263,12 @@ class TenantGuard(pulumi.ComponentResource):
                 match_conditions=[
                     k8s.admissionregistration.v1.MatchConditionArgs(
                         name="crossplane-azure-managed-resource",
-                        expression="request.resource.group.endsWith('.azure.m.upbound.io')",
+                        # The family's own group serves managed kinds too (ResourceGroup,
+                        # ResourceProviderRegistration, Subscription), not only its services'.
+                        expression=(
+                            "request.resource.group == 'azure.m.upbound.io' || "
+                            "request.resource.group.endsWith('.azure.m.upbound.io')"
+                        ),
                     )
                 ],
                 validations=[

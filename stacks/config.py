@@ -603,10 +603,14 @@ def _addons(s: Section, problems: Problems, app_rgs: tuple[str, ...]) -> AddonsC
     return AddonsConfig(cert_manager=cm_enabled, aso=aso, kro=kro, crossplane=crossplane, argocd=argocd)
 
 
+# Namespaces the GitOps layer (gitops/) deploys the reference app into: a tenant there would
+# get its aso-credential and the TenantGuard in the platform's own app namespaces.
+GITOPS_NAMESPACES = frozenset({"webapp-aso", "webapp-crossplane"})
 # Namespaces the platform owns: no tenant may claim them.
 PLATFORM_NAMESPACES = frozenset(
     {"default", "kube-system", "kube-public", "kube-node-lease", "gatekeeper-system", "calico-system", "tigera-operator"}
     | {pin.namespace for pin in CHARTS.values()}
+    | GITOPS_NAMESPACES
 )
 TENANT_NAME_RE = re.compile(r"^[a-z][a-z0-9-]{0,18}[a-z0-9]$")
 
@@ -664,7 +668,10 @@ def _tenants(root: Section, problems: Problems, *, workload_identity: bool) -> t
             r.finish()
             if role:
                 roles.append(TenantRole(role=role, scope=scope))
-        if not role_items:
+        if not role_items and t.data.get("roles") == []:
+            # An explicit empty list must not silently become the default grant.
+            problems.add(t.key("roles"), [], "at least one {role, scope} (omit roles for Contributor on the tenant's resource group)")
+        elif not role_items:
             roles.append(TenantRole(role="Contributor", scope="resourceGroup"))
         repos = t.string_list("sourceRepos", check=lambda v: bool(REPO_URL_RE.fullmatch(v)), allowed_text="Git URLs the tenant's Argo CD project may sync from")
         if not repos:
