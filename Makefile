@@ -17,7 +17,7 @@ export PULUMI_BACKEND_URL
 
 APP_REQUIREMENTS := $(wildcard app/requirements.txt app/requirements-test.txt)
 
-.PHONY: venv test lint preflight login stack up preview destroy plan bench clean
+.PHONY: venv test lint preflight login stack up preview destroy plan bench policy clean
 
 $(VENV)/.installed: requirements.txt $(APP_REQUIREMENTS)
 	$(PYTHON) -m venv $(VENV)
@@ -59,6 +59,10 @@ plan: venv
 
 bench: venv
 	$(PY) -m offline.bench
+
+# The guardrails over every shipped stack, offline (the same rules as policy/ in pulumi).
+policy: venv
+	$(PY) -m policy.check
 
 clean:
 	rm -rf build .pytest_cache

@@ -103,7 +103,7 @@ class AksCluster(pulumi.ComponentResource):
             if cfg.api_server_authorized_ip_ranges
             else None,
             tags=dict(args.tags),
-            # The autoscaler owns the node count; the auto-upgrade channel owns patch versions.
+            # The autoscaler owns the node count.
             opts=pulumi.ResourceOptions(
                 parent=self,
                 ignore_changes=["agentPoolProfiles[0].count"] if cfg.system_pool.autoscaling else None,
@@ -129,7 +129,8 @@ class AksCluster(pulumi.ComponentResource):
         # running `pulumi up` (a human or the CI principal) gets cluster-admin through
         # Azure RBAC at this cluster's scope only, so the Kubernetes provider can install add-ons.
         self.deployer_role_assignment = None
-        provider_deps: list[pulumi.Resource] = [managed, *self.user_pools]
+        # Add-ons run on the system pool, so they need not wait for the user pools (minutes each).
+        provider_deps: list[pulumi.Resource] = [managed]
         if not cfg.local_accounts:
             self.deployer_role_assignment = assign_role(
                 f"{name}-deployer-rbac-admin",
@@ -161,7 +162,7 @@ class AksCluster(pulumi.ComponentResource):
         self.provider = k8s.Provider(
             f"{name}-k8s",
             kubeconfig=self.kubeconfig,
-            # Add-ons install once the nodes and the deployer's RBAC exist.
+            # Add-ons install once the cluster and the deployer's RBAC exist.
             opts=pulumi.ResourceOptions(parent=self, depends_on=provider_deps),
         )
 

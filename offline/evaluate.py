@@ -216,6 +216,9 @@ def evaluate(
     """
     mocks = mocks or AzureMocks(preview=preview)
     monitor = RecordingMonitor(mocks)
+    # A new root Stack per evaluation: set_mocks keeps an existing one, whose URN would name
+    # the previous evaluation's stack.
+    pulumi.runtime.settings.ROOT.set(None)
     pulumi.runtime.set_mocks(mocks, project=PROJECT, stack=stack, preview=preview, monitor=monitor)
     set_all_config(
         {k: v if isinstance(v, str) else json.dumps(v) for k, v in (config or {}).items()},

@@ -20,6 +20,15 @@ from stacks.config import from_pulumi  # noqa: E402
 UPSTREAM = ROOT.parent / "shared" / "upstream"
 
 
+def pytest_collection_finish(session):
+    # Pulumi's SDK allocates many short-lived objects per evaluation; freezing the long-lived
+    # ones (modules, collected tests) keeps the cyclic collector from rescanning them.
+    import gc
+
+    gc.collect()
+    gc.freeze()
+
+
 def run_program(config: dict[str, Any], secret_keys=(), preview: bool = False, stack: str = "test") -> Evaluation:
     """Evaluate the real program (config -> validated StackConfig -> build) under fresh mocks."""
     return evaluate(lambda: build(from_pulumi()), config=config, secret_keys=secret_keys, preview=preview, stack=stack)
