@@ -38,58 +38,55 @@ def _rg_id(sub: str, rg: str) -> str:
     return f"/subscriptions/{sub}/resourceGroups/{rg}"
 
 
-def exec_kubeconfig(cluster: str, location: str) -> str:
-    """What listManagedClusterUserCredentials(format=exec) returns for an Entra cluster."""
+def _kubeconfig(cluster: str, location: str, context: str, user_name: str, user: dict[str, Any]) -> str:
     server = f"https://{cluster}-{mock_guid('dns', cluster)[:8]}.hcp.{location}.azmk8s.io:443"
     doc = {
         "apiVersion": "v1",
         "kind": "Config",
         "clusters": [{"name": cluster, "cluster": {"certificate-authority-data": base64.b64encode(b"mock-ca").decode(), "server": server}}],
-        "contexts": [{"name": cluster, "context": {"cluster": cluster, "user": f"clusterUser_{cluster}"}}],
-        "current-context": cluster,
-        "users": [
-            {
-                "name": f"clusterUser_{cluster}",
-                "user": {
-                    "exec": {
-                        "apiVersion": "client.authentication.k8s.io/v1beta1",
-                        "command": "kubelogin",
-                        "args": [
-                            "get-token", "--login", "devicecode", "--server-id", "6dae42f8-4368-4678-94ff-3960e28e3630",
-                            "--client-id", "80faf920-1908-4b52-b5ef-a8e7bedfc67a", "--tenant-id", TENANT_ID,
-                            "--environment", "AzurePublicCloud",
-                        ],
-                        "interactiveMode": "IfAvailable",
-                        "provideClusterInfo": False,
-                    }
-                },
-            }
-        ],
+        "contexts": [{"name": context, "context": {"cluster": cluster, "user": user_name}}],
+        "current-context": context,
+        "users": [{"name": user_name, "user": user}],
     }
     return yaml.safe_dump(doc, sort_keys=False)
+
+
+def exec_kubeconfig(cluster: str, location: str) -> str:
+    """What listManagedClusterUserCredentials(format=exec) returns for an Entra cluster."""
+    return _kubeconfig(
+        cluster,
+        location,
+        cluster,
+        f"clusterUser_{cluster}",
+        {
+            "exec": {
+                "apiVersion": "client.authentication.k8s.io/v1beta1",
+                "command": "kubelogin",
+                "args": [
+                    "get-token", "--login", "devicecode", "--server-id", "6dae42f8-4368-4678-94ff-3960e28e3630",
+                    "--client-id", "80faf920-1908-4b52-b5ef-a8e7bedfc67a", "--tenant-id", TENANT_ID,
+                    "--environment", "AzurePublicCloud",
+                ],
+                "interactiveMode": "IfAvailable",
+                "provideClusterInfo": False,
+            }
+        },
+    )
 
 
 def admin_kubeconfig(cluster: str, location: str) -> str:
     """What listManagedClusterAdminCredentials returns: a local client certificate."""
-    server = f"https://{cluster}-{mock_guid('dns', cluster)[:8]}.hcp.{location}.azmk8s.io:443"
-    doc = {
-        "apiVersion": "v1",
-        "kind": "Config",
-        "clusters": [{"name": cluster, "cluster": {"certificate-authority-data": base64.b64encode(b"mock-ca").decode(), "server": server}}],
-        "contexts": [{"name": f"{cluster}-admin", "context": {"cluster": cluster, "user": f"clusterAdmin_{cluster}"}}],
-        "current-context": f"{cluster}-admin",
-        "users": [
-            {
-                "name": f"clusterAdmin_{cluster}",
-                "user": {
-                    "client-certificate-data": base64.b64encode(b"mock-cert").decode(),
-                    "client-key-data": base64.b64encode(b"mock-key").decode(),
-                    "token": mock_guid("admin-token", cluster),
-                },
-            }
-        ],
-    }
-    return yaml.safe_dump(doc, sort_keys=False)
+    return _kubeconfig(
+        cluster,
+        location,
+        f"{cluster}-admin",
+        f"clusterAdmin_{cluster}",
+        {
+            "client-certificate-data": base64.b64encode(b"mock-cert").decode(),
+            "client-key-data": base64.b64encode(b"mock-key").decode(),
+            "token": mock_guid("admin-token", cluster),
+        },
+    )
 
 
 UNKNOWN = "04da6b54-80e4-46f7-96ec-b56ff0331ba9"  # the engine's marker for a value not known in preview

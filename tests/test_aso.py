@@ -8,11 +8,12 @@ from pathlib import Path
 import pulumi
 import pulumi_kubernetes as k8s
 import pytest
+
+from tests.chart_asserts import assert_pinned_release
 from pulumi_azure_native import resources
 
 from components.aso import SERVICE_ACCOUNT, AsoArgs, AzureServiceOperator, aso_role_grants
 from components.cert_manager import CertManager, CertManagerArgs
-from components.helm import DEFAULT_TIMEOUT_SECONDS
 from components.identity import WorkloadIdentity, WorkloadIdentityArgs
 from components.roles import BUILTIN_ROLES, constrain_roles_condition
 from components.versions import ASO
@@ -83,18 +84,7 @@ def test_release_is_the_pinned_chart_in_its_own_namespace(ev: Evaluation):
     component = ev.one("aks-platform:aso:AzureServiceOperator")
     release = aso_release(ev)
     namespace = ev.one("kubernetes:core/v1:Namespace", "aso-ns")
-    assert namespace.plain("metadata.name") == ASO.namespace
-    assert release.plain("chart") == ASO.chart
-    assert release.plain("version") == ASO.version
-    assert release.plain("repositoryOpts.repo") == ASO.repository
-    assert release.plain("name") == ASO.release_name
-    assert release.plain("namespace") == ASO.namespace
-    assert release.plain("atomic") is True
-    assert release.plain("timeout") == DEFAULT_TIMEOUT_SECONDS
-    provider = ev.one("pulumi:providers:kubernetes")
-    for child in (namespace, release):
-        assert child.parent == component.urn
-        assert child.provider.startswith(provider.urn + "::")
+    assert_pinned_release(ev, component, namespace, release, ASO)
 
 
 def test_workload_identity_values_carry_the_identity(ev: Evaluation, preview: bool):

@@ -8,8 +8,9 @@ import pulumi
 import pulumi_kubernetes as k8s
 import pytest
 
+from tests.chart_asserts import assert_pinned_release
+
 from components.cert_manager import CertManager, CertManagerArgs
-from components.helm import DEFAULT_TIMEOUT_SECONDS
 from components.versions import CERT_MANAGER
 from offline.evaluate import Evaluation, evaluate
 from tests.upstream_values import unknown_value_paths, upstream_provenance
@@ -36,21 +37,8 @@ def test_release_is_the_pinned_chart_in_its_own_namespace(ev: Evaluation):
     component = ev.one("aks-platform:cert_manager:CertManager")
     namespace = ev.one("kubernetes:core/v1:Namespace")
     release = ev.one(RELEASE)
-    assert namespace.plain("metadata.name") == CERT_MANAGER.namespace == "cert-manager"
-    assert release.plain("chart") == CERT_MANAGER.chart
-    assert release.plain("version") == CERT_MANAGER.version
-    assert release.plain("repositoryOpts.repo") == CERT_MANAGER.repository
-    assert release.plain("name") == CERT_MANAGER.release_name
-    assert release.plain("namespace") == CERT_MANAGER.namespace
-    assert release.plain("atomic") is True
-    assert release.plain("timeout") == DEFAULT_TIMEOUT_SECONDS
-    # Children of the component, on the caller's provider (inherited through parent).
-    provider = ev.one("pulumi:providers:kubernetes")
-    for child in (namespace, release):
-        assert child.parent == component.urn
-        assert child.provider.startswith(provider.urn + "::")
-    # The release waits for its namespace.
-    assert ev.depends_on(release, namespace)
+    assert CERT_MANAGER.namespace == "cert-manager"
+    assert_pinned_release(ev, component, namespace, release, CERT_MANAGER)
 
 
 def test_values_install_and_keep_crds_and_keep_leases_out_of_kube_system(ev: Evaluation):

@@ -9,18 +9,11 @@ import pytest
 
 from stacks.config import PLATFORM_NAMESPACES, ConfigError, TenantRole, load
 from tests.conftest import run_program
+from tests.test_config import BASE
 
 SUB_A = "8c1d2e3f-4a5b-4c6d-8e7f-9a0b1c2d3e4f"
 SUB_B = "1f2e3d4c-5b6a-4978-8a9b-0c1d2e3f4a5b"
 ENTRA = "7a6b5c4d-3e2f-4a1b-9c8d-7e6f5a4b3c2d"
-
-BASE: dict[str, Any] = {
-    "environment": "dev",
-    "location": "westeurope",
-    "appResourceGroups": ["rg-dev-webapp"],
-    "cluster": {"localAccounts": True, "systemPool": {"vmSize": "Standard_D4ds_v5", "count": 1}},
-    "addons": {"argocd": {"repoUrl": "https://github.com/acme/platform.git", "appImage": "ghcr.io/acme/webapp:1.0.0"}},
-}
 
 HYBRID_SP: dict[str, Any] = {
     "kind": "hybrid",

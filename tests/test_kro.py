@@ -8,7 +8,8 @@ import pulumi
 import pulumi_kubernetes as k8s
 import pytest
 
-from components.helm import DEFAULT_TIMEOUT_SECONDS
+from tests.chart_asserts import assert_pinned_release
+
 from components.kro import AGGREGATE_LABEL, Kro, KroArgs
 from components.versions import KRO
 from offline.evaluate import Evaluation, evaluate
@@ -54,15 +55,8 @@ def test_release_is_the_pinned_oci_chart_in_its_own_namespace(ev: Evaluation):
     component = ev.one("aks-platform:kro:Kro")
     release = ev.one(RELEASE)
     namespace = ev.one("kubernetes:core/v1:Namespace")
-    assert namespace.plain("metadata.name") == KRO.namespace == "kro-system"
-    assert release.plain("chart") == KRO.chart == "oci://registry.k8s.io/kro/charts/kro"
-    assert release.plain("version") == KRO.version
-    # OCI charts carry their registry in `chart`; no repository options.
-    assert "repositoryOpts" not in release.plain()
-    assert release.plain("name") == KRO.release_name
-    assert release.plain("namespace") == KRO.namespace
-    assert release.plain("atomic") is True
-    assert release.plain("timeout") == DEFAULT_TIMEOUT_SECONDS
+    assert KRO.namespace == "kro-system" and KRO.chart == "oci://registry.k8s.io/kro/charts/kro"
+    assert_pinned_release(ev, component, namespace, release, KRO)
     provider = ev.one("pulumi:providers:kubernetes")
     for child in (namespace, release, ev.one(CLUSTER_ROLE)):
         assert child.parent == component.urn
