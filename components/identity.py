@@ -104,18 +104,7 @@ class WorkloadIdentity(pulumi.ComponentResource):
             self.federated_credentials.append(credential)
             previous = credential
 
-        self.role_assignments = [
-            assign_role(
-                f"{name}-ra-{grant.key}",
-                principal_id=identity.principal_id,
-                role=grant.role,
-                scope=grant.scope,
-                description=f"{args.identity_name}: {grant.role}",
-                condition=grant.condition,
-                opts=child,
-            )
-            for grant in args.role_grants
-        ]
+        self.role_assignments = _assign_all(name, identity.principal_id, args.role_grants, args.identity_name, child)
 
         self.client_id = identity.client_id
         self.principal_id = identity.principal_id
@@ -129,3 +118,46 @@ class WorkloadIdentity(pulumi.ComponentResource):
                 "resource_id": self.resource_id,
             }
         )
+
+
+def _assign_all(
+    name: str, principal_id: pulumi.Input[str], grants: Sequence[RoleGrant], who: str, opts: pulumi.ResourceOptions
+) -> list:
+    return [
+        assign_role(
+            f"{name}-ra-{grant.key}",
+            principal_id=principal_id,
+            role=grant.role,
+            scope=grant.scope,
+            description=f"{who}: {grant.role}",
+            condition=grant.condition,
+            opts=opts,
+        )
+        for grant in grants
+    ]
+
+
+@dataclass
+class PrincipalRolesArgs:
+    """An existing service principal (its object ID) and what it may do where."""
+
+    principal_id: str
+    role_grants: Sequence[RoleGrant]
+
+    def __post_init__(self) -> None:
+        keys = [g.key for g in self.role_grants]
+        if len(set(keys)) != len(keys):
+            raise ValueError(f"principal {self.principal_id}: duplicate role grant keys in {keys}")
+        for grant in self.role_grants:
+            role_guid(grant.role)
+
+
+class PrincipalRoles(pulumi.ComponentResource):
+    """Role assignments for a principal the platform did not create (a hybrid stack's service principal)."""
+
+    def __init__(self, name: str, args: PrincipalRolesArgs, opts: Optional[pulumi.ResourceOptions] = None):
+        super().__init__("aks-platform:identity:PrincipalRoles", name, None, opts)
+        self.role_assignments = _assign_all(
+            name, args.principal_id, args.role_grants, f"service principal {args.principal_id}", pulumi.ResourceOptions(parent=self)
+        )
+        self.register_outputs({})

@@ -209,6 +209,9 @@ class HybridConfig:
     oidc_issuer_url: Optional[str]
     # Otherwise a service principal (client ID in config, secret as a --secret key).
     service_principal_client_id: Optional[str]
+    # The service principal's object ID: when given, the platform grants it the same roles
+    # on the app resource groups as the workload identities get on AKS.
+    service_principal_object_id: Optional[str]
     service_principal_client_secret: Optional[SecretStr]
 
     @property
@@ -714,6 +717,12 @@ def _hybrid(s: Section, root: Section, problems: Problems) -> HybridConfig:
         allowed_text="the cluster's public OIDC issuer URL (https://…), whose discovery document Entra ID can fetch",
     )
     client_id = s.string("servicePrincipalClientId", pattern=_GUID_PATTERN, allowed_text="the service principal's application (client) ID (GUID)")
+    object_id = s.string(
+        "servicePrincipalObjectId", pattern=_GUID_PATTERN,
+        allowed_text="the service principal's object ID in Entra ID (GUID; `az ad sp show --id <appId> --query id`)",
+    )
+    if object_id is not None and client_id is None:
+        problems.add(s.key("servicePrincipalObjectId"), object_id, "only together with hybrid.servicePrincipalClientId")
     secret_raw = root.raw("servicePrincipalClientSecret", None)
     if issuer is None and (client_id is None or secret_raw is None):
         problems.add(
@@ -739,6 +748,7 @@ def _hybrid(s: Section, root: Section, problems: Problems) -> HybridConfig:
         context=context,
         oidc_issuer_url=issuer,
         service_principal_client_id=client_id,
+        service_principal_object_id=object_id,
         service_principal_client_secret=SecretStr(secret_raw) if isinstance(secret_raw, str) else None,
     )
 

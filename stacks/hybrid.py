@@ -46,6 +46,7 @@ def build(cfg: StackConfig) -> dict[str, Any]:
         service_principal = ServicePrincipalAuth(
             client_id=hybrid.service_principal_client_id,
             client_secret=pulumi.Output.secret(hybrid.service_principal_client_secret.value),
+            object_id=hybrid.service_principal_object_id,
         )
 
     target = PlatformTarget(

@@ -22,7 +22,7 @@ from components import crossplane as crossplane_module
 from components.aso import AsoArgs, AzureServiceOperator, app_scope_role_grants
 from components.cert_manager import CertManager, CertManagerArgs
 from components.crossplane import Crossplane, CrossplaneArgs
-from components.identity import WorkloadIdentity, WorkloadIdentityArgs
+from components.identity import PrincipalRoles, PrincipalRolesArgs, WorkloadIdentity, WorkloadIdentityArgs
 from components.kro import Kro, KroArgs
 from components.tenant import Tenant, TenantArgs, TenantGuard, TenantRoleGrant
 from stacks.config import StackConfig
@@ -34,6 +34,8 @@ class ServicePrincipalAuth:
 
     client_id: str
     client_secret: pulumi.Output[str]
+    # When known, the platform grants it the controllers' roles on the app resource groups.
+    object_id: Optional[str] = None
 
 
 @dataclass
@@ -95,6 +97,15 @@ def build_platform(cfg: StackConfig, target: PlatformTarget) -> dict[str, Any]:
 
     outputs: dict[str, Any] = {"appResourceGroups": [g.name for g in app_groups.values()]}
     installed: dict[str, pulumi.Resource] = {}
+
+    sp = target.service_principal
+    if sp is not None and sp.object_id and scopes and (addons.aso.enabled or addons.crossplane):
+        # One principal serves both controllers here, so it gets their grants once.
+        PrincipalRoles(
+            "service-principal-roles",
+            PrincipalRolesArgs(principal_id=sp.object_id, role_grants=app_scope_role_grants(scopes)),
+            opts=protect,
+        )
 
     cert_manager = None
     if addons.cert_manager:

@@ -12,6 +12,8 @@ import json
 from typing import Any
 
 import pytest
+
+from components.roles import BUILTIN_ROLES
 import yaml
 
 from components.aso import SERVICE_ACCOUNT as ASO_SA
@@ -208,6 +210,7 @@ def test_the_kubeconfig_is_a_secret_in_every_input_and_no_output(ev, hybrid_conf
 def workload_identity_config(config: dict[str, Any], secret: list[str]) -> tuple[dict[str, Any], list[str]]:
     hybrid = dict(config["aks-platform:hybrid"])
     hybrid.pop("servicePrincipalClientId")
+    hybrid.pop("servicePrincipalObjectId", None)
     hybrid["oidcIssuerUrl"] = ISSUER
     config["aks-platform:hybrid"] = hybrid
     del config["aks-platform:servicePrincipalClientSecret"]
@@ -326,7 +329,9 @@ def test_missing_kubeconfig_file_is_an_error(hybrid_config, tmp_path):
 
 def test_neither_issuer_nor_service_principal_is_an_error(hybrid_config):
     config, secret = hybrid_config
-    config["aks-platform:hybrid"] = {k: v for k, v in config["aks-platform:hybrid"].items() if k != "servicePrincipalClientId"}
+    config["aks-platform:hybrid"] = {
+        k: v for k, v in config["aks-platform:hybrid"].items() if k not in ("servicePrincipalClientId", "servicePrincipalObjectId")
+    }
     del config["aks-platform:servicePrincipalClientSecret"]
     message = config_error(config, [k for k in secret if k != "aks-platform:servicePrincipalClientSecret"])
     assert "aks-platform:hybrid.servicePrincipalClientId:" in message
@@ -345,3 +350,32 @@ def test_a_cluster_section_is_an_error_for_hybrid(hybrid_config):
     config["aks-platform:cluster"] = {"skuTier": "Free"}
     message = config_error(config, secret)
     assert "aks-platform:cluster:" in message and "existing cluster" in message
+
+
+def test_service_principal_gets_the_controllers_roles_on_the_app_groups(hybrid_config):
+    """With its object ID, the service principal holds what the identities hold on AKS, no more."""
+    config, secret = hybrid_config
+    object_id = config["aks-platform:hybrid"]["servicePrincipalObjectId"]
+    ev = run_program(config, secret, stack="hybrid")
+    grants = ev.by_type("azure-native:authorization:RoleAssignment")
+    assert len(grants) == 2
+    for grant in grants:
+        assert grant.plain("principalId") == object_id
+        assert grant.plain("principalType") == "ServicePrincipal"
+        assert grant.plain("scope").endswith("/resourceGroups/rg-hybrid-webapp")
+    roles = sorted(g.plain("roleDefinitionId").rsplit("/", 1)[1] for g in grants)
+    assert roles == sorted([BUILTIN_ROLES["Contributor"], BUILTIN_ROLES["Role Based Access Control Administrator"]])
+    constrained = next(g for g in grants if g.plain("roleDefinitionId").endswith(BUILTIN_ROLES["Role Based Access Control Administrator"]))
+    assert BUILTIN_ROLES["Storage Blob Data Contributor"] in constrained.plain("condition")
+    # Without the object ID the program cannot grant anything, and does not.
+    del config["aks-platform:hybrid"]["servicePrincipalObjectId"]
+    assert run_program(config, secret, stack="hybrid").by_type("azure-native:authorization:RoleAssignment") == []
+
+
+def test_object_id_without_client_id_is_an_error(hybrid_config):
+    config, secret = hybrid_config
+    config["aks-platform:hybrid"]["oidcIssuerUrl"] = ISSUER
+    del config["aks-platform:hybrid"]["servicePrincipalClientId"]
+    del config["aks-platform:servicePrincipalClientSecret"]
+    message = config_error(config, [k for k in secret if k != "aks-platform:servicePrincipalClientSecret"])
+    assert "aks-platform:hybrid.servicePrincipalObjectId:" in message

@@ -464,3 +464,18 @@ def test_pack_serves_when_run_as_the_cli_runs_it(tmp_path):
         proc.wait(timeout=30)
         proc.stdout.close()
         proc.stderr.close()
+
+
+def test_policy_pack_pins_match_the_program():
+    """The pack's own virtualenv must run the same SDK versions as the program (one set of pins)."""
+    from tests.conftest import ROOT
+
+    def pins(path):
+        return {
+            line.split("==")[0].strip().lower(): line.split("==")[1].strip()
+            for line in (ROOT / path).read_text().splitlines()
+            if "==" in line and not line.lstrip().startswith("#")
+        }
+
+    pack, program = pins("policy/requirements.txt"), pins("requirements.txt")
+    assert pack and all(program.get(name) == version for name, version in pack.items()), (pack, program)
