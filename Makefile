@@ -28,7 +28,7 @@ $(VENV)/.installed: requirements.txt $(APP_REQUIREMENTS)
 venv: $(VENV)/.installed
 
 test: venv
-	$(PY) -m pytest -q -n auto tests $(wildcard app/tests)
+	$(PY) -m pytest -q tests $(wildcard app/tests)
 	bash scripts/lint-workflows.sh
 
 lint: venv

@@ -10,6 +10,8 @@ from pathlib import Path
 import pulumi
 import pulumi_kubernetes as k8s
 import pytest
+
+from tests.chart_asserts import assert_pinned_release
 import yaml
 
 from components import gitops_bridge as bridge
@@ -69,11 +71,9 @@ def manifest(reg) -> dict:
 def test_chart_is_the_pinned_argo_cd_release(preview):
     ev = evaluate(program(), preview=preview)
     release = ev.one(RELEASE)
-    assert release.plain("chart") == ARGO_CD.chart == "argo-cd"
-    assert release.plain("version") == ARGO_CD.version == "10.1.1"
-    assert release.plain("repositoryOpts.repo") == "https://argoproj.github.io/argo-helm"
-    assert release.plain("name") == "argocd"
-    assert release.plain("namespace") == "argocd"
+    assert (ARGO_CD.chart, ARGO_CD.version, ARGO_CD.namespace) == ("argo-cd", "10.1.1", "argocd")
+    namespace = next(r for r in ev.by_type("kubernetes:core/v1:Namespace") if r.parent == release.parent)
+    assert_pinned_release(ev, ev.one("aks-platform:argocd:ArgoCd"), namespace, release, ARGO_CD)
     assert release.plain("values") == argocd_values()
     assert ev.outputs["namespace"].value == "argocd"
 

@@ -7,6 +7,8 @@ import json
 import pulumi
 import pulumi_kubernetes as k8s
 import pytest
+
+from tests.chart_asserts import assert_pinned_release
 import yaml
 
 from components.crossplane import (
@@ -97,11 +99,9 @@ def manifest(reg) -> dict:
 def test_chart_is_the_pinned_crossplane_release(preview):
     ev = evaluate(program(), preview=preview)
     release = ev.one(RELEASE)
-    assert release.plain("chart") == CROSSPLANE.chart == "crossplane"
-    assert release.plain("version") == CROSSPLANE.version == "2.3.4"
-    assert release.plain("repositoryOpts.repo") == "https://charts.crossplane.io/stable"
-    assert release.plain("name") == "crossplane"
-    assert release.plain("namespace") == "crossplane-system" == SERVICE_ACCOUNT.namespace
+    assert (CROSSPLANE.chart, CROSSPLANE.version, CROSSPLANE.namespace) == ("crossplane", "2.3.4", SERVICE_ACCOUNT.namespace)
+    namespace = next(r for r in ev.by_type("kubernetes:core/v1:Namespace") if r.parent == release.parent)
+    assert_pinned_release(ev, ev.one("aks-platform:crossplane:Crossplane"), namespace, release, CROSSPLANE)
     assert ev.outputs["namespace"].value == "crossplane-system"
     # Providers are Pulumi objects (with runtime config and waitFor), not chart values.
     assert "packages" not in release.plain("values")["provider"]
