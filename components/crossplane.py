@@ -107,6 +107,10 @@ class CrossplaneArgs:
     # Only for clusters without a public OIDC issuer (hybrid): authenticate as the service
     # principal `client_id` with this secret instead of workload identity.
     client_secret: Optional[pulumi.Input[str]] = None
+    # With workload identity: True where the cluster runs the Azure Workload Identity webhook
+    # (AKS), which projects the token into pods labelled for it. False elsewhere (a hybrid
+    # cluster with a public issuer): the runtime configs then project the token themselves.
+    identity_webhook: bool = True
 
     @property
     def workload_identity(self) -> bool:
@@ -174,7 +178,7 @@ class Crossplane(pulumi.ComponentResource):
                 api_version="pkg.crossplane.io/v1beta1",
                 kind="DeploymentRuntimeConfig",
                 metadata=k8s.meta.v1.ObjectMetaArgs(name=package),
-                spec=_runtime_config_spec(args.workload_identity),
+                spec=_runtime_config_spec(args.workload_identity, args.identity_webhook),
                 opts=pulumi.ResourceOptions(parent=self, depends_on=[self.release]),
             )
             self.runtime_configs[package] = runtime_config
@@ -266,17 +270,39 @@ class Crossplane(pulumi.ComponentResource):
         )
 
 
-def _runtime_config_spec(workload_identity: bool) -> dict[str, Any]:
+# Where the provider reads the federated token by default, and the webhook writes it.
+TOKEN_DIR = "/var/run/secrets/azure/tokens"
+TOKEN_FILE = "azure-identity-token"
+TOKEN_AUDIENCE = "api://AzureADTokenExchange"
+
+
+def _runtime_config_spec(workload_identity: bool, identity_webhook: bool = True) -> dict[str, Any]:
+    container: dict[str, Any] = {"name": RUNTIME_CONTAINER}
     template: dict[str, Any] = {
         "spec": {
             "serviceAccountName": SERVICE_ACCOUNT.name,
             # Required by the CRD; Crossplane fills in the image and the rest.
-            "containers": [{"name": RUNTIME_CONTAINER}],
+            "containers": [container],
         },
     }
-    if workload_identity:
+    if workload_identity and identity_webhook:
         # The AKS webhook mutates only pods that carry this label.
         template["metadata"] = {"labels": {WORKLOAD_IDENTITY_USE_LABEL: "true"}}
+    elif workload_identity:
+        # No webhook on this cluster: project the service account token with Entra's
+        # audience at the path the provider reads (OIDCTokenFile's default), as the webhook
+        # would. The client and tenant IDs come from the ClusterProviderConfig.
+        template["spec"]["volumes"] = [
+            {
+                "name": TOKEN_FILE,
+                "projected": {
+                    "sources": [
+                        {"serviceAccountToken": {"audience": TOKEN_AUDIENCE, "expirationSeconds": 3600, "path": TOKEN_FILE}}
+                    ]
+                },
+            }
+        ]
+        container["volumeMounts"] = [{"name": TOKEN_FILE, "mountPath": TOKEN_DIR, "readOnly": True}]
     return {
         "deploymentTemplate": {
             "spec": {

@@ -57,6 +57,9 @@ def build(cfg: StackConfig) -> dict[str, Any]:
         platform_resource_group=group.name if group else cfg.resource_group_name,
         cluster_name=cfg.environment,
         service_principal=service_principal,
+        # An existing cluster need not run the Azure Workload Identity webhook: the
+        # Crossplane runtime configs project the token themselves (ASO always does).
+        identity_webhook=False,
     )
     outputs = build_platform(cfg, target)
     return {"resourceGroupName": target.platform_resource_group, **outputs}

@@ -48,6 +48,8 @@ class PlatformTarget:
     platform_resource_group: pulumi.Input[str]
     cluster_name: pulumi.Input[str]
     service_principal: Optional[ServicePrincipalAuth] = None
+    # Whether the cluster runs the Azure Workload Identity webhook (AKS does).
+    identity_webhook: bool = True
 
 
 def build_platform(cfg: StackConfig, target: PlatformTarget) -> dict[str, Any]:
@@ -148,6 +150,7 @@ def build_platform(cfg: StackConfig, target: PlatformTarget) -> dict[str, Any]:
                 tenant_id=target.tenant_id,
                 subscription_id=target.subscription_id,
                 client_secret=target.service_principal.client_secret if target.service_principal else None,
+                identity_webhook=target.identity_webhook,
             ),
             opts=on_cluster(),
         )

@@ -12,16 +12,16 @@ import json
 from typing import Any
 
 import pytest
+import yaml
 
 from components.roles import BUILTIN_ROLES
-import yaml
 
 from components.aso import SERVICE_ACCOUNT as ASO_SA
 from components.crossplane import CREDENTIALS_KEY, CREDENTIALS_SECRET, WORKLOAD_IDENTITY_USE_LABEL
 from components.crossplane import SERVICE_ACCOUNT as CROSSPLANE_SA
 from components.gitops_bridge import ANN_OIDC_ISSUER_URL
 from components.identity import AUDIENCE
-from components.versions import CHARTS, CROSSPLANE
+from components.versions import CHARTS, CROSSPLANE, CROSSPLANE_PROVIDERS
 from offline.evaluate import Evaluation, Registration, Secret
 from offline.mocks import SUBSCRIPTION_ID, TENANT_ID, admin_kubeconfig
 from stacks.config import ConfigError
@@ -379,3 +379,37 @@ def test_object_id_without_client_id_is_an_error(hybrid_config):
     del config["aks-platform:servicePrincipalClientSecret"]
     message = config_error(config, [k for k in secret if k != "aks-platform:servicePrincipalClientSecret"])
     assert "aks-platform:hybrid.servicePrincipalObjectId:" in message
+
+
+@pytest.mark.parametrize("preview", [False, True])
+def test_workload_identity_without_the_webhook_projects_the_token_itself(hybrid_config, upstream, preview):
+    """An existing cluster need not run Azure's workload identity webhook: each provider pod
+    mounts a service account token for Entra's audience where the provider reads it."""
+    from components.crossplane import TOKEN_DIR, TOKEN_FILE
+    from tests.gitops_support.crds import errors, validator_for
+
+    config, secret = workload_identity_config(*hybrid_config)
+    ev = run_program(config, secret, stack="hybrid", preview=preview)
+    validator = validator_for("pkg.crossplane.io", "DeploymentRuntimeConfig", "v1beta1")
+    runtimes = ev.by_type(RUNTIME_CONFIG)
+    assert len(runtimes) == len(CROSSPLANE_PROVIDERS)
+    for runtime in runtimes:
+        template = runtime.plain("spec.deploymentTemplate.spec.template")
+        assert "metadata" not in template  # no webhook label: nothing else would mutate the pod
+        [volume] = template["spec"]["volumes"]
+        [source] = volume["projected"]["sources"]
+        assert source["serviceAccountToken"]["audience"] == AUDIENCE
+        [container] = template["spec"]["containers"]
+        [mount] = container["volumeMounts"]
+        assert mount["name"] == volume["name"]
+        assert f"{mount['mountPath']}/{source['serviceAccountToken']['path']}" == f"{TOKEN_DIR}/{TOKEN_FILE}"
+        assert template["spec"]["serviceAccountName"] == CROSSPLANE_SA.name
+        manifest = {k: v for k, v in runtime.plain().items() if k in ("apiVersion", "kind", "metadata", "spec")}
+        assert errors(validator, manifest) == []
+
+
+def test_aks_relies_on_the_webhook_instead(shipped):
+    for runtime in shipped("dev").by_type(RUNTIME_CONFIG):
+        template = runtime.plain("spec.deploymentTemplate.spec.template")
+        assert template["metadata"]["labels"] == {WORKLOAD_IDENTITY_USE_LABEL: "true"}
+        assert "volumes" not in template["spec"]
