@@ -31,14 +31,17 @@ def build(cfg: StackConfig) -> dict[str, Any]:
         kubeconfig = pulumi.Output.secret(Path(hybrid.kubeconfig_path or "").expanduser().read_text())
     provider = k8s.Provider("existing-cluster", kubeconfig=kubeconfig, context=hybrid.context)
 
-    # The controllers' identities (workload identity) live in the platform resource group.
-    group = resources.ResourceGroup(
-        "platform-rg",
-        resource_group_name=cfg.resource_group_name,
-        location=cfg.location,
-        tags=cfg.tag_map,
-        opts=pulumi.ResourceOptions(protect=cfg.protect),
-    ) if cfg.existing_resource_group is None else None
+    # The controllers' identities (workload identity only) live in the platform resource
+    # group; with a service principal there is nothing to put there, so none is created.
+    group = None
+    if hybrid.workload_identity and cfg.existing_resource_group is None:
+        group = resources.ResourceGroup(
+            "platform-rg",
+            resource_group_name=cfg.resource_group_name,
+            location=cfg.location,
+            tags=cfg.tag_map,
+            opts=pulumi.ResourceOptions(protect=cfg.protect),
+        )
 
     service_principal = None
     if not hybrid.workload_identity:
@@ -62,4 +65,6 @@ def build(cfg: StackConfig) -> dict[str, Any]:
         identity_webhook=False,
     )
     outputs = build_platform(cfg, target)
-    return {"resourceGroupName": target.platform_resource_group, **outputs}
+    if hybrid.workload_identity:
+        outputs = {"resourceGroupName": target.platform_resource_group, **outputs}
+    return outputs

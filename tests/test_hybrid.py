@@ -367,6 +367,9 @@ def test_service_principal_gets_the_controllers_roles_on_the_app_groups(hybrid_c
     assert roles == sorted([BUILTIN_ROLES["Contributor"], BUILTIN_ROLES["Role Based Access Control Administrator"]])
     constrained = next(g for g in grants if g.plain("roleDefinitionId").endswith(BUILTIN_ROLES["Role Based Access Control Administrator"]))
     assert BUILTIN_ROLES["Storage Blob Data Contributor"] in constrained.plain("condition")
+    # No identities in this mode, so no platform resource group to hold them: only the app's.
+    groups = [g.plain("resourceGroupName") for g in ev.by_type("azure-native:resources:ResourceGroup")]
+    assert groups == ["rg-hybrid-webapp"] and "resourceGroupName" not in ev.outputs
     # Without the object ID the program cannot grant anything, and does not.
     del config["aks-platform:hybrid"]["servicePrincipalObjectId"]
     assert run_program(config, secret, stack="hybrid").by_type("azure-native:authorization:RoleAssignment") == []
