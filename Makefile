@@ -17,7 +17,7 @@ export PULUMI_BACKEND_URL
 
 APP_REQUIREMENTS := $(wildcard app/requirements.txt app/requirements-test.txt)
 
-.PHONY: venv test lint preflight login stack up preview destroy plan bench policy clean
+.PHONY: venv test lint preflight login stack up preview destroy plan bench policy clean kubeconfig argocd app
 
 $(VENV)/.installed: requirements.txt $(APP_REQUIREMENTS)
 	$(PYTHON) -m venv $(VENV)
@@ -63,6 +63,30 @@ bench: venv
 # The guardrails over every shipped stack, offline (the same rules as policy/ in pulumi).
 policy: venv
 	$(PY) -m policy.check
+
+# After `make up`: a kubeconfig for the stack's cluster (AKS stacks; a hybrid stack uses the
+# kubeconfig you gave it: pass KUBECONFIG_FILE=<that file>), then port-forwards to Argo CD and
+# to the reference app (VARIANT=aso or crossplane).
+KUBECONFIG_FILE ?= .kube/$(STACK).yaml
+VARIANT ?= aso
+
+kubeconfig: stack
+	@mkdir -p .kube
+	@umask 077; if pulumi stack output kubeconfig --show-secrets --stack $(STACK) > $(KUBECONFIG_FILE) 2>/dev/null; then \
+	  echo "wrote $(KUBECONFIG_FILE): export KUBECONFIG=$$PWD/$(KUBECONFIG_FILE)"; \
+	else rm -f $(KUBECONFIG_FILE); \
+	  echo "stack $(STACK) has no kubeconfig output (a hybrid stack uses your own kubeconfig and context)"; exit 1; fi
+
+argocd:
+	@test -f $(KUBECONFIG_FILE) || $(MAKE) --no-print-directory kubeconfig STACK=$(STACK)
+	@echo "Argo CD on https://localhost:8080 (user admin). Initial password:"
+	@echo "  kubectl --kubeconfig $(KUBECONFIG_FILE) -n argocd get secret argocd-initial-admin-secret -o jsonpath='{.data.password}' | base64 -d"
+	kubectl --kubeconfig $(KUBECONFIG_FILE) -n argocd port-forward svc/argocd-server 8080:443
+
+app:
+	@test -f $(KUBECONFIG_FILE) || $(MAKE) --no-print-directory kubeconfig STACK=$(STACK)
+	@echo "The reference app ($(VARIANT) variant) on http://localhost:8081"
+	kubectl --kubeconfig $(KUBECONFIG_FILE) -n webapp-$(VARIANT) port-forward svc/uploads 8081:80
 
 clean:
 	rm -rf build .pytest_cache
