@@ -34,9 +34,12 @@ test: venv
 lint: venv
 	bash scripts/lint-workflows.sh
 
-# Runs before anything is created: says what to install or run, and stops.
-preflight:
-	@$(PYTHON) scripts/preflight.py $(STACK)
+# Runs before anything is created (the venv is local): the tools and the Azure login, the
+# stack's shipped example values, then with az what the stack needs from Azure (providers,
+# the deployer's roles, vCPU quota, PostgreSQL in the region). Says what to run, and stops.
+# PREFLIGHT_SKIP=rbac,quota skips checks by name; see docs/preflight.md.
+preflight: venv
+	@$(PY) scripts/preflight.py $(STACK)
 
 login: preflight
 	@mkdir -p .pulumi-state
