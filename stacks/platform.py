@@ -65,7 +65,9 @@ class PlatformTarget:
     workload_nodes: Sequence[pulumi.Resource] = ()
 
 
-def build_platform(cfg: StackConfig, target: PlatformTarget) -> dict[str, Any]:
+def build_platform(cfg: StackConfig, target: PlatformTarget, keep_app_data: bool = False) -> dict[str, Any]:
+    """`keep_app_data`: destroy leaves the app resource groups in Azure (retainOnDelete), so
+    what the GitOps layer marked detach-on-delete (ASO) or Orphan (Crossplane) survives."""
     addons = cfg.addons
     protect = pulumi.ResourceOptions(protect=cfg.protect)
 
@@ -80,7 +82,7 @@ def build_platform(cfg: StackConfig, target: PlatformTarget) -> dict[str, Any]:
             resource_group_name=name,
             location=cfg.location,
             tags=cfg.tag_map,
-            opts=protect,
+            opts=pulumi.ResourceOptions.merge(protect, pulumi.ResourceOptions(retain_on_delete=keep_app_data or None)),
         )
         for name in cfg.app_resource_groups
     }

@@ -20,6 +20,7 @@ import pytest
 from components.argocd import RESOURCES_FINALIZER, ROOT_APPLICATION_DELETE_TIMEOUT, ArgoCd, ArgoCdArgs
 from components.tenant import PROJECT_FINALIZER, TENANT_TEARDOWN_TIMEOUT
 from offline.evaluate import Evaluation, Registration, evaluate
+from offline.mocks import SUBSCRIPTION_ID, TENANT_ID
 from offline.teardown import deleted_before, deletion_order, not_outlived, replacement_reasons
 from tests.conftest import run_program
 
@@ -189,11 +190,8 @@ def test_a_change_of_repo_revision_or_path_updates_the_root_application_in_place
     # Same URN, same name and namespace, nothing that forces a replacement.
     assert replacement_reasons(before, after) == []
     assert after.replace_on_changes == [] and not after.delete_before_replace
-
-
-def test_the_replacement_model_sees_a_change_of_identity():
-    # The check above is not vacuous: a renamed component moves the root Application's URN.
-    assert replacement_reasons(_root(_argocd()), _root(_argocd("gitops")))
+    # Not vacuous: the same check sees a replacement when the identity moves (a renamed component).
+    assert replacement_reasons(before, _root(_argocd("gitops", **change)))
 
 
 def test_a_stack_config_change_keeps_the_root_applications_identity(stack_file):
@@ -282,3 +280,35 @@ def test_tenants_objects_go_while_the_controllers_and_argo_cd_still_run(tenant_s
             assert not_outlived(ev, namespace, controllers) == []
         (project,) = parts["project"]
         assert deleted_before(ev, project, argocd)
+
+
+# --- data kept on purpose ---------------------------------------------------------------------
+
+
+def _platform_on_existing_cluster(keep_app_data: bool):
+    from stacks.config import from_pulumi
+    from stacks.platform import PlatformTarget, build_platform
+
+    def program():
+        target = PlatformTarget(
+            provider=k8s.Provider("cluster", kubeconfig="apiVersion: v1\nkind: Config\n"),
+            oidc_issuer_url="https://oidc.example.com/cluster/",
+            tenant_id=TENANT_ID,
+            subscription_id=SUBSCRIPTION_ID,
+            platform_resource_group="rg-platform",
+            cluster_name="cluster",
+        )
+        return build_platform(from_pulumi(), target, keep_app_data=keep_app_data)
+
+    return program
+
+
+@pytest.mark.parametrize("keep", [False, True])
+def test_keeping_app_data_leaves_the_app_resource_groups_in_azure(stack_file, keep):
+    config, _ = stack_file("dev")
+    ev = evaluate(_platform_on_existing_cluster(keep), config=config)
+    groups = ev.by_type(RG)
+    assert groups and [g.retain_on_delete for g in groups] == [keep] * len(groups)
+    # Either way the layer is deleted first: what Git did not mark detach-on-delete or
+    # Orphan is deleted in Azure before the groups are released or deleted.
+    assert not_outlived(ev, _root(ev), groups) == []
