@@ -66,6 +66,11 @@ IN_CLUSTER_CONFIG = json.dumps({"tlsClientConfig": {"insecure": False}}, separat
 # Pulumi's customTimeouts syntax (Go durations in h, m, s).
 _DURATION_RE = re.compile(r"^(?=\d)(\d+h)?(\d+m)?(\d+s)?$")
 
+
+def is_timeout(value: str) -> bool:
+    """Whether `value` is a customTimeouts duration such as '60m' or '1h30m'."""
+    return bool(_DURATION_RE.fullmatch(value))
+
 # Label values: at most 63 characters, alphanumerics and -_. inside (Kubernetes' rule).
 _LABEL_VALUE_RE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]{0,61})?[A-Za-z0-9])?$")
 
@@ -263,7 +268,7 @@ class ArgoCdArgs:
             problems.append("revision: allowed: a branch, tag or commit")
         if not self.path or self.path.startswith("/"):
             problems.append(f"path {self.path!r}: allowed: a relative path inside the repository")
-        if not _DURATION_RE.fullmatch(self.teardown_timeout):
+        if not is_timeout(self.teardown_timeout):
             problems.append(f"teardown_timeout {self.teardown_timeout!r}: allowed: a duration such as '60m' or '1h30m'")
         if problems:
             raise ValueError("ArgoCd: " + "; ".join(problems))

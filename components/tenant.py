@@ -43,6 +43,7 @@ import pulumi_azure_native as azure_native
 import pulumi_kubernetes as k8s
 from pulumi_azure_native import resources
 
+from components.argocd import is_timeout
 from components.gitops_bridge import IN_CLUSTER_SERVER
 from components.identity import RoleGrant, ServiceAccountRef, WorkloadIdentity, WorkloadIdentityArgs
 from components.roles import role_guid
@@ -110,6 +111,10 @@ class TenantArgs:
     def __post_init__(self) -> None:
         if not self.namespaces:
             raise ValueError(f"tenant {self.tenant_name!r}: allowed: at least one namespace")
+        if not is_timeout(self.teardown_timeout):
+            raise ValueError(
+                f"tenant {self.tenant_name!r}: teardown_timeout {self.teardown_timeout!r}: allowed: a duration such as '30m'"
+            )
         for grant in self.roles:
             role_guid(grant.role)
             if grant.scope not in ("resourceGroup", "subscription") and not grant.scope.lower().startswith(

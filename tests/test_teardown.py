@@ -89,13 +89,20 @@ def _hybrid_workload_identity(config: dict[str, Any], secret: list[str]) -> tupl
 
 
 STACKS = ["dev", "prod", "tenants", "hybrid", "hybrid-workload-identity"]
+_HYBRID_WI: list[Evaluation] = []
+
+
+def _evaluate(name: str, shipped, stack_file) -> Evaluation:
+    if name != "hybrid-workload-identity":
+        return shipped(name)
+    if not _HYBRID_WI:
+        _HYBRID_WI.append(run_program(*_hybrid_workload_identity(*stack_file("hybrid")), stack="hybrid"))
+    return _HYBRID_WI[0]
 
 
 @pytest.fixture(params=STACKS)
 def stack(request, shipped, stack_file) -> Evaluation:
-    if request.param == "hybrid-workload-identity":
-        return run_program(*_hybrid_workload_identity(*stack_file("hybrid")), stack="hybrid")
-    return shipped(request.param)
+    return _evaluate(request.param, shipped, stack_file)
 
 
 def _root(ev: Evaluation) -> Registration:
@@ -210,8 +217,11 @@ def test_a_stack_config_change_keeps_the_root_applications_identity(stack_file):
 
 def _tenant_parts(ev: Evaluation, tenant: str) -> dict[str, list[Registration]]:
     component = ev.named(f"tenant-{tenant}")
-    inside = [r for r in ev.resources if r.custom and _under(ev, r, {TENANT}) and _tenant_of(ev, r) == component.urn]
-    by = lambda *types: [r for r in inside if r.type in types]  # noqa: E731
+    inside = [r for r in ev.resources if r.custom and _tenant_of(ev, r) == component.urn]
+
+    def by(*types: str) -> list[Registration]:
+        return [r for r in inside if r.type in types]
+
     return {
         "project": by(APP_PROJECT),
         "namespaces": by(NAMESPACE),
@@ -235,9 +245,7 @@ TENANT_STACKS = ["tenants", "hybrid-workload-identity"]
 
 @pytest.fixture(params=TENANT_STACKS)
 def tenant_stack(request, shipped, stack_file) -> Evaluation:
-    if request.param == "hybrid-workload-identity":
-        return run_program(*_hybrid_workload_identity(*stack_file("hybrid")), stack="hybrid")
-    return shipped(request.param)
+    return _evaluate(request.param, shipped, stack_file)
 
 
 def test_removing_a_tenant_deletes_its_kubernetes_objects_before_its_identity_and_grants(tenant_stack):
@@ -312,3 +320,17 @@ def test_keeping_app_data_leaves_the_app_resource_groups_in_azure(stack_file, ke
     # Either way the layer is deleted first: what Git did not mark detach-on-delete or
     # Orphan is deleted in Azure before the groups are released or deleted.
     assert not_outlived(ev, _root(ev), groups) == []
+
+
+@pytest.mark.parametrize("bad", ["", "soon", "60", "m", "-5m"])
+def test_a_teardown_timeout_that_is_no_duration_is_an_error_naming_it(bad):
+    from components.tenant import TenantArgs
+
+    with pytest.raises(ValueError, match=rf"teardown_timeout {re.escape(repr(bad))}: allowed"):
+        ArgoCdArgs(repo_url=REPO, revision="main", path="gitops", teardown_timeout=bad)
+    with pytest.raises(ValueError, match=rf"teardown_timeout {re.escape(repr(bad))}: allowed"):
+        TenantArgs(
+            tenant_name="payments", subscription_id="8c1d2e3f-4a5b-4c6d-8e7f-9a0b1c2d3e4f", tenant_id=TENANT_ID,
+            location="westeurope", resource_group_name="rg", identity_name="id", oidc_issuer_url="https://i/",
+            namespaces=["payments"], roles=[], source_repos=["https://github.com/acme/payments.git"], teardown_timeout=bad,
+        )
