@@ -5,6 +5,11 @@ carries the platform's facts as labels and annotations (components.gitops_bridge
 AppProject `platform`, and the root Application that syncs the top level of the GitOps
 path. Everything below that path belongs to Argo CD.
 
+Teardown: the root Application carries Argo CD's resources finalizer, so deleting it
+deletes the whole GitOps layer first (see :class:`ArgoCd`); it depends on everything that
+layer runs on, so `pulumi destroy` deletes it, and waits for it to be gone, before any of
+that. It is never replaced, so `pulumi up` never cascades.
+
 The admin password is not read into Pulumi. Argo CD generates it at first start into the
 Secret `argocd-initial-admin-secret` (namespace argocd), and its docs recommend deleting
 that Secret once the password is changed: a `Secret.get` here would make every later
@@ -18,7 +23,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Optional
+from typing import Any, Mapping, Optional, Sequence
 
 import pulumi
 import pulumi_kubernetes as k8s
@@ -44,8 +49,27 @@ ADMIN_PASSWORD_COMMAND = (
 )
 
 SECRET_TYPE_LABEL = "argocd.argoproj.io/secret-type"
+
+# Argo CD's cascading-delete finalizer (foreground propagation: the controller deletes the
+# Application's resources in reverse sync-wave order, waits for each wave to be gone, and
+# only then lets the Application go; argo-cd user-guide/app_deletion.md, controller/
+# appcontroller.go finalizeApplicationDeletion, controller/sort_delete.go).
+RESOURCES_FINALIZER = "resources-finalizer.argocd.argoproj.io"
+# How long `pulumi destroy` waits for the root Application, i.e. for the whole GitOps layer
+# and the Azure resources it created (a PostgreSQL flexible server alone takes minutes to
+# delete). pulumi-kubernetes waits for a deleted object with finalizers to disappear, for
+# 10 minutes unless customTimeouts.delete says otherwise (provider/pkg/await/await.go Deletion).
+ROOT_APPLICATION_DELETE_TIMEOUT = "60m"
 # The in-cluster connection: Argo CD's own service account, verified TLS.
 IN_CLUSTER_CONFIG = json.dumps({"tlsClientConfig": {"insecure": False}}, separators=(",", ":"))
+
+# Pulumi's customTimeouts syntax (Go durations in h, m, s).
+_DURATION_RE = re.compile(r"^(?=\d)(\d+h)?(\d+m)?(\d+s)?$")
+
+
+def is_timeout(value: str) -> bool:
+    """Whether `value` is a customTimeouts duration such as '60m' or '1h30m'."""
+    return bool(_DURATION_RE.fullmatch(value))
 
 # Label values: at most 63 characters, alphanumerics and -_. inside (Kubernetes' rule).
 _LABEL_VALUE_RE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]{0,61})?[A-Za-z0-9])?$")
@@ -210,6 +234,13 @@ class ArgoCdArgs:
     # Keys: gitops_bridge.CLUSTER_LABELS / CLUSTER_ANNOTATIONS; the ApplicationSets read them.
     cluster_labels: Mapping[str, pulumi.Input[str]] = field(default_factory=dict)
     cluster_annotations: Mapping[str, pulumi.Input[str]] = field(default_factory=dict)
+    # What the GitOps layer runs on or acts through: the operators (their releases and
+    # custom resources), their identities and grants, the app resource groups, node pools.
+    # The root Application depends on all of it, so `pulumi destroy` deletes the layer
+    # (through the finalizer) and waits for it before any of this is deleted.
+    gitops_dependencies: Sequence[pulumi.Resource] = ()
+    # customTimeouts.delete of the root Application: the bound on that wait.
+    teardown_timeout: str = ROOT_APPLICATION_DELETE_TIMEOUT
 
     def __post_init__(self) -> None:
         # Checked here, before the component registers anything.
@@ -237,6 +268,8 @@ class ArgoCdArgs:
             problems.append("revision: allowed: a branch, tag or commit")
         if not self.path or self.path.startswith("/"):
             problems.append(f"path {self.path!r}: allowed: a relative path inside the repository")
+        if not is_timeout(self.teardown_timeout):
+            problems.append(f"teardown_timeout {self.teardown_timeout!r}: allowed: a duration such as '60m' or '1h30m'")
         if problems:
             raise ValueError("ArgoCd: " + "; ".join(problems))
 
@@ -250,9 +283,22 @@ class ArgoCd(pulumi.ComponentResource):
 
     The AppProject and Application kinds are chart templates, so both objects wait for the
     release. The root Application also waits for the cluster Secret and the project, so
-    its first sync already sees the labels the ApplicationSets select on. It has no
-    resources finalizer: deleting or replacing it orphans what it created instead of
-    cascading through the platform layer (and, via ASO and Crossplane, into Azure).
+    its first sync already sees the labels the ApplicationSets select on, and for
+    `gitops_dependencies`.
+
+    Deleting it cascades: with RESOURCES_FINALIZER, Argo CD deletes its ApplicationSets in
+    reverse sync-wave order (apps, then APIs, then projects), foreground, so each
+    ApplicationSet stays until the Applications it generated are gone; those carry the same
+    finalizer (the ApplicationSet controller adds it unless preserveResourcesOnDeletion),
+    so each deletes its WebApp before its Namespace, and the WebApp goes only once kro or
+    Crossplane has deleted what it composed, which ASO and the providers delete in Azure.
+    pulumi-kubernetes waits for the Application to disappear, up to `teardown_timeout`.
+
+    Never replaced, so never a cascade on `pulumi up`: its type token, name and namespace
+    are constants, nothing sets replaceOnChanges or deleteBeforeReplace, and repoUrl,
+    revision and path live in `spec.source` only, which pulumi-kubernetes updates in place
+    (server-side apply). Argo CD then syncs the new source; only what is missing from it is
+    pruned, as with any Git change.
     """
 
     namespace: pulumi.Output[str]
@@ -293,13 +339,23 @@ class ArgoCd(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(parent=self, depends_on=[self.release]),
         )
 
+        # Its identity (type token, Pulumi name and parent, Kubernetes name and namespace)
+        # must never change: a new URN is a delete of the old object plus a create, and a
+        # new name or namespace is a replacement; either deletes the object that carries the
+        # finalizer, i.e. the platform layer. Rename only with an alias.
         self.root_application = k8s.apiextensions.CustomResource(
             f"{name}-root-app",
             api_version="argoproj.io/v1alpha1",
             kind="Application",
-            metadata=k8s.meta.v1.ObjectMetaArgs(name=ROOT_APPLICATION, namespace=self.namespace),
+            metadata=k8s.meta.v1.ObjectMetaArgs(
+                name=ROOT_APPLICATION, namespace=self.namespace, finalizers=[RESOURCES_FINALIZER]
+            ),
             spec=_root_application_spec(args.repo_url, args.revision, args.path),
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[self.release, self.project, self.cluster_secret]),
+            opts=pulumi.ResourceOptions(
+                parent=self,
+                depends_on=[self.release, self.project, self.cluster_secret, *args.gitops_dependencies],
+                custom_timeouts=pulumi.CustomTimeouts(delete=args.teardown_timeout),
+            ),
         )
 
         self.admin_password_command = ADMIN_PASSWORD_COMMAND

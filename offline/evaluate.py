@@ -54,6 +54,11 @@ class Registration:
     ignore_changes: list[str]
     delete_before_replace: bool
     inputs: dict[str, Any]
+    # What decides replacement and deletion beyond the inputs (offline.teardown reads them).
+    replace_on_changes: list[str] = field(default_factory=list)
+    custom_timeouts: dict[str, str] = field(default_factory=dict)
+    deleted_with: str = ""
+    retain_on_delete: bool = False
 
     def plain(self, path: Optional[str] = None) -> Any:
         """Inputs (or one dotted path into them) with Secret wrappers removed."""
@@ -194,6 +199,14 @@ class RecordingMonitor(runtime_mocks.MockMonitor):
             ignore_changes=list(request.ignoreChanges),
             delete_before_replace=bool(request.deleteBeforeReplace),
             inputs=inputs,
+            replace_on_changes=list(request.replaceOnChanges),
+            custom_timeouts={
+                key: getattr(request.customTimeouts, key)
+                for key in ("create", "update", "delete")
+                if request.HasField("customTimeouts") and getattr(request.customTimeouts, key)
+            },
+            deleted_with=request.deletedWith,
+            retain_on_delete=bool(request.retainOnDelete),
         )
         with self._lock:
             self.registrations.append(reg)

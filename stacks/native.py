@@ -32,6 +32,8 @@ def build(cfg: StackConfig) -> dict[str, Any]:
         subscription_id=cluster.subscription_id,
         platform_resource_group=cluster.resource_group_name,
         cluster_name=cluster.cluster_name,
+        # The app's pods may run on the user pools: the GitOps layer is deleted before them.
+        workload_nodes=cluster.user_pools,
     )
     outputs = build_platform(cfg, target)
     return {

@@ -4,12 +4,22 @@ The native (AKS) and hybrid compositions each produce a :class:`PlatformTarget` 
 Kubernetes provider plus the facts about the cluster) and hand it to `build_platform`.
 Add-ons depend on each other only where they must: ASO waits for cert-manager; KRO,
 Crossplane, cert-manager and Argo CD install in parallel.
+
+Teardown order (`pulumi destroy` deletes dependents first and waits for each Kubernetes
+object to be gone): the root Application depends on everything the GitOps layer runs on
+or acts through (every add-on, the controllers' identities with their federated
+credentials and role assignments, the app resource groups, the node pools), so the layer
+is deleted, through Argo CD's cascade and the operators' finalizers down to Azure, while
+all of that still exists. Each controller's release depends on its identity, so the
+operators are uninstalled before their credentials and grants go. Tenants' objects depend
+on the controllers that act in their namespaces (components.tenant has their own order).
+docs/operations.md, "Teardown", says what it means for `make destroy`.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Optional
+from typing import Any, Optional, Sequence
 
 import pulumi
 import pulumi_kubernetes as k8s
@@ -50,9 +60,14 @@ class PlatformTarget:
     service_principal: Optional[ServicePrincipalAuth] = None
     # Whether the cluster runs the Azure Workload Identity webhook (AKS does).
     identity_webhook: bool = True
+    # Node pools the GitOps layer's workloads may run on besides the one the add-ons use (AKS
+    # user pools): the layer is deleted before them on destroy.
+    workload_nodes: Sequence[pulumi.Resource] = ()
 
 
-def build_platform(cfg: StackConfig, target: PlatformTarget) -> dict[str, Any]:
+def build_platform(cfg: StackConfig, target: PlatformTarget, keep_app_data: bool = False) -> dict[str, Any]:
+    """`keep_app_data`: destroy leaves the app resource groups in Azure (retainOnDelete), so
+    what the GitOps layer marked detach-on-delete (ASO) or Orphan (Crossplane) survives."""
     addons = cfg.addons
     protect = pulumi.ResourceOptions(protect=cfg.protect)
 
@@ -67,7 +82,7 @@ def build_platform(cfg: StackConfig, target: PlatformTarget) -> dict[str, Any]:
             resource_group_name=name,
             location=cfg.location,
             tags=cfg.tag_map,
-            opts=protect,
+            opts=pulumi.ResourceOptions.merge(protect, pulumi.ResourceOptions(retain_on_delete=keep_app_data or None)),
         )
         for name in cfg.app_resource_groups
     }
@@ -99,11 +114,14 @@ def build_platform(cfg: StackConfig, target: PlatformTarget) -> dict[str, Any]:
 
     outputs: dict[str, Any] = {"appResourceGroups": [g.name for g in app_groups.values()]}
     installed: dict[str, pulumi.Resource] = {}
+    # What the GitOps layer needs to exist until it is gone (see the module docstring).
+    gitops_dependencies: list[pulumi.Resource] = [*app_groups.values(), *target.workload_nodes]
 
     sp = target.service_principal
+    sp_roles: Optional[PrincipalRoles] = None
     if sp is not None and sp.object_id and scopes and (addons.aso.enabled or addons.crossplane):
         # One principal serves both controllers here, so it gets their grants once.
-        PrincipalRoles(
+        sp_roles = PrincipalRoles(
             "service-principal-roles",
             PrincipalRolesArgs(principal_id=sp.object_id, role_grants=app_scope_role_grants(scopes)),
             opts=protect,
@@ -116,6 +134,7 @@ def build_platform(cfg: StackConfig, target: PlatformTarget) -> dict[str, Any]:
 
     if addons.aso.enabled:
         identity = controller_identity("aso", aso_module.SERVICE_ACCOUNT)
+        gitops_dependencies.extend(r for r in (identity, sp_roles) if r is not None)
         installed["aso"] = AzureServiceOperator(
             "aso",
             AsoArgs(
@@ -125,8 +144,9 @@ def build_platform(cfg: StackConfig, target: PlatformTarget) -> dict[str, Any]:
                 crd_pattern=addons.aso.crd_pattern,
                 client_secret=target.service_principal.client_secret if target.service_principal else None,
             ),
-            # ASO's webhooks are served with cert-manager certificates.
-            opts=on_cluster(cert_manager),
+            # ASO's webhooks are served with cert-manager certificates. Its credentials and
+            # grants exist before it starts and outlive it.
+            opts=on_cluster(cert_manager, identity, sp_roles),
         )
         outputs["asoClientId"] = client_id_of(identity)
 
@@ -143,6 +163,7 @@ def build_platform(cfg: StackConfig, target: PlatformTarget) -> dict[str, Any]:
 
     if addons.crossplane:
         identity = controller_identity("crossplane", crossplane_module.SERVICE_ACCOUNT)
+        gitops_dependencies.extend(r for r in (identity, sp_roles) if r is not None)
         installed["crossplane"] = Crossplane(
             "crossplane",
             CrossplaneArgs(
@@ -152,7 +173,8 @@ def build_platform(cfg: StackConfig, target: PlatformTarget) -> dict[str, Any]:
                 client_secret=target.service_principal.client_secret if target.service_principal else None,
                 identity_webhook=target.identity_webhook,
             ),
-            opts=on_cluster(),
+            # Its credentials and grants exist before the providers start and outlive them.
+            opts=on_cluster(identity, sp_roles),
         )
         outputs["crossplaneClientId"] = client_id_of(identity)
 
@@ -165,6 +187,8 @@ def build_platform(cfg: StackConfig, target: PlatformTarget) -> dict[str, Any]:
                 path=addons.argocd.path,
                 cluster_labels=cluster_labels(cfg, target),
                 cluster_annotations=cluster_annotations(cfg, target, outputs),
+                # Every add-on installed so far: what the layer's objects are served by.
+                gitops_dependencies=[*installed.values(), *dict.fromkeys(gitops_dependencies)],
             ),
             opts=on_cluster(),
         )
@@ -205,6 +229,8 @@ def build_tenants(
                 # The namespaced ProviderConfig kind exists once the providers are healthy.
                 crossplane_ready=[crossplane.provider_config] if crossplane is not None else [],  # type: ignore[attr-defined]
                 argocd_ready=[argocd.release] if argocd is not None else [],  # type: ignore[attr-defined]
+                # The controllers that act in the tenant's namespaces: uninstalled only after them.
+                controllers=[c for c in (installed.get("aso"), crossplane, installed.get("kro")) if c is not None],
                 tags=cfg.tag_map,
             ),
             opts=pulumi.ResourceOptions.merge(on_cluster, pulumi.ResourceOptions(protect=cfg.protect)),

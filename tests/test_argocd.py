@@ -302,7 +302,12 @@ def test_project_and_root_application_wait_for_their_crds_and_the_bridge(preview
 def test_root_application_syncs_the_top_level_of_the_gitops_path():
     ev = evaluate(program())
     root = ev.one(APPLICATION)
-    assert root.plain("metadata") == {"name": bridge.ROOT_APPLICATION, "namespace": "argocd"}  # no finalizer
+    assert root.plain("metadata") == {
+        "name": bridge.ROOT_APPLICATION,
+        "namespace": "argocd",
+        # Deleting it deletes the GitOps layer (tests/test_teardown.py).
+        "finalizers": ["resources-finalizer.argocd.argoproj.io"],
+    }
     spec = root.plain("spec")
     assert spec["project"] == bridge.PLATFORM_PROJECT == "platform"
     assert spec["source"] == {"repoURL": REPO, "targetRevision": "main", "path": "gitops", "directory": {"recurse": False}}
