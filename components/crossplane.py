@@ -2,23 +2,31 @@
 
 Ordering, and why preview passes on a fresh cluster and on an existing one:
 
-The Provider and DeploymentRuntimeConfig kinds come with the chart (its crds/), so those
-objects wait for the Helm release, which returns once its CRDs are established. The
-ClusterProviderConfig kind is different: the family provider package installs it
-asynchronously, minutes after its Provider object is accepted, while pulumi-kubernetes
-retries a create whose kind is missing for only about 30 seconds. So every Provider carries
-``pulumi.com/waitFor`` on its Installed and Healthy conditions (pulumi-kubernetes 4.18+),
-with explicit create/update timeouts, and the ClusterProviderConfig depends on the Providers.
+None of the kinds created here comes with the chart: the Crossplane 2.3.4 chart has no
+crds/ directory. The core's own CRDs (pkg.crossplane.io Provider, DeploymentRuntimeConfig,
+Function, the apiextensions kinds) are installed by the Crossplane pod itself, whose init
+container runs ``crossplane core init`` from the image. The Helm release is atomic and
+waits for the crossplane Deployment to be available, which happens only after that init
+container has installed them, so the Provider and DeploymentRuntimeConfig objects, which
+depend on the release, find their kinds. The ClusterProviderConfig kind comes later
+still: the family provider package installs it asynchronously, minutes after its Provider
+object is accepted, while pulumi-kubernetes retries a create whose kind is missing for only
+about 30 seconds. So every Provider carries ``pulumi.com/waitFor`` on its Installed and
+Healthy conditions (pulumi-kubernetes 4.18+), with explicit create/update timeouts, and the
+ClusterProviderConfig depends on the Providers.
 
 * First ``pulumi up`` of a new cluster: the kubeconfig is unknown during preview, so the
   Kubernetes provider is not configured and every object here previews as a create
-  without the cluster being asked. During the update the release installs Crossplane; the
-  family Provider is created and awaited until Healthy, then the service Providers, and
-  only then the ClusterProviderConfig, whose CRD exists by that time.
-* Crossplane switched on later, on a running cluster: the preview reaches the cluster. The
-  Provider and DeploymentRuntimeConfig kinds are known from the chart the release renders;
-  the ClusterProviderConfig kind is not served yet, which the provider treats as "not
-  known yet" (no server-side dry run) rather than an error, so the preview shows a create.
+  without the cluster being asked. During the update the release installs Crossplane (and,
+  through its init container, the core CRDs); the family Provider is created and awaited
+  until Healthy, then the service Providers, and only then the ClusterProviderConfig, whose
+  CRD exists by that time.
+* Crossplane switched on later, on a running cluster: the preview reaches the cluster, and
+  none of the three kinds is served yet: not the ClusterProviderConfig, and not the
+  Provider and DeploymentRuntimeConfig either, since no Crossplane pod has run
+  ``core init``. The provider treats a kind the cluster does not serve as "not known yet"
+  (no server-side dry run) rather than an error, so the preview shows creates for all of
+  them, unvalidated by the API server: a mistake in those objects shows only in the update.
   The update then runs in the same order as above. (The Kubernetes provider must not set
   ``rejectUnknownResources``, which would turn that case into a preview error.)
 
