@@ -421,6 +421,48 @@ def test_appprojects_allow_exactly_what_their_applications_deploy(upstream):
             assert spec.get("namespaceResourceBlacklist") == [{"group": "*", "kind": "*"}], name
 
 
+API_KINDS = {("kro.run", "ResourceGraphDefinition"), ("apiextensions.crossplane.io", "CompositeResourceDefinition")}
+
+
+def test_applications_that_deliver_the_platform_apis_never_prune():
+    """Pruning an RGD or an XRD deletes its CRD, every WebApp and, through ASO or Crossplane,
+    the databases and storage behind them: their Applications never prune automatically."""
+    delivering = []
+    for environment in ("dev", "prod"):
+        for app in applications(environment):
+            kinds = {(split_api_version(d["apiVersion"])[0], d["kind"]) for d in rendered(app)}
+            if kinds & API_KINDS:
+                delivering.append(app["metadata"]["name"])
+                sync = app["spec"]["syncPolicy"]
+                assert sync.get("automated", {}).get("prune", False) is False, app["metadata"]["name"]
+                options = sync.get("syncOptions", [])
+                assert "Prune=true" not in options and "Replace=true" not in options, app["metadata"]["name"]
+    assert {n.rsplit("-webapp-api-", 1)[1] for n in delivering} == {"kro", "crossplane"}
+    # Both API kinds are really delivered by them (an RGD or XRD moved elsewhere fails here).
+    delivered = {(split_api_version(d["apiVersion"])[0], d["kind"])
+                 for suffix in ("-webapp-api-kro", "-webapp-api-crossplane") for d in rendered(app_named(suffix))}
+    assert API_KINDS <= delivered
+
+
+def test_every_whitelisted_rbac_kind_is_pinned_by_name():
+    """Without a name, anything merged into a synced path could create any ClusterRole (or
+    binding) in the cluster: every rbac.authorization.k8s.io entry an AppProject whitelists
+    names the one object it allows."""
+    projects = [d for d in rendered(app_named("-app-projects")) if d["kind"] == "AppProject"]
+    assert projects
+    checked = 0
+    for project in projects:
+        spec = project["spec"]
+        for key in ("clusterResourceWhitelist", "namespaceResourceWhitelist"):
+            for entry in spec.get(key, []):
+                if entry["group"] in ("rbac.authorization.k8s.io", "*"):
+                    assert entry["group"] != "*", f"{project['metadata']['name']} {key}: group '*' admits RBAC"
+                    assert entry["kind"] != "*" and entry.get("name") and "*" not in entry["name"], (
+                        f"{project['metadata']['name']} {key}: {entry} is not pinned by name")
+                    checked += 1
+    assert checked >= 1
+
+
 # --- app instances: IDs flow from the Secret ----------------------------------------------------
 
 @pytest.mark.parametrize("variant", ["aso", "crossplane"])
