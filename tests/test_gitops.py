@@ -8,10 +8,14 @@ What is checked, offline and in seconds:
 * the ApplicationSets render, for a cluster Secret built from components.gitops_bridge,
   into Applications that validate, point at existing paths and projects, and inject every
   Azure fact from the Secret (nothing is a literal in Git);
-* kro: each resource template validates against its CRD, each ${...} reads a declared
-  field; Crossplane: the Composition's patches read and write declared XR fields and
-  render valid names; both variants expose the same spec;
-* the AppProjects allow exactly the kinds and namespaces the Applications deploy;
+* kro: each resource template validates against its CRD; every CEL expression compiles
+  in kro's environment (cel-expr-python) with only the names kro gives it there and
+  evaluates on samples carrying every declared field; everything the app needs is Ready
+  before the Deployment starts; Crossplane: the Composition's patches read and write
+  declared XR fields and render valid names, its cel-filter expressions evaluate to the
+  intended decisions; both variants expose the same spec;
+* the AppProjects allow exactly the kinds and namespaces the Applications deploy, pin
+  every RBAC kind by name, and the API Applications never prune;
 * secure defaults (no secrets, Entra-only PostgreSQL, TLS, storage lockdown, 0.0.0.0 only
   in dev).
 """
