@@ -72,6 +72,7 @@ def is_timeout(value: str) -> bool:
     return bool(_DURATION_RE.fullmatch(value))
 
 # Label values: at most 63 characters, alphanumerics and -_. inside (Kubernetes' rule).
+_URL_RE = re.compile(r"^https?://[^\s/]+(/[^\s]*[^\s/])?$")
 _LABEL_VALUE_RE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]{0,61})?[A-Za-z0-9])?$")
 
 # What project `platform` may deploy, exactly: the root Application applies the top level
@@ -113,32 +114,62 @@ end
 return hs
 """
 
-# Health of kro objects: instances of ResourceGraphDefinition-generated kinds report
-# status.state IN_PROGRESS / ACTIVE / DELETING / ERROR (FAILED in older releases); the
-# ResourceGraphDefinition itself reports Active / Inactive.
+# Health of kro objects. Argo CD v3.4 has no kro.run check of its own: a proposal for one
+# (argoproj/argo-cd#28743) was merged with only its AWS ACK part (#29016), and
+# resource_customizations/ at v3.4.4 (and later) has no kro.run entry; without this an
+# instance would be Healthy the moment it exists. What kro v0.9.3 writes:
+# * instances: status.state IN_PROGRESS / ACTIVE / DELETING / ERROR / FAILED
+#   (api/v1alpha1/instance_state.go) and a Ready condition;
+# * the ResourceGraphDefinition: state Active only while GraphAccepted, KindReady and
+#   ControllerReady are all True, Inactive otherwise, which includes the minutes while a
+#   graph revision compiles (those conditions Unknown), so Inactive alone is not a failure
+#   (pkg/controller/resourcegraphdefinition/controller_status.go).
+# Conditions carry observedGeneration: a Ready condition older than metadata.generation
+# describes a previous spec. An object being deleted is Progressing until it is gone.
 KRO_HEALTH_LUA = """\
 local hs = {status = "Progressing", message = "Waiting for kro"}
+if obj.metadata ~= nil and obj.metadata.deletionTimestamp ~= nil then
+  hs.message = "Being deleted"
+  return hs
+end
 if obj.status == nil then
   return hs
 end
-local message = nil
+local generation = nil
+if obj.metadata ~= nil then
+  generation = obj.metadata.generation
+end
+local ready = nil
+local failed = nil
 if obj.status.conditions ~= nil then
   for _, c in ipairs(obj.status.conditions) do
+    local current = c.observedGeneration == nil or generation == nil or c.observedGeneration >= generation
     if c.type == "Ready" then
-      message = c.message or c.reason
+      ready = c
+      if not current then
+        hs.message = "Waiting for kro to observe generation " .. generation
+        return hs
+      end
+    elseif current and c.status == "False" and (c.type == "GraphAccepted" or c.type == "KindReady" or c.type == "ControllerReady") then
+      failed = c
     end
   end
 end
 local state = obj.status.state
-if state == "ACTIVE" or state == "Active" then
-  hs.status = "Healthy"
-elseif state == "ERROR" or state == "FAILED" or state == "Inactive" then
-  hs.status = "Degraded"
+if ready ~= nil then
+  hs.message = ready.message or ready.reason or state or ""
+elseif state ~= nil then
+  hs.message = state
 end
-if state ~= nil then
-  hs.message = message or state
-elseif message ~= nil then
-  hs.message = message
+if state == "ACTIVE" or state == "Active" then
+  if ready == nil or ready.status == "True" then
+    hs.status = "Healthy"
+  end
+elseif state == "ERROR" or state == "FAILED" then
+  hs.status = "Degraded"
+elseif state == "Inactive" and failed ~= nil then
+  hs.status = "Degraded"
+  hs.message = failed.message or failed.reason or (failed.type .. " is False")
 end
 return hs
 """
@@ -174,7 +205,9 @@ return hs
 PLATFORM_XR_GROUPS = "*.aks-platform.internal/*"
 
 # Argo CD accepts wildcards only in the single `resource.customizations` key (health.md).
-# Crossplane kinds (*.upbound.io, *.crossplane.io) have built-in checks in Argo CD.
+# Crossplane kinds (*.upbound.io, *.crossplane.io) have built-in checks in Argo CD, which
+# these keys do not shadow; *.azure.com, kro.run and the platform's XR group have none at
+# v3.4 (resource_customizations/), so each check here is the only one for its kinds.
 HEALTH_CHECKS = {
     "*.azure.com/*": ASO_HEALTH_LUA,
     "kro.run/*": KRO_HEALTH_LUA,
@@ -186,6 +219,12 @@ HEALTH_CHECKS = {
 # AKS's admissions enforcer adds a namespaceSelector to every webhook configuration (to keep
 # webhooks off kube-system), and cert-manager's CA injector fills in caBundle; neither is in
 # Git, so without this a webhook Argo CD manages is forever OutOfSync and self-heal fights them.
+# ASO's webhook configurations get the same selector (its chart renders none and offers no
+# value for one). Nothing fights over them: Argo CD does not manage them (Pulumi's Helm
+# release does), and Helm's three-way merge on upgrade patches only what the chart changed
+# between releases, leaving fields another manager added alone. The enforcer's selector only
+# keeps kube-system and AKS-managed namespaces away from ASO's webhooks, where no ASO
+# resource lives; ASO's own namespaces and the app namespaces are still admitted.
 WEBHOOK_IGNORE_DIFFERENCES = {
     "jqPathExpressions": [
         '.webhooks[]?.namespaceSelector.matchExpressions[]? | select(.key == "control-plane" or .key == "kubernetes.azure.com/managedby")',
@@ -210,20 +249,32 @@ def _yaml(data: Any) -> str:
     return yaml.dump(data, Dumper=_BlockDumper, sort_keys=False, width=1000)
 
 
-def argocd_values() -> dict[str, Any]:
+def argocd_values(url: Optional[str] = None) -> dict[str, Any]:
+    """Chart values. `url`: where people reach Argo CD, for links in the UI, SSO callbacks and
+    notifications. Without it the chart still renders `url: https://argocd.example.com` into
+    argocd-cm: it presets `url` from `global.domain` and merges `configs.cm` over the preset
+    with mergeOverwrite, which skips empty values (argo-helm charts/argo-cd
+    templates/_helpers.tpl, argo-cd.config.cm), so it cannot be left out. Nothing here reads
+    it then: no SSO is configured (Dex off) and no notification template is set."""
     cm: dict[str, str] = {
         "resource.customizations": _yaml({key: {"health.lua": lua} for key, lua in HEALTH_CHECKS.items()}),
     }
+    if url:
+        cm["url"] = url
     for kind in WEBHOOK_KINDS:
         cm[f"resource.customizations.ignoreDifferences.admissionregistration.k8s.io_{kind}"] = _yaml(
             WEBHOOK_IGNORE_DIFFERENCES
         )
-    return {
+    values: dict[str, Any] = {
         # No SSO is configured; Dex would run idle.
         "dex": {"enabled": False},
         # Merged by Helm with the chart's defaults under configs.cm (kept).
         "configs": {"cm": cm},
     }
+    if url:
+        # The notifications controller's {{.context.argocdUrl}} (otherwise https://<global.domain>).
+        values["notifications"] = {"argocdUrl": url}
+    return values
 
 
 @dataclass
@@ -241,6 +292,9 @@ class ArgoCdArgs:
     gitops_dependencies: Sequence[pulumi.Resource] = ()
     # customTimeouts.delete of the root Application: the bound on that wait.
     teardown_timeout: str = ROOT_APPLICATION_DELETE_TIMEOUT
+    # The external URL of Argo CD's UI, e.g. https://argocd.example.org (no trailing slash),
+    # or None when it is not exposed: see argocd_values.
+    url: Optional[str] = None
 
     def __post_init__(self) -> None:
         # Checked here, before the component registers anything.
@@ -262,6 +316,8 @@ class ArgoCdArgs:
             given = self.cluster_annotations.get(key, value)
             if given != value:
                 problems.append(f"cluster annotation {key}={given!r}: allowed: {value!r}, what the root Application syncs")
+        if self.url is not None and not _URL_RE.fullmatch(self.url):
+            problems.append(f"url {self.url!r}: allowed: an https:// or http:// URL without a trailing slash, or None")
         if not self.repo_url:
             problems.append("repo_url: allowed: the Git URL of the GitOps repository")
         if not self.revision:
@@ -312,7 +368,7 @@ class ArgoCd(pulumi.ComponentResource):
         super().__init__("aks-platform:argocd:ArgoCd", name, None, opts)
         # A component's depends_on does not reach its children: the release waits as asked.
         namespace, self.release = install_chart(
-            name, ARGO_CD, values=argocd_values(), parent=self, depends_on=caller_depends_on(opts)
+            name, ARGO_CD, values=argocd_values(args.url), parent=self, depends_on=caller_depends_on(opts)
         )
         self.namespace = namespace.metadata.name
 

@@ -282,6 +282,23 @@ def _slug(role: str) -> str:
     return "".join(c if c.isalnum() else "-" for c in role.lower()).strip("-")
 
 
+# TenantGuard's CEL. oldObject is null on CREATE, so it is tested before it is read.
+TENANT_GUARD_VARIABLES = {
+    # The object (as admitted, after defaulting) references a cluster-wide provider config.
+    "usesClusterConfig": (
+        "has(object.spec) && has(object.spec.providerConfigRef) && "
+        "object.spec.providerConfigRef.kind == 'ClusterProviderConfig'"
+    ),
+    # The stored object already referenced that same one (UPDATE only).
+    "alreadyUsedIt": (
+        "oldObject != null && has(oldObject.spec) && has(oldObject.spec.providerConfigRef) && "
+        "has(object.spec) && has(object.spec.providerConfigRef) && "
+        "oldObject.spec.providerConfigRef == object.spec.providerConfigRef"
+    ),
+}
+TENANT_GUARD_VALIDATION = "!variables.usesClusterConfig || variables.alreadyUsedIt"
+
+
 class TenantGuard(pulumi.ComponentResource):
     """One admission policy for all tenants: their managed resources use their own credentials.
 
@@ -290,6 +307,15 @@ class TenantGuard(pulumi.ComponentResource):
     namespace (label aks-platform.io/tenant) that would let a tenant borrow the platform's
     Azure access, so a ValidatingAdmissionPolicy (admissionregistration.k8s.io/v1,
     Kubernetes 1.30+) denies it: tenants reference `{kind: ProviderConfig, name: default}`.
+
+    What it denies, exactly: a CREATE whose object references a ClusterProviderConfig, and
+    an UPDATE that introduces one the old object did not already reference. An UPDATE of an
+    object that already had that reference passes, so an object created before the
+    namespace got its label (or before the policy existed) can still be reconciled and,
+    above all, deleted: Crossplane removes its finalizer with an UPDATE, and denying that
+    with `failurePolicy: Fail` would leave it stuck in deletion forever. Such an object
+    keeps the access it was created with until it is deleted, which the policy cannot take
+    away without blocking that deletion; it can never gain it. DELETE is not matched.
     """
 
     def __init__(self, name: str, opts: Optional[pulumi.ResourceOptions] = None):
@@ -319,12 +345,13 @@ class TenantGuard(pulumi.ComponentResource):
                         ),
                     )
                 ],
+                variables=[
+                    k8s.admissionregistration.v1.VariableArgs(name=name, expression=expression)
+                    for name, expression in TENANT_GUARD_VARIABLES.items()
+                ],
                 validations=[
                     k8s.admissionregistration.v1.ValidationArgs(
-                        expression=(
-                            "!has(object.spec) || !has(object.spec.providerConfigRef) || "
-                            "object.spec.providerConfigRef.kind != 'ClusterProviderConfig'"
-                        ),
+                        expression=TENANT_GUARD_VALIDATION,
                         message="tenant managed resources must use the namespace's ProviderConfig "
                         "(providerConfigRef: {kind: ProviderConfig, name: default}), not a ClusterProviderConfig",
                     )

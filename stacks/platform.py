@@ -92,7 +92,12 @@ def build_platform(cfg: StackConfig, target: PlatformTarget, keep_app_data: bool
     if addons.aso.subscription_scope:
         scopes["subscription"] = pulumi.Output.concat("/subscriptions/", target.subscription_id)
 
-    def controller_identity(key: str, service_account) -> Optional[WorkloadIdentity]:
+    app_group_ids: dict[str, pulumi.Input[str]] = {name: group.id for name, group in app_groups.items()}
+    # The Crossplane providers also read (and delete containers) through the storage data
+    # plane: see components/crossplane.py. Only on the app resource groups.
+    crossplane_grants = crossplane_module.storage_data_plane_role_grants(app_group_ids) if addons.crossplane else []
+
+    def controller_identity(key: str, service_account, extra_grants=()) -> Optional[WorkloadIdentity]:
         if target.oidc_issuer_url is None:
             return None
         return WorkloadIdentity(
@@ -103,7 +108,7 @@ def build_platform(cfg: StackConfig, target: PlatformTarget, keep_app_data: bool
                 location=cfg.location,
                 oidc_issuer_url=target.oidc_issuer_url,
                 service_accounts=[service_account],
-                role_grants=app_scope_role_grants(scopes) if scopes else [],
+                role_grants=(app_scope_role_grants(scopes) if scopes else []) + list(extra_grants),
                 tags=cfg.tag_map,
             ),
             opts=protect,
@@ -123,7 +128,7 @@ def build_platform(cfg: StackConfig, target: PlatformTarget, keep_app_data: bool
         # One principal serves both controllers here, so it gets their grants once.
         sp_roles = PrincipalRoles(
             "service-principal-roles",
-            PrincipalRolesArgs(principal_id=sp.object_id, role_grants=app_scope_role_grants(scopes)),
+            PrincipalRolesArgs(principal_id=sp.object_id, role_grants=app_scope_role_grants(scopes) + crossplane_grants),
             opts=protect,
         )
 
@@ -162,7 +167,7 @@ def build_platform(cfg: StackConfig, target: PlatformTarget, keep_app_data: bool
         )
 
     if addons.crossplane:
-        identity = controller_identity("crossplane", crossplane_module.SERVICE_ACCOUNT)
+        identity = controller_identity("crossplane", crossplane_module.SERVICE_ACCOUNT, crossplane_grants)
         gitops_dependencies.extend(r for r in (identity, sp_roles) if r is not None)
         installed["crossplane"] = Crossplane(
             "crossplane",
