@@ -101,7 +101,7 @@ def build_platform(cfg: StackConfig, target: PlatformTarget) -> dict[str, Any]:
     installed: dict[str, pulumi.Resource] = {}
 
     sp = target.service_principal
-    if sp is not None and sp.object_id and scopes and (addons.aso.enabled or addons.crossplane):
+    if sp is not None and sp.object_id and scopes and (addons.aso.enabled or addons.crossplane.enabled):
         # One principal serves both controllers here, so it gets their grants once.
         PrincipalRoles(
             "service-principal-roles",
@@ -110,7 +110,7 @@ def build_platform(cfg: StackConfig, target: PlatformTarget) -> dict[str, Any]:
         )
 
     cert_manager = None
-    if addons.cert_manager:
+    if addons.cert_manager.enabled:
         cert_manager = CertManager("cert-manager", CertManagerArgs(), opts=on_cluster())
         installed["cert_manager"] = cert_manager
 
@@ -130,18 +130,18 @@ def build_platform(cfg: StackConfig, target: PlatformTarget) -> dict[str, Any]:
         )
         outputs["asoClientId"] = client_id_of(identity)
 
-    if addons.kro:
+    if addons.kro.enabled:
         installed["kro"] = Kro(
             "kro",
             # The ASO groups this platform serves, and only the reference app's instance kind.
             KroArgs(
-                managed_api_groups=sorted({p.split("/")[0] for p in addons.aso.crd_pattern}),
+                managed_api_groups=addons.aso.api_groups,
                 instance_resources=("webapps",),
             ),
             opts=on_cluster(),
         )
 
-    if addons.crossplane:
+    if addons.crossplane.enabled:
         identity = controller_identity("crossplane", crossplane_module.SERVICE_ACCOUNT)
         installed["crossplane"] = Crossplane(
             "crossplane",
