@@ -78,10 +78,20 @@ _CREDENTIAL_TEXT = re.compile(
 class Masker:
     """Decides what of a value may appear in a message."""
 
-    def __init__(self, secret_keys: Iterable[str], secret_names: Iterable[str]):
-        self.secret_keys = {_norm(k) for k in secret_keys}
+    def __init__(self, secret_keys: Iterable[str], secret_names: Iterable[str], raw: Optional[Mapping[str, Any]] = None):
         self.exact_secret_keys = set(secret_keys)
         self.secret_names = {_norm(n) for n in secret_names}
+        # Every text inside a secret key's value: a rule's "allowed" text may quote a sibling
+        # value (e.g. "does not overlap podCidr 10.244.0.0/16"), which is just as secret.
+        self.secret_texts = sorted(
+            {t for k in self.exact_secret_keys if raw and k in raw for t in _texts(raw[k]) if len(t) >= 3},
+            key=len, reverse=True,
+        )
+
+    def scrub(self, text: str) -> str:
+        for secret_text in self.secret_texts:
+            text = text.replace(secret_text, "[secret]")
+        return text
 
     def path_is_secret(self, path: Path) -> bool:
         if path and isinstance(path[0], str) and (path[0] in self.exact_secret_keys):
@@ -114,8 +124,21 @@ class Masker:
         return text if len(text) <= 300 else text[:280] + "… (truncated)"
 
 
+def _texts(value: Any) -> Iterable[str]:
+    if isinstance(value, Mapping):
+        for k, v in value.items():
+            yield str(k)
+            yield from _texts(v)
+    elif isinstance(value, (list, tuple)):
+        for v in value:
+            yield from _texts(v)
+    elif value is not None:
+        yield str(value)
+
+
 def message(problem: Problem, masker: Masker) -> str:
-    return f"{key_text(problem.path)}: got {masker.shown(problem.path, problem.given)}; allowed: {problem.allowed}"
+    allowed = masker.scrub(problem.allowed)
+    return f"{key_text(problem.path)}: got {masker.shown(problem.path, problem.given)}; allowed: {allowed}"
 
 
 def unknown_key_text(name: str, known: Sequence[str]) -> str:
@@ -134,6 +157,3 @@ def distinct_problems(problems: Iterable[Problem]) -> list[Problem]:
     return list(kept.values())
 
 
-def raise_if_any(problems: list[Problem], masker: Masker, order: Optional[Sequence[str]] = None) -> None:
-    if problems:
-        raise ConfigError([message(p, masker) for p in problems])

@@ -25,8 +25,8 @@ SECRET_NAME_ENDINGS = ("secret", "password", "passwd", "token", "kubeconfig", "p
 
 
 class _NameMasker(Masker):
-    def __init__(self, secret_keys: frozenset[str]):
-        super().__init__(secret_keys, secret_fields())
+    def __init__(self, secret_keys: frozenset[str], raw: Optional[Mapping[str, Any]] = None):
+        super().__init__(secret_keys, secret_fields(), raw)
 
     def path_is_secret(self, path: Path) -> bool:
         if super().path_is_secret(path):
@@ -38,8 +38,8 @@ def _norm(name: str) -> str:
     return "".join(c for c in name if c not in "-_. ").lower()
 
 
-def masker_for(secret_keys: frozenset[str]) -> Masker:
-    return _NameMasker(secret_keys)
+def masker_for(secret_keys: frozenset[str], raw: Optional[Mapping[str, Any]] = None) -> Masker:
+    return _NameMasker(secret_keys, raw)
 
 
 def _model_of(annotation: Any) -> Optional[type[BaseModel]]:
@@ -133,7 +133,7 @@ def _adapter(field_name: str) -> TypeAdapter:
 def validate(raw: Mapping[str, Any], secret_keys: frozenset[str]) -> StackConfig:
     from stacks import stack_rules
 
-    masker = masker_for(secret_keys)
+    masker = masker_for(secret_keys, raw)
     problems: list[Problem] = []
     fields = _fields_by_alias(StackConfig)
     for name in raw:
@@ -148,10 +148,15 @@ def validate(raw: Mapping[str, Any], secret_keys: frozenset[str]) -> StackConfig
     if kind == "hybrid" and data.get("hybrid") is None:
         data["hybrid"] = {}
 
+    # The other kind's section is refused as a whole (stack_rules), not validated key by key.
+    other_kind = {"aks": "hybrid", "hybrid": "cluster"}.get(kind) if isinstance(kind, str) else None
     values: dict[str, Any] = {}
     failed: set[str] = set()
     for alias, info in fields.items():
         name = next(n for n, i in StackConfig.model_fields.items() if i is info)
+        if alias == other_kind:
+            values[name] = None
+            continue
         if alias not in data:
             if info.is_required():
                 problems.append(Problem((alias,), MISSING, "required: " + (info.description or "")))

@@ -67,9 +67,7 @@ def test_two_tenants_load_with_defaults():
     assert cfg.tenant_identity_name(payments) == "id-dev-tenant-payments"
 
 
-@pytest.mark.parametrize(
-    "tenants, key, allowed",
-    [
+TENANT_CASES = [
         pytest.param([tenant(), other(name="payments")], "tenants[1].name", "a name no other tenant has", id="duplicate-name"),
         pytest.param([tenant(name="Payments")], "tenants[0].name", "DNS-safe", id="uppercase-name"),
         pytest.param([tenant(name="pay_ments")], "tenants[0].name", "DNS-safe", id="underscore-name"),
@@ -111,8 +109,14 @@ def test_two_tenants_load_with_defaults():
         pytest.param([tenant(sourceRepos=["ftp://x/y"])], "tenants[0].sourceRepos[0]", "Git URLs", id="bad-source-repo"),
         pytest.param([tenant(location="West Europe")], "tenants[0].location", "Azure region", id="bad-location"),
         pytest.param([tenant(namespace=["payments"])], "tenants[0].namespace", "no such setting", id="unknown-key"),
-    ],
-)
+        pytest.param([tenant(roles=[{"role": "Reader", "scop": "resourceGroup"}])], "tenants[0].roles[0].scop", "no such setting", id="unknown-role-key"),
+        pytest.param([tenant(roles=[{"role": "Reader", "scope": "subscription", "allowSubscriptionScope": "yes"}])], "tenants[0].roles[0].allowSubscriptionScope", "true or false", id="opt-in-not-a-bool"),
+        pytest.param([tenant(roles={"role": "Reader"})], "tenants[0].roles", "a list", id="roles-not-a-list"),
+        pytest.param(["payments"], "tenants[0]", "a mapping", id="tenant-not-a-mapping"),
+]
+
+
+@pytest.mark.parametrize("tenants, key, allowed", TENANT_CASES)
 def test_each_tenant_rule_names_key_value_and_allowed(tenants, key, allowed):
     found = problems(with_tenants(*tenants))
     matching = [p for p in found if p.startswith(f"aks-platform:{key}:")]
