@@ -209,17 +209,17 @@ def test_grants_for_several_scopes_and_roles():
 
 @pytest.mark.parametrize("role", ["Owner", "User Access Administrator", "Role Based Access Control Administrator", "Contributor"])
 def test_assignable_roles_exclude_roles_that_grant_access(role: str):
-    with pytest.raises(AssertionError, match="grant further access"):
+    with pytest.raises(ValueError, match="grant further access"):
         aso_role_grants({"app": "/subscriptions/s/resourceGroups/a"}, assignable_roles=(role,))
     # Also by GUID, so a custom spelling cannot slip through.
-    with pytest.raises(AssertionError, match="grant further access"):
+    with pytest.raises(ValueError, match="grant further access"):
         aso_role_grants({"app": "/subscriptions/s/resourceGroups/a"}, assignable_roles=(BUILTIN_ROLES[role],))
 
 
 def test_role_grants_need_a_scope_and_a_role():
-    with pytest.raises(AssertionError, match="at least one scope"):
+    with pytest.raises(ValueError, match="at least one scope"):
         aso_role_grants({})
-    with pytest.raises(AssertionError, match="at least one role"):
+    with pytest.raises(ValueError, match="at least one role"):
         aso_role_grants({"app": "/subscriptions/s/resourceGroups/a"}, assignable_roles=())
 
 
