@@ -277,18 +277,26 @@ def stack_config(stack: str, root: Path = REPO_ROOT) -> tuple[dict[str, Any], li
         full = key if ":" in key else f"{PROJECT}:{key}"
         if isinstance(value, Mapping) and set(value) == {"secure"}:
             secret.append(full)
-            config[full] = offline_secret_stand_in(full)
+            config[full] = None  # filled below, once the whole stack's config is known
         elif isinstance(value, Mapping) and "value" in value and len(value) == 1:
             config[full] = value["value"]
         else:
             config[full] = value
+    for full in secret:
+        config[full] = offline_secret_stand_in(full, config)
     return config, secret
 
 
-def offline_secret_stand_in(key: str) -> str:
-    """A value for a secure config key that offline evaluation cannot decrypt."""
+def offline_secret_stand_in(key: str, config: Mapping[str, Any] | None = None) -> str:
+    """A value for a secure config key that offline evaluation cannot decrypt.
+
+    A kubeconfig stand-in has the context the stack names (`hybrid.context`), as the user's
+    real kubeconfig does: config validation checks that it is there.
+    """
     from offline.mocks import admin_kubeconfig
 
     if key.lower().endswith("kubeconfig"):
-        return admin_kubeconfig("offline-existing-cluster", "offline")
+        hybrid = (config or {}).get(f"{PROJECT}:hybrid")
+        context = hybrid.get("context") if isinstance(hybrid, Mapping) else None
+        return admin_kubeconfig("offline-existing-cluster", "offline", context)
     return f"offline-stand-in-for-{key}"

@@ -74,12 +74,15 @@ def exec_kubeconfig(cluster: str, location: str) -> str:
     )
 
 
-def admin_kubeconfig(cluster: str, location: str) -> str:
-    """What listManagedClusterAdminCredentials returns: a local client certificate."""
+def admin_kubeconfig(cluster: str, location: str, context: str | None = None) -> str:
+    """What listManagedClusterAdminCredentials returns: a local client certificate.
+
+    `context` names the context (AKS names it `<cluster>-admin`; kind names it `kind-<name>`).
+    """
     return _kubeconfig(
         cluster,
         location,
-        f"{cluster}-admin",
+        context or f"{cluster}-admin",
         f"clusterAdmin_{cluster}",
         {
             "client-certificate-data": base64.b64encode(b"mock-cert").decode(),

@@ -251,7 +251,7 @@ def stack_needs(stack: str, root: Path = ROOT) -> Needs:
             providers.setdefault(subscription, set()).add(namespace)
 
     addons = cfg.addons
-    app = addons.argocd.enabled and ((addons.aso.enabled and addons.kro) or addons.crossplane) and bool(cfg.app_resource_groups)
+    app = addons.argocd.enabled and ((addons.aso.enabled and addons.kro.enabled) or addons.crossplane.enabled) and bool(cfg.app_resource_groups)
     if app:
         providers.setdefault(PLATFORM, set()).update(APP_PROVIDERS)
 

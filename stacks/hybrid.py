@@ -24,8 +24,10 @@ def build(cfg: StackConfig) -> dict[str, Any]:
     assert hybrid is not None
     client = authorization.get_client_config_output()
 
-    if hybrid.kubeconfig is not None:
-        kubeconfig: pulumi.Output[str] = pulumi.Output.secret(hybrid.kubeconfig.value)
+    # Config validation has parsed the kubeconfig (secret or file) and found the context, and
+    # refused an empty one: the provider would fall back to the machine's default kubeconfig.
+    if cfg.kubeconfig is not None:
+        kubeconfig: pulumi.Output[str] = pulumi.Output.secret(cfg.kubeconfig.get_secret_value())
     else:
         # Read at run time so the file's content is a secret in state, never a plain input.
         kubeconfig = pulumi.Output.secret(Path(hybrid.kubeconfig_path or "").expanduser().read_text())
@@ -45,10 +47,11 @@ def build(cfg: StackConfig) -> dict[str, Any]:
 
     service_principal = None
     if not hybrid.workload_identity:
-        assert hybrid.service_principal_client_id and hybrid.service_principal_client_secret
+        # Config validation requires both and refuses an empty or pasted-JSON secret.
+        assert hybrid.service_principal_client_id and cfg.service_principal_client_secret
         service_principal = ServicePrincipalAuth(
             client_id=hybrid.service_principal_client_id,
-            client_secret=pulumi.Output.secret(hybrid.service_principal_client_secret.value),
+            client_secret=pulumi.Output.secret(cfg.service_principal_client_secret.get_secret_value()),
             object_id=hybrid.service_principal_object_id,
         )
 

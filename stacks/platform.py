@@ -65,8 +65,8 @@ class PlatformTarget:
     workload_nodes: Sequence[pulumi.Resource] = ()
 
 
-def build_platform(cfg: StackConfig, target: PlatformTarget, keep_app_data: bool = False) -> dict[str, Any]:
-    """`keep_app_data`: destroy leaves the app resource groups in Azure (retainOnDelete), so
+def build_platform(cfg: StackConfig, target: PlatformTarget) -> dict[str, Any]:
+    """`keepAppData`: destroy leaves the app resource groups in Azure (retainOnDelete), so
     what the GitOps layer marked detach-on-delete (ASO) or Orphan (Crossplane) survives."""
     addons = cfg.addons
     protect = pulumi.ResourceOptions(protect=cfg.protect)
@@ -82,7 +82,7 @@ def build_platform(cfg: StackConfig, target: PlatformTarget, keep_app_data: bool
             resource_group_name=name,
             location=cfg.location,
             tags=cfg.tag_map,
-            opts=pulumi.ResourceOptions.merge(protect, pulumi.ResourceOptions(retain_on_delete=keep_app_data or None)),
+            opts=pulumi.ResourceOptions.merge(protect, pulumi.ResourceOptions(retain_on_delete=cfg.keep_app_data or None)),
         )
         for name in cfg.app_resource_groups
     }
@@ -95,7 +95,7 @@ def build_platform(cfg: StackConfig, target: PlatformTarget, keep_app_data: bool
     app_group_ids: dict[str, pulumi.Input[str]] = {name: group.id for name, group in app_groups.items()}
     # The Crossplane providers also read (and delete containers) through the storage data
     # plane: see components/crossplane.py. Only on the app resource groups.
-    crossplane_grants = crossplane_module.storage_data_plane_role_grants(app_group_ids) if addons.crossplane else []
+    crossplane_grants = crossplane_module.storage_data_plane_role_grants(app_group_ids) if addons.crossplane.enabled else []
 
     def controller_identity(key: str, service_account, extra_grants=()) -> Optional[WorkloadIdentity]:
         if target.oidc_issuer_url is None:
@@ -124,7 +124,7 @@ def build_platform(cfg: StackConfig, target: PlatformTarget, keep_app_data: bool
 
     sp = target.service_principal
     sp_roles: Optional[PrincipalRoles] = None
-    if sp is not None and sp.object_id and scopes and (addons.aso.enabled or addons.crossplane):
+    if sp is not None and sp.object_id and scopes and (addons.aso.enabled or addons.crossplane.enabled):
         # One principal serves both controllers here, so it gets their grants once.
         sp_roles = PrincipalRoles(
             "service-principal-roles",
@@ -133,7 +133,7 @@ def build_platform(cfg: StackConfig, target: PlatformTarget, keep_app_data: bool
         )
 
     cert_manager = None
-    if addons.cert_manager:
+    if addons.cert_manager.enabled:
         cert_manager = CertManager("cert-manager", CertManagerArgs(), opts=on_cluster())
         installed["cert_manager"] = cert_manager
 
@@ -155,18 +155,18 @@ def build_platform(cfg: StackConfig, target: PlatformTarget, keep_app_data: bool
         )
         outputs["asoClientId"] = client_id_of(identity)
 
-    if addons.kro:
+    if addons.kro.enabled:
         installed["kro"] = Kro(
             "kro",
             # The ASO groups this platform serves, and only the reference app's instance kind.
             KroArgs(
-                managed_api_groups=sorted({p.split("/")[0] for p in addons.aso.crd_pattern}),
+                managed_api_groups=addons.aso.api_groups,
                 instance_resources=("webapps",),
             ),
             opts=on_cluster(),
         )
 
-    if addons.crossplane:
+    if addons.crossplane.enabled:
         identity = controller_identity("crossplane", crossplane_module.SERVICE_ACCOUNT, crossplane_grants)
         gitops_dependencies.extend(r for r in (identity, sp_roles) if r is not None)
         installed["crossplane"] = Crossplane(
@@ -190,6 +190,7 @@ def build_platform(cfg: StackConfig, target: PlatformTarget, keep_app_data: bool
                 repo_url=addons.argocd.repo_url or "",
                 revision=addons.argocd.revision,
                 path=addons.argocd.path,
+                url=addons.argocd.url,
                 cluster_labels=cluster_labels(cfg, target),
                 cluster_annotations=cluster_annotations(cfg, target, outputs),
                 # Every add-on installed so far: what the layer's objects are served by.

@@ -261,7 +261,7 @@ def test_workload_identity_hybrid_takes_tenants(hybrid_config):
 
 def test_kubeconfig_path_is_read_into_a_secret(hybrid_config, tmp_path):
     config, secret = hybrid_config
-    content = admin_kubeconfig("kind-platform", "local")
+    content = admin_kubeconfig("kind-platform", "local", config["aks-platform:hybrid"]["context"])
     path = tmp_path / "kubeconfig"
     path.write_text(content)
     config["aks-platform:hybrid"] = {**config["aks-platform:hybrid"], "kubeconfigPath": str(path)}

@@ -27,7 +27,9 @@ from tests.conftest import ROOT
 
 sys.path.insert(0, str(ROOT / "scripts"))
 import preflight  # noqa: E402
-from stacks.config import IMAGE_RE  # noqa: E402
+from stacks.config import IMAGE  # noqa: E402
+
+IMAGE_RE = re.compile(IMAGE)
 
 SHIPPED = ("dev", "hybrid", "prod", "tenants")
 SUB = "0b1c2d3e-4f5a-4b6c-8d7e-9f0a1b2c3d4e"

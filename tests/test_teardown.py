@@ -293,7 +293,7 @@ def test_tenants_objects_go_while_the_controllers_and_argo_cd_still_run(tenant_s
 # --- data kept on purpose ---------------------------------------------------------------------
 
 
-def _platform_on_existing_cluster(keep_app_data: bool):
+def _platform_on_existing_cluster():
     from stacks.config import from_pulumi
     from stacks.platform import PlatformTarget, build_platform
 
@@ -306,7 +306,7 @@ def _platform_on_existing_cluster(keep_app_data: bool):
             platform_resource_group="rg-platform",
             cluster_name="cluster",
         )
-        return build_platform(from_pulumi(), target, keep_app_data=keep_app_data)
+        return build_platform(from_pulumi(), target)
 
     return program
 
@@ -314,7 +314,9 @@ def _platform_on_existing_cluster(keep_app_data: bool):
 @pytest.mark.parametrize("keep", [False, True])
 def test_keeping_app_data_leaves_the_app_resource_groups_in_azure(stack_file, keep):
     config, _ = stack_file("dev")
-    ev = evaluate(_platform_on_existing_cluster(keep), config=config)
+    if keep:
+        config = {**config, "aks-platform:keepAppData": "true"}
+    ev = evaluate(_platform_on_existing_cluster(), config=config)
     groups = ev.by_type(RG)
     assert groups and [g.retain_on_delete for g in groups] == [keep] * len(groups)
     # Either way the layer is deleted first: what Git did not mark detach-on-delete or
