@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Optional
 
+from components.oidc_issuer import InvalidPublicKey, load_public_key
 from components.roles import BUILTIN_ROLES
 from components.versions import CHARTS
 
@@ -213,10 +214,14 @@ class HybridConfig:
     # on the app resource groups as the workload identities get on AKS.
     service_principal_object_id: Optional[str]
     service_principal_client_secret: Optional[SecretStr]
+    # A cluster you create (`make kind`): the public key its API server signs tokens with.
+    # The platform publishes the issuer for it (components/oidc_issuer.py): workload identity.
+    service_account_public_key_path: Optional[str] = None
+    service_account_public_key_pem: Optional[str] = None
 
     @property
     def workload_identity(self) -> bool:
-        return self.oidc_issuer_url is not None
+        return self.oidc_issuer_url is not None or self.service_account_public_key_pem is not None
 
 
 @dataclass(frozen=True)
@@ -724,16 +729,42 @@ def _hybrid(s: Section, root: Section, problems: Problems) -> HybridConfig:
     if object_id is not None and client_id is None:
         problems.add(s.key("servicePrincipalObjectId"), object_id, "only together with hybrid.servicePrincipalClientId")
     secret_raw = root.raw("servicePrincipalClientSecret", None)
-    if issuer is None and (client_id is None or secret_raw is None):
+    key_path = s.string(
+        "serviceAccountPublicKeyPath",
+        allowed_text="a path to the PEM public key your cluster signs service-account tokens with (`make kind` writes it)",
+    )
+    key_pem: Optional[str] = None
+    if key_path is not None:
+        key_file = Path(key_path).expanduser()
+        if not key_file.is_file():
+            problems.add(
+                s.key("serviceAccountPublicKeyPath"), key_path,
+                "a readable public key file: run `make kind STACK=<stack>` first, which creates the key pair and the cluster",
+            )
+        else:
+            try:
+                load_public_key(key_file.read_text())
+                key_pem = key_file.read_text()
+            except (InvalidPublicKey, UnicodeDecodeError) as err:
+                problems.add(s.key("serviceAccountPublicKeyPath"), key_path, f"an RSA public key in PEM of at least 2048 bits (this file is {err})")
+    modes = [
+        name for name, on in (
+            ("oidcIssuerUrl", issuer is not None),
+            ("serviceAccountPublicKeyPath", key_path is not None),
+            ("servicePrincipalClientId + secret", client_id is not None or secret_raw is not None),
+        ) if on
+    ]
+    if not modes or (modes == ["servicePrincipalClientId + secret"] and (client_id is None or secret_raw is None)):
         problems.add(
             s.key("servicePrincipalClientId"), client_id,
-            f"with no hybrid.oidcIssuerUrl: a service principal: hybrid.servicePrincipalClientId and the secret "
-            f"{PROJECT}:servicePrincipalClientSecret",
+            "one way for the controllers to reach Azure: hybrid.oidcIssuerUrl (the cluster's public issuer), "
+            "hybrid.serviceAccountPublicKeyPath (the platform publishes the issuer; `make kind`), or a service "
+            f"principal: hybrid.servicePrincipalClientId and the secret {PROJECT}:servicePrincipalClientSecret",
         )
-    if issuer is not None and (client_id is not None or secret_raw is not None):
+    if len(modes) > 1:
         problems.add(
-            s.key("oidcIssuerUrl"), issuer,
-            "either workload identity (oidcIssuerUrl) or a service principal (servicePrincipalClientId + secret), not both",
+            s.key(modes[0].split(" ")[0]), issuer if modes[0] == "oidcIssuerUrl" else key_path,
+            f"exactly one of oidcIssuerUrl, serviceAccountPublicKeyPath, a service principal; got {' and '.join(modes)}",
         )
     if isinstance(kubeconfig_raw, dict):
         # A JSON kubeconfig arrives decoded; the provider takes the text.
@@ -750,6 +781,8 @@ def _hybrid(s: Section, root: Section, problems: Problems) -> HybridConfig:
         service_principal_client_id=client_id,
         service_principal_object_id=object_id,
         service_principal_client_secret=SecretStr(secret_raw) if isinstance(secret_raw, str) else None,
+        service_account_public_key_path=key_path,
+        service_account_public_key_pem=key_pem,
     )
 
 

@@ -2,7 +2,8 @@
 
 No AKS: the Kubernetes provider comes from a kubeconfig (a secret config value or a file),
 and the add-ons install exactly as on AKS. The controllers authenticate to Azure with
-workload identity when the stack names the cluster's public OIDC issuer, otherwise with a
+workload identity when the stack names the cluster's public OIDC issuer, or the public key
+of a cluster whose issuer the platform publishes itself (`make kind`), otherwise with a
 service principal whose secret stays a secret end to end.
 """
 
@@ -15,6 +16,7 @@ import pulumi
 import pulumi_kubernetes as k8s
 from pulumi_azure_native import authorization, resources
 
+from components.oidc_issuer import PublishedIssuer, PublishedIssuerArgs
 from stacks.config import StackConfig
 from stacks.platform import PlatformTarget, ServicePrincipalAuth, build_platform
 
@@ -43,6 +45,21 @@ def build(cfg: StackConfig) -> dict[str, Any]:
             opts=pulumi.ResourceOptions(protect=cfg.protect),
         )
 
+    # A cluster created by `make kind`: publish its issuer, then federate to it as on AKS.
+    published = None
+    if hybrid.service_account_public_key_pem is not None:
+        published = PublishedIssuer(
+            "oidc-issuer",
+            PublishedIssuerArgs(
+                public_key_pem=hybrid.service_account_public_key_pem,
+                resource_group_name=group.name if group else cfg.resource_group_name,
+                location=cfg.location,
+                tags=cfg.tag_map,
+            ),
+            opts=pulumi.ResourceOptions(protect=cfg.protect),
+        )
+    oidc_issuer_url = published.issuer_url if published else hybrid.oidc_issuer_url
+
     service_principal = None
     if not hybrid.workload_identity:
         assert hybrid.service_principal_client_id and hybrid.service_principal_client_secret
@@ -54,7 +71,7 @@ def build(cfg: StackConfig) -> dict[str, Any]:
 
     target = PlatformTarget(
         provider=provider,
-        oidc_issuer_url=hybrid.oidc_issuer_url,
+        oidc_issuer_url=oidc_issuer_url,
         tenant_id=client.tenant_id,
         subscription_id=client.subscription_id,
         platform_resource_group=group.name if group else cfg.resource_group_name,
@@ -67,4 +84,7 @@ def build(cfg: StackConfig) -> dict[str, Any]:
     outputs = build_platform(cfg, target)
     if hybrid.workload_identity:
         outputs = {"resourceGroupName": target.platform_resource_group, **outputs}
+    if published is not None:
+        outputs["oidcIssuerUrl"] = published.issuer_url
+        outputs["oidcIssuerStorageAccount"] = published.storage_account_name
     return outputs

@@ -342,7 +342,7 @@ def test_issuer_and_service_principal_together_are_an_error(hybrid_config):
     config, secret = hybrid_config
     config["aks-platform:hybrid"] = {**config["aks-platform:hybrid"], "oidcIssuerUrl": ISSUER}
     message = config_error(config, secret)
-    assert "aks-platform:hybrid.oidcIssuerUrl:" in message and "not both" in message
+    assert "aks-platform:hybrid.oidcIssuerUrl:" in message and "exactly one of oidcIssuerUrl" in message
 
 
 def test_a_cluster_section_is_an_error_for_hybrid(hybrid_config):
