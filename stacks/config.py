@@ -218,6 +218,11 @@ class HybridConfig:
     # The platform publishes the issuer for it (components/oidc_issuer.py): workload identity.
     service_account_public_key_path: Optional[str] = None
     service_account_public_key_pem: Optional[str] = None
+    # The reference app's own service principal (service-principal mode only): the app reads
+    # its secret from a Kubernetes Secret the platform creates in the app namespaces.
+    app_principal_client_id: Optional[str] = None
+    app_principal_object_id: Optional[str] = None
+    app_principal_client_secret: Optional[SecretStr] = None
 
     @property
     def workload_identity(self) -> bool:
@@ -274,8 +279,9 @@ TOP_LEVEL_KEYS = (
     # Secrets: top-level keys so `pulumi config set --secret` can set them (hybrid only).
     "kubeconfig",
     "servicePrincipalClientSecret",
+    "appServicePrincipalClientSecret",
 )
-SECRET_KEYS = ("kubeconfig", "servicePrincipalClientSecret")
+SECRET_KEYS = ("kubeconfig", "servicePrincipalClientSecret", "appServicePrincipalClientSecret")
 
 
 def load(raw: Mapping[str, Any], secret_keys: frozenset[str] = frozenset()) -> StackConfig:
@@ -766,6 +772,38 @@ def _hybrid(s: Section, root: Section, problems: Problems) -> HybridConfig:
             s.key(modes[0].split(" ")[0]), issuer if modes[0] == "oidcIssuerUrl" else key_path,
             f"exactly one of oidcIssuerUrl, serviceAccountPublicKeyPath, a service principal; got {' and '.join(modes)}",
         )
+    app_client_id = s.string(
+        "appServicePrincipalClientId", pattern=_GUID_PATTERN,
+        allowed_text="the reference app's own service principal's application (client) ID (GUID), never the controllers'",
+    )
+    app_object_id = s.string(
+        "appServicePrincipalObjectId", pattern=_GUID_PATTERN,
+        allowed_text="the app's service principal's object ID (GUID; `az ad sp show --id <appId> --query id`)",
+    )
+    app_secret_raw = root.raw("appServicePrincipalClientSecret", None)
+    app_given = [k for k, v in (("hybrid.appServicePrincipalClientId", app_client_id),
+                                ("hybrid.appServicePrincipalObjectId", app_object_id),
+                                ("appServicePrincipalClientSecret", app_secret_raw)) if v is not None]
+    if app_given and (issuer is not None or key_path is not None):
+        problems.add(
+            s.key(app_given[0].removeprefix("hybrid.")) if app_given[0].startswith("hybrid.") else root.key(app_given[0]),
+            "[not shown]" if app_given[0] == "appServicePrincipalClientSecret" else (app_client_id or app_object_id),
+            "nothing with workload identity (the app gets its own federated identity); only with the controllers' service principal",
+        )
+    elif app_given and len(app_given) != 3:
+        missing = [k for k in ("hybrid.appServicePrincipalClientId", "hybrid.appServicePrincipalObjectId",
+                               "appServicePrincipalClientSecret") if k not in app_given]
+        problems.add(
+            s.key("appServicePrincipalClientId"), app_client_id,
+            f"the app's service principal complete: also {', '.join(missing)} (the secret with "
+            f"`pulumi config set --secret {PROJECT}:appServicePrincipalClientSecret`)",
+        )
+    if app_client_id is not None and app_client_id.lower() == (client_id or "").lower():
+        problems.add(
+            s.key("appServicePrincipalClientId"), app_client_id,
+            "a principal of the app's own, not the controllers' (hybrid.servicePrincipalClientId), whose rights on the "
+            "app resource groups are far wider",
+        )
     if isinstance(kubeconfig_raw, dict):
         # A JSON kubeconfig arrives decoded; the provider takes the text.
         kubeconfig_raw = json.dumps(kubeconfig_raw)
@@ -783,6 +821,9 @@ def _hybrid(s: Section, root: Section, problems: Problems) -> HybridConfig:
         service_principal_client_secret=SecretStr(secret_raw) if isinstance(secret_raw, str) else None,
         service_account_public_key_path=key_path,
         service_account_public_key_pem=key_pem,
+        app_principal_client_id=app_client_id,
+        app_principal_object_id=app_object_id,
+        app_principal_client_secret=SecretStr(app_secret_raw) if isinstance(app_secret_raw, str) else None,
     )
 
 

@@ -18,7 +18,7 @@ from pulumi_azure_native import authorization, resources
 
 from components.oidc_issuer import PublishedIssuer, PublishedIssuerArgs
 from stacks.config import StackConfig
-from stacks.platform import PlatformTarget, ServicePrincipalAuth, build_platform
+from stacks.platform import AppPrincipal, PlatformTarget, ServicePrincipalAuth, build_platform
 
 
 def build(cfg: StackConfig) -> dict[str, Any]:
@@ -69,6 +69,14 @@ def build(cfg: StackConfig) -> dict[str, Any]:
             object_id=hybrid.service_principal_object_id,
         )
 
+    app_principal = None
+    if hybrid.app_principal_client_id and hybrid.app_principal_object_id and hybrid.app_principal_client_secret:
+        app_principal = AppPrincipal(
+            client_id=hybrid.app_principal_client_id,
+            object_id=hybrid.app_principal_object_id,
+            client_secret=pulumi.Output.secret(hybrid.app_principal_client_secret.value),
+        )
+
     target = PlatformTarget(
         provider=provider,
         oidc_issuer_url=oidc_issuer_url,
@@ -80,6 +88,7 @@ def build(cfg: StackConfig) -> dict[str, Any]:
         # An existing cluster need not run the Azure Workload Identity webhook: the
         # Crossplane runtime configs project the token themselves (ASO always does).
         identity_webhook=False,
+        app_principal=app_principal,
     )
     outputs = build_platform(cfg, target)
     if hybrid.workload_identity:
