@@ -1,5 +1,6 @@
 # aks-platform: one entry point for people and CI.
 #   make up STACK=dev      prerequisites check, venv, local state backend, stack, pulumi up
+#   make kind STACK=kind   key pair + kind cluster whose issuer `make up STACK=kind` publishes
 #   make test              venv + every test (Pulumi mocks, GitOps manifests, the app) + workflow lint
 #   make preview STACK=x   pulumi preview against Azure
 #   make plan STACK=x      offline preview under mocks: build/plan-<stack>.{json,md}
@@ -17,7 +18,7 @@ export PULUMI_BACKEND_URL
 
 APP_REQUIREMENTS := $(wildcard app/requirements.txt app/requirements-test.txt)
 
-.PHONY: venv test lint preflight login stack up preview destroy plan bench policy clean kubeconfig argocd app
+.PHONY: venv test lint preflight login stack up preview destroy plan bench policy clean kubeconfig argocd app kind
 
 $(VENV)/.installed: requirements.txt $(APP_REQUIREMENTS)
 	$(PYTHON) -m venv $(VENV)
@@ -56,6 +57,12 @@ preview: stack
 
 destroy: stack
 	pulumi destroy --stack $(STACK)
+
+# A kind cluster for a stack with hybrid.serviceAccountPublicKeyPath (Pulumi.kind.yaml):
+# generates the service-account key pair under .kind/ (ignored by Git), writes the kind
+# config naming the issuer `make up` publishes, and creates the cluster.
+kind: venv
+	$(PY) scripts/kind_cluster.py $(STACK)
 
 plan: venv
 	$(PY) -m offline.plan $(STACK)

@@ -284,6 +284,41 @@ def stack_config(stack: str, root: Path = REPO_ROOT) -> tuple[dict[str, Any], li
             config[full] = value
     for full in secret:
         config[full] = offline_secret_stand_in(full, config)
+    return _kind_stand_ins(config, secret, root)
+
+
+# Offline stand-in for the public key `make kind` generates: its private half was discarded
+# when this file was made, so it signs nothing; it only gives the plan a fixed issuer URL.
+OFFLINE_KIND_PUBLIC_KEY = Path(__file__).resolve().parent / "kind-sa.pub"
+
+
+def _kind_stand_ins(config: dict[str, Any], secret: list[str], root: Path) -> tuple[dict[str, Any], list[str]]:
+    """What `make kind` creates (kubeconfig, public key), where a stack names it and it is absent.
+
+    Offline there is no cluster yet: the kubeconfig file becomes the secret kubeconfig
+    stand-in and the public key the fixed one above, so the program sees what it would after
+    `make kind`. Where the files exist (a user ran `make kind`), they are used as they are.
+    """
+    hybrid = config.get(f"{PROJECT}:hybrid")
+    if not isinstance(hybrid, Mapping):
+        return config, secret
+    hybrid = dict(hybrid)
+
+    def absent(key: str) -> bool:
+        value = hybrid.get(key)
+        if not isinstance(value, str):
+            return False
+        path = Path(value).expanduser()
+        return not (path if path.is_absolute() else root / path).is_file()
+
+    if absent("kubeconfigPath"):
+        del hybrid["kubeconfigPath"]
+        key = f"{PROJECT}:kubeconfig"
+        config[key] = offline_secret_stand_in(key, config)
+        secret = [*secret, key]
+    if absent("serviceAccountPublicKeyPath"):
+        hybrid["serviceAccountPublicKeyPath"] = str(OFFLINE_KIND_PUBLIC_KEY)
+    config[f"{PROJECT}:hybrid"] = hybrid
     return config, secret
 
 

@@ -100,6 +100,15 @@ EXAMPLES: dict[str, Example] = {
         frozenset({"9e8d7c6b-5a4f-4e3d-8c2b-1a0f9e8d7c6b"}),
         "that service principal's object ID (`az ad sp show --id <appId> --query id -o tsv`)",
     ),
+    "hybrid.appServicePrincipalClientId": Example(
+        frozenset({"3c4d5e6f-7a8b-4c9d-8e0f-1a2b3c4d5e6f"}),
+        "the reference app's own service principal's application (client) ID, not the controllers' "
+        "(`az ad sp create-for-rbac --name <app-name>` prints it as appId)",
+    ),
+    "hybrid.appServicePrincipalObjectId": Example(
+        frozenset({"6f5e4d3c-2b1a-4f0e-9d8c-7b6a5f4e3d2c"}),
+        "the app's service principal's object ID (`az ad sp show --id <appId> --query id -o tsv`)",
+    ),
     "kubeconfig": Example(
         frozenset({"set-with-pulumi-config-set--secret-aks-platform-kubeconfig"}),
         "your cluster's kubeconfig (Pulumi encrypts it into the stack file)",
@@ -110,10 +119,16 @@ EXAMPLES: dict[str, Example] = {
         "your service principal's client secret (Pulumi encrypts it)",
         secret=True,
     ),
+    "appServicePrincipalClientSecret": Example(
+        frozenset({"set-with-pulumi-config-set--secret-aks-platform-appServicePrincipalClientSecret"}),
+        "the app's service principal's client secret (Pulumi encrypts it)",
+        secret=True,
+    ),
 }
 SECRET_COMMANDS = {
     "kubeconfig": "pulumi config set --secret --stack {stack} aks-platform:kubeconfig < ~/.kube/config",
     "servicePrincipalClientSecret": "pulumi config set --secret --stack {stack} aks-platform:servicePrincipalClientSecret '<client secret>'",
+    "appServicePrincipalClientSecret": "pulumi config set --secret --stack {stack} aks-platform:appServicePrincipalClientSecret '<client secret>'",
 }
 
 

@@ -24,6 +24,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import re
+from pathlib import Path
 from typing import Annotated, Any, ClassVar, Iterator, Literal, Mapping, Optional, Union
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, SecretStr, Strict, StringConstraints, model_validator
@@ -794,28 +795,97 @@ class HybridConfig(Section):
     oidc_issuer_url: Optional[Annotated[Text(HTTPS_URL), AfterValidator(_issuer)]] = setting(
         None, "the cluster's public OIDC issuer URL (https://…, no query or fragment), whose discovery document Entra ID can fetch"
     )
+    # A cluster you create (`make kind`): the public key its API server signs tokens with. The
+    # platform publishes the issuer for it (components/oidc_issuer.py): workload identity.
+    service_account_public_key_path: Optional[Text()] = setting(
+        None,
+        "a path (~ expanded) to the PEM RSA public key (2048+ bits) your cluster signs service-account tokens with "
+        "(`make kind` writes it): the platform publishes the issuer for it and the controllers use workload identity",
+    )
     # Otherwise a service principal (client ID in config, secret as a --secret key).
     service_principal_client_id: Optional[Guid] = setting(
-        None, "without oidcIssuerUrl: the service principal's application (client) ID (GUID)"
+        None, "without oidcIssuerUrl or serviceAccountPublicKeyPath: the service principal's application (client) ID (GUID)"
     )
     # When given, the platform grants the service principal the controllers' roles on the app
     # resource groups, as the workload identities get on AKS.
     service_principal_object_id: Optional[Guid] = setting(
         None, "with servicePrincipalClientId: its object ID in Entra ID (GUID; `az ad sp show --id <appId> --query id`)"
     )
+    # Service-principal mode: the reference app's own principal (never the controllers'); its
+    # secret is the top-level secret appServicePrincipalClientSecret.
+    app_service_principal_client_id: Optional[Guid] = setting(
+        None,
+        "with servicePrincipalClientId only: the reference app's own service principal's application (client) ID "
+        "(GUID), never the controllers'",
+    )
+    app_service_principal_object_id: Optional[Guid] = setting(
+        None, "with appServicePrincipalClientId: that principal's object ID (GUID; `az ad sp show --id <appId> --query id`)"
+    )
 
     @property
     def workload_identity(self) -> bool:
-        return self.oidc_issuer_url is not None
+        return self.oidc_issuer_url is not None or self.service_account_public_key_path is not None
 
     def rules(self) -> Iterator[Problem]:
         if self.service_principal_object_id is not None and self.service_principal_client_id is None:
             yield Problem(("servicePrincipalObjectId",), self.service_principal_object_id, "only together with hybrid.servicePrincipalClientId")
-        if self.oidc_issuer_url is not None and self.service_principal_client_id is not None:
-            yield Problem(
-                ("oidcIssuerUrl",), self.oidc_issuer_url,
-                "either workload identity (oidcIssuerUrl) or a service principal (servicePrincipalClientId + secret), not both",
+        modes = [
+            (key, value)
+            for key, value in (
+                ("oidcIssuerUrl", self.oidc_issuer_url),
+                ("serviceAccountPublicKeyPath", self.service_account_public_key_path),
+                ("servicePrincipalClientId", self.service_principal_client_id),
             )
+            if value is not None
+        ]
+        if len(modes) > 1:
+            yield Problem(
+                (modes[0][0],), modes[0][1],
+                "exactly one of oidcIssuerUrl, serviceAccountPublicKeyPath, a service principal (servicePrincipalClientId "
+                f"+ secret), not both: hybrid.{modes[1][0]} is set too",
+            )
+            return
+        if self.service_account_public_key_path is not None:
+            problem = public_key_file_problem(self.service_account_public_key_path)
+            if problem:
+                yield Problem(("serviceAccountPublicKeyPath",), self.service_account_public_key_path, problem)
+        app_ids = [(k, v) for k, v in (("appServicePrincipalClientId", self.app_service_principal_client_id),
+                                       ("appServicePrincipalObjectId", self.app_service_principal_object_id)) if v is not None]
+        if app_ids and self.workload_identity:
+            yield Problem(
+                (app_ids[0][0],), app_ids[0][1],
+                "nothing with workload identity (the app gets its own federated identity); only with the controllers' "
+                "service principal (servicePrincipalClientId)",
+            )
+        elif len(app_ids) == 1:
+            missing = "appServicePrincipalObjectId" if app_ids[0][0] == "appServicePrincipalClientId" else "appServicePrincipalClientId"
+            yield Problem((app_ids[0][0],), app_ids[0][1], f"the app's service principal complete: also hybrid.{missing}")
+        if (
+            self.app_service_principal_client_id is not None
+            and self.service_principal_client_id is not None
+            and self.app_service_principal_client_id.lower() == self.service_principal_client_id.lower()
+        ):
+            yield Problem(
+                ("appServicePrincipalClientId",), self.app_service_principal_client_id,
+                "a principal of the app's own, not the controllers' (hybrid.servicePrincipalClientId), whose rights on the "
+                "app resource groups are far wider",
+            )
+
+
+def public_key_file_problem(path: str) -> Optional[str]:
+    """Why `path` is not the service-account public key `make kind` writes, or None."""
+    from components.oidc_issuer import InvalidPublicKey, load_public_key
+
+    try:
+        text = Path(path).expanduser().read_text()
+    except (OSError, RuntimeError, UnicodeDecodeError) as err:
+        reason = getattr(err, "strerror", None) or type(err).__name__
+        return f"a readable public key file ({reason}): run `make kind STACK=<stack>` first, which creates the key pair and the cluster"
+    try:
+        load_public_key(text)
+    except InvalidPublicKey as err:
+        return f"an RSA public key in PEM of at least 2048 bits (this file holds {err})"
+    return None
 
 
 # --- the stack ----------------------------------------------------------------------------------
@@ -861,6 +931,10 @@ class StackConfig(Section):
     service_principal_client_secret: Optional[SecretText] = secret(
         "kind 'hybrid' with a service principal only: its client secret (the `password` field of "
         "`az ad sp create-for-rbac`), only as a secret (`pulumi config set --secret aks-platform:servicePrincipalClientSecret`)"
+    )
+    app_service_principal_client_secret: Optional[SecretText] = secret(
+        "kind 'hybrid' with hybrid.appServicePrincipalClientId only: the reference app's service principal's client "
+        "secret, only as a secret (`pulumi config set --secret aks-platform:appServicePrincipalClientSecret`)"
     )
 
     def tenant_resource_group(self, tenant: TenantConfig) -> str:

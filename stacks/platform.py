@@ -27,6 +27,7 @@ from pulumi_azure_native import resources
 
 from components import aso as aso_module
 from components import gitops_bridge as bridge
+from components.app_principal import AppPrincipalCredentials, AppPrincipalCredentialsArgs
 from components.argocd import ArgoCd, ArgoCdArgs
 from components import crossplane as crossplane_module
 from components.aso import AsoArgs, AzureServiceOperator, app_scope_role_grants
@@ -49,6 +50,15 @@ class ServicePrincipalAuth:
 
 
 @dataclass
+class AppPrincipal:
+    """The reference app's own service principal (a cluster without workload identity)."""
+
+    client_id: str
+    object_id: str
+    client_secret: pulumi.Output[str]
+
+
+@dataclass
 class PlatformTarget:
     provider: k8s.Provider
     # None when the cluster has no public OIDC issuer (then `service_principal` is set).
@@ -63,6 +73,8 @@ class PlatformTarget:
     # Node pools the GitOps layer's workloads may run on besides the one the add-ons use (AKS
     # user pools): the layer is deleted before them on destroy.
     workload_nodes: Sequence[pulumi.Resource] = ()
+    # Without workload identity: the app's own principal, if the stack names one.
+    app_principal: Optional[AppPrincipal] = None
 
 
 def build_platform(cfg: StackConfig, target: PlatformTarget) -> dict[str, Any]:
@@ -183,6 +195,27 @@ def build_platform(cfg: StackConfig, target: PlatformTarget) -> dict[str, Any]:
         )
         outputs["crossplaneClientId"] = client_id_of(identity)
 
+    app_credentials = None
+    if addons.argocd.enabled and target.app_principal is not None:
+        namespaces = [
+            bridge.APP_NAMESPACES[variant]
+            for variant, on in (("kro", addons.kro and addons.aso.enabled), ("crossplane", addons.crossplane))
+            if on
+        ]
+        if namespaces:
+            app_credentials = AppPrincipalCredentials(
+                "app-principal",
+                AppPrincipalCredentialsArgs(namespaces=namespaces, client_secret=target.app_principal.client_secret),
+                opts=on_cluster(),
+            )
+    elif addons.argocd.enabled and target.oidc_issuer_url is None:
+        # One line in `pulumi up`'s output; docs/hybrid.md says the same.
+        pulumi.log.warn(
+            "reference app: not deployed on this cluster: it has no workload identity and the stack names no app "
+            "service principal (hybrid.appServicePrincipalClientId, hybrid.appServicePrincipalObjectId and the "
+            "secret appServicePrincipalClientSecret)"
+        )
+
     if addons.argocd.enabled:
         installed["argocd"] = ArgoCd(
             "argocd",
@@ -196,7 +229,8 @@ def build_platform(cfg: StackConfig, target: PlatformTarget) -> dict[str, Any]:
                 # Every add-on installed so far: what the layer's objects are served by.
                 gitops_dependencies=[*installed.values(), *dict.fromkeys(gitops_dependencies)],
             ),
-            opts=on_cluster(),
+            # The app's Secret exists before Argo CD can sync the app that reads it.
+            opts=on_cluster(app_credentials),
         )
 
     if cfg.tenants:
@@ -272,6 +306,9 @@ def cluster_annotations(cfg: StackConfig, target: PlatformTarget, outputs: dict[
     if cfg.app_resource_groups:
         annotations[bridge.ANN_APP_RESOURCE_GROUP] = cfg.app_resource_groups[0]
         annotations[bridge.ANN_APP_RESOURCE_GROUPS] = ",".join(cfg.app_resource_groups)
+    if target.app_principal is not None:
+        annotations[bridge.ANN_APP_CLIENT_ID] = target.app_principal.client_id
+        annotations[bridge.ANN_APP_PRINCIPAL_ID] = target.app_principal.object_id
     if cfg.addons.argocd.app_image:
         annotations[bridge.ANN_APP_IMAGE] = cfg.addons.argocd.app_image
     return annotations

@@ -197,12 +197,13 @@ def _hybrid_identity(v: SimpleNamespace, ctx: RuleContext) -> Iterator[Problem]:
     if v.kind != "hybrid" or v.hybrid is None:
         return
     h, secret = v.hybrid, v.service_principal_client_secret
-    if h.oidc_issuer_url is None:
+    if not h.workload_identity:
         if h.service_principal_client_id is None:
             yield Problem(
                 ("hybrid", "servicePrincipalClientId"), None,
-                f"with no hybrid.oidcIssuerUrl: a service principal: hybrid.servicePrincipalClientId and the secret "
-                f"{PROJECT}:servicePrincipalClientSecret",
+                "one way for the controllers to reach Azure: hybrid.oidcIssuerUrl (the cluster's public issuer), "
+                "hybrid.serviceAccountPublicKeyPath (the platform publishes the issuer; `make kind`), or a service "
+                f"principal: hybrid.servicePrincipalClientId and the secret {PROJECT}:servicePrincipalClientSecret",
             )
         elif secret is None:
             yield Problem(
@@ -212,13 +213,37 @@ def _hybrid_identity(v: SimpleNamespace, ctx: RuleContext) -> Iterator[Problem]:
     elif secret is not None and h.service_principal_client_id is None:
         yield Problem(
             ("servicePrincipalClientSecret",), secret,
-            "nothing with hybrid.oidcIssuerUrl: the controllers use workload identity, and a stray client secret "
-            f"would sit in state unused (`pulumi config rm {PROJECT}:servicePrincipalClientSecret`)",
+            "nothing with hybrid.oidcIssuerUrl or hybrid.serviceAccountPublicKeyPath (workload identity): a stray "
+            f"client secret would sit in state unused (`pulumi config rm {PROJECT}:servicePrincipalClientSecret`)",
         )
     if secret is not None:
         problem = client_secret_problem(secret.get_secret_value())
         if problem:
             yield Problem(("servicePrincipalClientSecret",), secret, problem)
+
+
+@stack_rule("kind", "hybrid", "app_service_principal_client_secret")
+def _hybrid_app_principal(v: SimpleNamespace, ctx: RuleContext) -> Iterator[Problem]:
+    if v.kind != "hybrid" or v.hybrid is None:
+        return
+    h, secret = v.hybrid, v.app_service_principal_client_secret
+    has_ids = h.app_service_principal_client_id is not None
+    if secret is not None and not has_ids:
+        yield Problem(
+            ("appServicePrincipalClientSecret",), secret,
+            "only with hybrid.appServicePrincipalClientId and hybrid.appServicePrincipalObjectId (the app's own "
+            "service principal, in service-principal mode)",
+        )
+    elif has_ids and secret is None and not h.workload_identity:
+        yield Problem(
+            ("appServicePrincipalClientSecret",), MISSING,
+            f"the app's service principal complete: also appServicePrincipalClientSecret (`pulumi config set --secret "
+            f"{PROJECT}:appServicePrincipalClientSecret`)",
+        )
+    if secret is not None:
+        problem = client_secret_problem(secret.get_secret_value())
+        if problem:
+            yield Problem(("appServicePrincipalClientSecret",), secret, problem.replace("hybrid.servicePrincipalClientId", "hybrid.appServicePrincipalClientId"))
 
 
 @stack_rule("kind", "hybrid", "tenants")
@@ -227,7 +252,8 @@ def _tenants_need_workload_identity(v: SimpleNamespace, ctx: RuleContext) -> Ite
     if v.tenants and not workload_identity:
         yield Problem(
             ("tenants",), f"{len(v.tenants)} tenant(s)",
-            "no tenants unless the controllers use workload identity (kind 'aks', or 'hybrid' with hybrid.oidcIssuerUrl): "
+            "no tenants unless the controllers use workload identity (kind 'aks', or 'hybrid' with hybrid.oidcIssuerUrl or "
+            "hybrid.serviceAccountPublicKeyPath): "
             "each tenant identity is federated to the controllers' service accounts",
         )
 

@@ -922,11 +922,29 @@ def xp_desired(environment: str = "dev") -> dict[str, dict[str, Any]]:
 def test_workload_uses_its_own_identity_and_the_app_contract():
     (kro_dep,) = kro_template("Deployment")
     xp_dep = xp_desired()["deployment"]
+    expected_identity_env = {
+        # kro: the expressions; Crossplane: the rendered values of sample_xr().
+        id(kro_dep["template"]): ("${identity.status.clientId}", "${schema.spec.platform.tenantId}"),
+        id(xp_dep): ("client", FAKE_FACTS[ANN_TENANT_ID]),
+    }
     for dep in (kro_dep["template"], xp_dep):
         pod = dep["spec"]["template"]
-        assert pod["metadata"]["labels"]["azure.workload.identity/use"] == "true"
+        # No webhook involved: the pod projects its own token, so clusters without the
+        # Azure Workload Identity webhook (kind, k3d) and AKS run the same Deployment.
+        assert "azure.workload.identity/use" not in pod["metadata"].get("labels", {})
         (c,) = pod["spec"]["containers"]
         env = {e["name"]: e.get("value") for e in c["env"]}
+        client_id, tenant_id = expected_identity_env[id(dep)]
+        assert (env["AZURE_CLIENT_ID"], env["AZURE_TENANT_ID"]) == (client_id, tenant_id)
+        assert env["AZURE_AUTHORITY_HOST"] == "https://login.microsoftonline.com/"
+        volumes = {v["name"]: v for v in pod["spec"]["volumes"]}
+        mounts = {m["name"]: m for m in c["volumeMounts"]}
+        (source,) = volumes["azure-identity-token"]["projected"]["sources"]
+        token = source["serviceAccountToken"]
+        assert token["audience"] == "api://AzureADTokenExchange" and token["expirationSeconds"] >= 3600
+        mount = mounts["azure-identity-token"]
+        assert mount["readOnly"] is True
+        assert env["AZURE_FEDERATED_TOKEN_FILE"] == f"{mount['mountPath']}/{token['path']}"
         assert APP_ENV <= set(env) and all(env[k] for k in APP_ENV), env
         assert env["AZURE_POSTGRES_ENTRA"] == "true" and env["PORT"] == "8080"
         assert c["ports"] == [{"name": "http", "containerPort": 8080}]

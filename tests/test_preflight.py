@@ -268,7 +268,7 @@ def test_logged_out_azure_cli_is_reported(tmp_path):
 
 def test_unknown_stack_lists_the_shipped_ones(tmp_path):
     result = _run("staging", tmp_path)
-    assert result.returncode == 1 and "dev, hybrid, prod, tenants" in result.stderr
+    assert result.returncode == 1 and "dev, hybrid, kind, prod, tenants" in result.stderr
 
 
 # --- 2. Shipped example values -----------------------------------------------------------------
