@@ -114,7 +114,7 @@ def test_gunicorn_config(monkeypatch):
         monkeypatch.delenv(var, raising=False)
     conf = runpy.run_path(str(APP_DIR / "gunicorn.conf.py"))
     assert conf["bind"] == ["0.0.0.0:8000"]
-    assert (conf["workers"], conf["threads"], conf["worker_class"]) == (2, 4, "gthread")
+    assert (conf["workers"], conf["threads"], conf["worker_class"]) == (2, 8, "gthread")
     assert conf["graceful_timeout"] < 30  # inside Kubernetes' default termination grace period
     monkeypatch.setenv("PORT", "9090")
     monkeypatch.setenv("WEB_CONCURRENCY", "3")
@@ -123,3 +123,9 @@ def test_gunicorn_config(monkeypatch):
     monkeypatch.setenv("WEB_CONCURRENCY", "many")
     with pytest.raises(ValueError, match=r"WEB_CONCURRENCY='many' is invalid: expected a whole number >= 1"):
         runpy.run_path(str(APP_DIR / "gunicorn.conf.py"))
+    monkeypatch.setenv("WEB_CONCURRENCY", "2")
+    # "²".isdigit() is true and int("²") fails; "٨٠" (Arabic-Indic 80) int() would read.
+    for port in ("²", "٨٠", "8o8o", "0"):
+        monkeypatch.setenv("PORT", port)
+        with pytest.raises(ValueError, match=rf"^PORT='{port}' is invalid: expected a whole number >= 1$"):
+            runpy.run_path(str(APP_DIR / "gunicorn.conf.py"))

@@ -18,16 +18,25 @@ POSTGRES_SCOPE = "https://ossrdbms-aad.database.windows.net/.default"
 DEFAULT_REFRESH_MARGIN = 5 * 60.0
 
 
-def workload_identity_credential() -> TokenCredential:
+def workload_identity_credential(settings) -> TokenCredential:
     """The only credential used in Azure: the federated token the AKS webhook mounts.
 
     Deliberately not DefaultAzureCredential: its chain would silently fall back to other
     identities (environment secrets, managed identity of the node, a developer's CLI login).
     The client ID, tenant and token file are read from the variables the webhook injects.
+
+    Asking Entra for a token is a network call too: it gets the storage timeouts, and all its
+    attempts together at most DEPENDENCY_BUDGET (azure-core's RetryPolicy ``timeout``),
+    instead of azure-identity's defaults of 300 s per read and several retries.
     """
     from azure.identity import WorkloadIdentityCredential
 
-    return WorkloadIdentityCredential()
+    return WorkloadIdentityCredential(
+        connection_timeout=settings.storage_connect_timeout,
+        read_timeout=settings.storage_read_timeout,
+        retry_total=settings.dependency_retries,
+        timeout=settings.dependency_budget,
+    )
 
 
 class EntraTokenProvider:
