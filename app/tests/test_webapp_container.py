@@ -89,6 +89,16 @@ def _pins(name: str) -> dict[str, str]:
     return pins
 
 
+def test_test_pins_agree_with_the_repository_pins():
+    """app/requirements-test.txt must not pull another pytest than the repo's suite uses."""
+    repo = _pins("../requirements.txt")
+    tests = _pins("requirements-test.txt")
+    assert {"pytest", "pytest-xdist"} <= set(tests)
+    assert {name: repo[name] for name in tests if name in repo} == {
+        name: version for name, version in tests.items() if name in repo
+    }
+
+
 def test_image_lock_covers_the_requirements_and_their_dependencies():
     """constraints.txt must keep up with requirements.txt, or image builds float again."""
     from importlib.metadata import PackageNotFoundError, requires
