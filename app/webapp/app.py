@@ -57,6 +57,9 @@ class Runtime:
     # One per request that is using PostgreSQL or Blob storage (see budget.py).
     slots: threading.BoundedSemaphore
     stop: threading.Event = field(default_factory=threading.Event)
+    # Set by requests that arrive before the start-up work is done: try again now, rather
+    # than after the back-off (this worker's neighbour may be serving already).
+    wake: threading.Event = field(default_factory=threading.Event)
     prepared: threading.Event = field(default_factory=threading.Event)
     # Set when the start-up work is over, done or failed.
     settled: threading.Event = field(default_factory=threading.Event)
@@ -96,8 +99,11 @@ class Runtime:
                 self.failure = exc
                 self.settled.set()
                 return
-            if self.stop.wait(pause):
+            # At least PREPARE_FIRST_PAUSE between attempts, at most ``pause`` unless woken.
+            if self.stop.wait(PREPARE_FIRST_PAUSE):
                 return
+            self.wake.wait(pause - PREPARE_FIRST_PAUSE)
+            self.wake.clear()
             pause = min(PREPARE_MAX_PAUSE, pause * 2)
         else:
             return
@@ -155,6 +161,7 @@ class Runtime:
 
     def close(self) -> None:
         self.stop.set()
+        self.wake.set()
         for thread in self.threads:
             thread.join(timeout=10)
         self.checks.shutdown(wait=False, cancel_futures=True)
@@ -222,8 +229,10 @@ def _begin_request():
     if request.method not in ("GET", "HEAD", "OPTIONS"):
         if request.headers.get("Sec-Fetch-Site", "same-origin") not in ("same-origin", "none"):
             return _error(403, "cross-site requests may not change files")
-    if request.endpoint not in _ALWAYS_SERVED and not rt.prepared.is_set():
-        raise Starting()
+    if not rt.prepared.is_set():
+        rt.wake.set()
+        if request.endpoint not in _ALWAYS_SERVED:
+            raise Starting()
     return None
 
 
