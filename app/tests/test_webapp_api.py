@@ -84,8 +84,17 @@ def test_list_is_newest_first_and_paginates(client):
     page = client.get("/api/files?limit=2&offset=1").get_json()
     assert [f["id"] for f in page["files"]] == [ids[1], ids[0]]
     assert (page["total"], page["limit"], page["offset"]) == (3, 2, 1)
-    # "²" and "١٢" pass str.isdigit(); int() refuses the first and reads the second as 12.
-    for bad in ("limit=0", "limit=1001", "limit=x", "offset=-1", "limit=²", "limit=١٢", "offset=²", "limit=" + "9" * 5000):
+    # "²" and "١٢" pass str.isdigit(); int() refuses "²" and reads "١٢" as 12.
+    for bad in (
+        "limit=0",
+        "limit=1001",
+        "limit=x",
+        "offset=-1",
+        "limit=²",
+        "limit=١٢",
+        "offset=²",
+        "limit=" + "9" * 5000,
+    ):
         r = client.get(f"/api/files?{bad}")
         assert r.status_code == 400, bad
         assert r.get_json()["error"].startswith(bad.split("=")[0] + " must be a whole number"), bad
@@ -252,11 +261,17 @@ def test_page_form_errors_redirect_so_a_reload_sends_nothing(client, sql):
     cases = [
         (upload(client, b"", "e.txt", url="/upload"), "empty", "The file is empty"),
         # Limits in the label's units, not bytes.
-        (upload(client, b"x" * (TEST_MAX_UPLOAD_BYTES + 1), "big.bin", url="/upload"), "too-large",
-         "larger than the limit of 4.0 KiB"),
+        (
+            upload(client, b"x" * (TEST_MAX_UPLOAD_BYTES + 1), "big.bin", url="/upload"),
+            "too-large",
+            "larger than the limit of 4.0 KiB",
+        ),
         # Far over: refused from Content-Length, unread.
-        (upload(client, b"x" * (TEST_MAX_UPLOAD_BYTES * 100), "huge.bin", url="/upload"), "too-large",
-         "larger than the limit of 4.0 KiB"),
+        (
+            upload(client, b"x" * (TEST_MAX_UPLOAD_BYTES * 100), "huge.bin", url="/upload"),
+            "too-large",
+            "larger than the limit of 4.0 KiB",
+        ),
         (client.post("/upload", data={}, content_type="multipart/form-data"), "no-file", "Choose a file"),
     ]
     for response, code, message in cases:

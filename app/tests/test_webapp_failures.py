@@ -11,8 +11,6 @@ import io
 import time
 import uuid
 
-import pytest
-
 from webapp_testkit import blob_names
 
 

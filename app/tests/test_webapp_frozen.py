@@ -120,9 +120,7 @@ def reap_now(make_app) -> int:
     return make_app().extensions["webapp"].files.reap(older_than_seconds=0)
 
 
-def test_frozen_storage_costs_each_request_its_budget_and_never_the_probes(
-    server, azurite, blobs, sql, make_app
-):
+def test_frozen_storage_costs_each_request_its_budget_and_never_the_probes(server, azurite, blobs, sql, make_app):
     # One worker with 4 threads: 3 dependency slots, one thread always free for the probes.
     g = server(workers=1, GUNICORN_THREADS="4")
     status, body, _ = upload(g.base, b"stored before the freeze", "kept.txt")
@@ -175,9 +173,7 @@ def test_frozen_storage_costs_each_request_its_budget_and_never_the_probes(
     assert "Traceback" not in g.output()
 
 
-def test_worker_boots_with_the_database_frozen_and_requests_stay_bounded(
-    server, postgres, env, blobs, sql, make_app
-):
+def test_worker_boots_with_the_database_frozen_and_requests_stay_bounded(server, postgres, env, blobs, sql, make_app):
     # The database hangs while the workers boot: they must come up anyway (the master used
     # to exit with "Worker failed to boot"), answer /healthz and say why they are not ready.
     with frozen(postgres.pid):
@@ -234,10 +230,11 @@ def test_worker_boots_with_the_database_frozen_and_requests_stay_bounded(
 
 
 def test_database_frozen_mid_upload_and_mid_query(make_app, postgres, env, blobs, sql, blob_proxy):
+    from test_webapp_failures import RequestLog
+    from test_webapp_failures import upload as upload_to
+
     from webapp import budget
     from webapp.db import DatabaseUnavailable
-
-    from test_webapp_failures import RequestLog, upload as upload_to
 
     app = make_app(**FAST)
     client = app.test_client()

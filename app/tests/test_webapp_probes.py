@@ -8,7 +8,6 @@ with those limits against a frozen Azurite.
 from __future__ import annotations
 
 import time
-from pathlib import Path
 
 import pytest
 import yaml

@@ -142,7 +142,11 @@ def test_secrets_never_appear_in_repr_or_errors():
         ({"GUNICORN_THREADS": "0"}, "GUNICORN_THREADS", "expected a whole number >= 1"),
         ({"DEPENDENCY_SLOTS": "0"}, "DEPENDENCY_SLOTS", "expected a whole number >= 1"),
         # The grace must outlast any upload still writing its blob (at most the budget).
-        ({"REAP_GRACE": "10"}, "REAP_GRACE", "REAP_GRACE='10' is invalid: expected more seconds than DEPENDENCY_BUDGET (15)"),
+        (
+            {"REAP_GRACE": "10"},
+            "REAP_GRACE",
+            "REAP_GRACE='10' is invalid: expected more seconds than DEPENDENCY_BUDGET (15)",
+        ),
         ({"DEPENDENCY_BUDGET": "1000"}, "REAP_GRACE", "REAP_GRACE='900.0' is invalid: expected more seconds than"),
         ({"LOG_LEVEL": "LOUD"}, "LOG_LEVEL", "expected one of DEBUG, INFO, WARNING, ERROR"),
         ({"AZURE_STORAGE_CONTAINER": "Uploads"}, "AZURE_STORAGE_CONTAINER", "lowercase letters"),

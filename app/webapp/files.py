@@ -25,7 +25,7 @@ log = logging.getLogger(__name__)
 MAX_NAME_LENGTH = 255
 _CONTENT_TYPE_RE = re.compile(r"^[a-z0-9][a-z0-9!#$&^_.+-]{0,126}/[a-z0-9][a-z0-9!#$&^_.+-]{0,126}$")
 # Idempotency keys: printable ASCII without quotes or backslashes (a UUID is the usual choice).
-_IDEMPOTENCY_KEY_RE = re.compile(r'[\x21\x23-\x5b\x5d-\x7e]{1,255}')
+_IDEMPOTENCY_KEY_RE = re.compile(r"[\x21\x23-\x5b\x5d-\x7e]{1,255}")
 
 
 class InvalidInput(Exception):
