@@ -5,7 +5,9 @@ import os
 
 def _positive_int(name: str, default: int) -> int:
     raw = os.environ.get(name) or str(default)
-    if not raw.isdigit() or int(raw) < 1:
+    # ASCII digits only: str.isdigit() also accepts "²" (which int() refuses) and other
+    # scripts' digits (which int() reads), neither of which an operator means.
+    if not (raw.isascii() and raw.isdigit()) or int(raw) < 1:
         raise ValueError(f"{name}={raw!r} is invalid: expected a whole number >= 1")
     return int(raw)
 
@@ -19,7 +21,7 @@ bind = [f"0.0.0.0:{_port}"]
 workers = _positive_int("WEB_CONCURRENCY", 2)
 # Threads: requests mostly wait on Blob storage and PostgreSQL.
 worker_class = "gthread"
-threads = _positive_int("GUNICORN_THREADS", 4)
+threads = _positive_int("GUNICORN_THREADS", 8)
 timeout = 120  # an upload of the largest allowed file over a slow link
 graceful_timeout = 25  # below Kubernetes' default 30-s termination grace period
 keepalive = 5

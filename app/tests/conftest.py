@@ -88,6 +88,8 @@ def env(postgres, azurite, db_proxy, blob_proxy):
             "MAX_UPLOAD_BYTES": str(TEST_MAX_UPLOAD_BYTES),
             # Short, so an outage turns into a 503 quickly.
             "DB_POOL_TIMEOUT": "0.5",
+            # No background reaper unless a test asks for one (REAP_INTERVAL).
+            "REAP_INTERVAL": "0",
         },
         schema=schema,
         container=container,
@@ -105,10 +107,13 @@ def make_app(env):
 
     apps = []
 
-    def make(reap_interval=None, **overrides):
-        app = create_app(Settings.from_env({**env.vars, **overrides}), reap_interval=reap_interval)
+    def make(wait: bool = True, **overrides):
+        app = create_app(Settings.from_env({**env.vars, **overrides}))
         app.testing = True
         apps.append(app)
+        # The schema and container are prepared in the background; most tests need them.
+        if wait:
+            assert app.extensions["webapp"].wait_prepared(15), "the app did not get ready"
         return app
 
     yield make

@@ -89,6 +89,16 @@ def _pins(name: str) -> dict[str, str]:
     return pins
 
 
+def test_test_pins_agree_with_the_repository_pins():
+    """app/requirements-test.txt must not pull another pytest than the repo's suite uses."""
+    repo = _pins("../requirements.txt")
+    tests = _pins("requirements-test.txt")
+    assert {"pytest", "pytest-xdist"} <= set(tests)
+    assert {name: repo[name] for name in tests if name in repo} == {
+        name: version for name, version in tests.items() if name in repo
+    }
+
+
 def test_image_lock_covers_the_requirements_and_their_dependencies():
     """constraints.txt must keep up with requirements.txt, or image builds float again."""
     from importlib.metadata import PackageNotFoundError, requires
@@ -114,7 +124,7 @@ def test_gunicorn_config(monkeypatch):
         monkeypatch.delenv(var, raising=False)
     conf = runpy.run_path(str(APP_DIR / "gunicorn.conf.py"))
     assert conf["bind"] == ["0.0.0.0:8000"]
-    assert (conf["workers"], conf["threads"], conf["worker_class"]) == (2, 4, "gthread")
+    assert (conf["workers"], conf["threads"], conf["worker_class"]) == (2, 8, "gthread")
     assert conf["graceful_timeout"] < 30  # inside Kubernetes' default termination grace period
     monkeypatch.setenv("PORT", "9090")
     monkeypatch.setenv("WEB_CONCURRENCY", "3")
@@ -123,3 +133,9 @@ def test_gunicorn_config(monkeypatch):
     monkeypatch.setenv("WEB_CONCURRENCY", "many")
     with pytest.raises(ValueError, match=r"WEB_CONCURRENCY='many' is invalid: expected a whole number >= 1"):
         runpy.run_path(str(APP_DIR / "gunicorn.conf.py"))
+    monkeypatch.setenv("WEB_CONCURRENCY", "2")
+    # "²".isdigit() is true and int("²") fails; "٨٠" (Arabic-Indic 80) int() would read.
+    for port in ("²", "٨٠", "8o8o", "0"):
+        monkeypatch.setenv("PORT", port)
+        with pytest.raises(ValueError, match=rf"^PORT='{port}' is invalid: expected a whole number >= 1$"):
+            runpy.run_path(str(APP_DIR / "gunicorn.conf.py"))

@@ -119,6 +119,7 @@ def test_entra_mode_signs_in_with_refreshed_tokens(postgres, azurite, tmp_path):
             "AZURE_CLIENT_ID": "00000000-0000-0000-0000-00000000c11d",
             "AZURE_TENANT_ID": "00000000-0000-0000-0000-0000000ten4",
             "AZURE_FEDERATED_TOKEN_FILE": str(token_file),
+            "REAP_INTERVAL": "0",
         }
     )
     assert settings.database.sslmode == "require"
@@ -126,12 +127,13 @@ def test_entra_mode_signs_in_with_refreshed_tokens(postgres, azurite, tmp_path):
     cred = FakeCredential([AccessToken(first, int(clock.now) + 3600), AccessToken(second, int(clock.now) + 7200)])
     provider = EntraTokenProvider(cred, clock=clock)
 
-    app = create_app(settings, password_provider=provider.connection_kwargs, reap_interval=None)
+    app = create_app(settings, password_provider=provider.connection_kwargs)
     try:
+        assert app.extensions["webapp"].wait_prepared(15)
         client = app.test_client()
         up = client.post("/api/files", data={"file": (io.BytesIO(b"x"), "a.txt")}, content_type="multipart/form-data")
         assert up.status_code == 201
-        with app.extensions["webapp"].files.db.connect() as conn:
+        with app.extensions["webapp"].files.db.connection() as conn:
             assert conn.execute(
                 "SELECT current_user, ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()"
             ).fetchone() == (

@@ -21,7 +21,10 @@ def test_restart_is_idempotent_and_keeps_data(make_app, sql):
     third = make_app()
 
     assert third.extensions["webapp"].files.db.migrate() == []  # nothing left to apply
-    assert sql("SELECT version, description FROM schema_migrations") == [(1, "files and pending blobs")]
+    assert sql("SELECT version, description FROM schema_migrations ORDER BY 1") == [
+        (1, "files and pending blobs"),
+        (2, "idempotency keys of uploads"),
+    ]
     assert sql("SELECT tablename FROM pg_tables WHERE schemaname = current_schema() ORDER BY 1") == tables_before
     assert second.get("/api/files").get_json()["files"] == [meta]
     assert third.test_client().get(meta["download_url"]).data == b"persisted"
@@ -54,8 +57,8 @@ def test_concurrent_starts_apply_each_migration_once(env, make_app, sql):
 
     assert errors == []
     # Without the advisory lock, several would race on CREATE TABLE and fail.
-    assert sorted(results) == [[], [], [], [], [], [1]]
-    assert sql("SELECT version FROM schema_migrations") == [(1,)]
+    assert sorted(results) == [[], [], [], [], [], [1, 2]]
+    assert sql("SELECT version FROM schema_migrations ORDER BY 1") == [(1,), (2,)]
     assert make_app().test_client().get("/readyz").status_code == 200
 
 
@@ -65,12 +68,16 @@ def test_a_failing_migration_applies_nothing(env, make_app, sql, monkeypatch):
     from webapp import migrations
 
     make_app()
-    broken = (2, "broken on purpose", "CREATE TABLE half_done (x int); SELECT 1 / 0;")
+    broken = (len(migrations.MIGRATIONS) + 1, "broken on purpose", "CREATE TABLE half_done (x int); SELECT 1 / 0;")
     monkeypatch.setattr(migrations, "MIGRATIONS", [*migrations.MIGRATIONS, broken])
-    # A broken migration is a bug, not an outage: its own error stops the start.
+    # A broken migration is a bug, not an outage: the start-up work stops with its own error
+    # (no retries), and the process stays unready.
+    broken_app = make_app(wait=False)
     with pytest.raises(psycopg.errors.DivisionByZero):
-        make_app()
-    assert sql("SELECT version FROM schema_migrations") == [(1,)]
+        broken_app.extensions["webapp"].wait_prepared(15)
+    ready = broken_app.test_client().get("/readyz")
+    assert ready.status_code == 503 and ready.get_json()["checks"]["schema"] == "failed"
+    assert sql("SELECT version FROM schema_migrations ORDER BY 1") == [(1,), (2,)]
     assert sql("SELECT to_regclass('half_done')") == [(None,)]
     monkeypatch.undo()
     assert make_app().test_client().get("/readyz").status_code == 200

@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from types import SimpleNamespace
+
 import pytest
 
 from webapp.settings import DEFAULT_MAX_UPLOAD_BYTES, Settings, SettingsError
@@ -48,6 +50,36 @@ def test_local_defaults():
     assert s.max_upload_bytes == DEFAULT_MAX_UPLOAD_BYTES == 10 * 1024 * 1024
     assert (s.db_pool_timeout, s.db_pool_max_size, s.log_level) == (5.0, 10, "INFO")
     assert not s.uses_workload_identity
+    # Time limits: seconds, not minutes.
+    assert (s.dependency_budget, s.dependency_retries) == (15.0, 2)
+    assert (s.db_connect_timeout, s.db_query_timeout) == (3.0, 5.0)
+    assert (s.storage_connect_timeout, s.storage_read_timeout, s.ready_timeout) == (3.0, 10.0, 2.0)
+    assert (s.reap_interval, s.reap_grace) == (300.0, 900.0)
+    # One thread per worker stays free of dependency waits (gunicorn.conf.py: 8 threads).
+    assert s.dependency_slots == 7
+    assert Settings.from_env({**LOCAL, "GUNICORN_THREADS": "3"}).dependency_slots == 2
+    assert Settings.from_env({**LOCAL, "GUNICORN_THREADS": "1"}).dependency_slots == 1
+    assert Settings.from_env({**LOCAL, "DEPENDENCY_SLOTS": "5"}).dependency_slots == 5
+
+
+def test_time_settings():
+    s = Settings.from_env(
+        {
+            **LOCAL,
+            "DEPENDENCY_BUDGET": "2.5",
+            "DEPENDENCY_RETRIES": "0",
+            "DB_CONNECT_TIMEOUT": ".5",
+            "DB_QUERY_TIMEOUT": "1",
+            "STORAGE_CONNECT_TIMEOUT": "0.25",
+            "STORAGE_READ_TIMEOUT": "0.75",
+            "READY_TIMEOUT": "1",
+            "REAP_INTERVAL": "0",
+            "REAP_GRACE": "3",
+        }
+    )
+    assert (s.dependency_budget, s.dependency_retries, s.db_connect_timeout, s.db_query_timeout) == (2.5, 0, 0.5, 1.0)
+    assert (s.storage_connect_timeout, s.storage_read_timeout, s.ready_timeout) == (0.25, 0.75, 1.0)
+    assert (s.reap_interval, s.reap_grace) == (0.0, 3.0)
 
 
 def test_azure_settings(azure_env):
@@ -98,6 +130,26 @@ def test_secrets_never_appear_in_repr_or_errors():
         ({"DB_POOL_TIMEOUT": "nan"}, "DB_POOL_TIMEOUT", "expected a number of seconds >= 0.1"),
         ({"DB_POOL_TIMEOUT": "inf"}, "DB_POOL_TIMEOUT", "expected a number of seconds >= 0.1"),
         ({"DB_POOL_MAX_SIZE": "0"}, "DB_POOL_MAX_SIZE", "expected a whole number >= 1"),
+        # Digits of other scripts pass str.isdigit() and int() would even read "١٢" as 12.
+        ({"MAX_UPLOAD_BYTES": "١٢"}, "MAX_UPLOAD_BYTES", "MAX_UPLOAD_BYTES='١٢' is invalid: expected a whole number"),
+        ({"MAX_UPLOAD_BYTES": "²"}, "MAX_UPLOAD_BYTES", "expected a whole number >= 1"),
+        ({"MAX_UPLOAD_BYTES": "1_000"}, "MAX_UPLOAD_BYTES", "expected a whole number >= 1"),
+        ({"DEPENDENCY_BUDGET": "٣"}, "DEPENDENCY_BUDGET", "expected a number of seconds >= 0.1"),
+        ({"DEPENDENCY_BUDGET": "1e3"}, "DEPENDENCY_BUDGET", "expected a number of seconds >= 0.1"),
+        ({"DEPENDENCY_RETRIES": "-1"}, "DEPENDENCY_RETRIES", "expected a whole number >= 0"),
+        ({"DB_CONNECT_TIMEOUT": "0"}, "DB_CONNECT_TIMEOUT", "expected a number of seconds >= 0.1"),
+        ({"STORAGE_READ_TIMEOUT": "forever"}, "STORAGE_READ_TIMEOUT", "expected a number of seconds >= 0.1"),
+        ({"READY_TIMEOUT": "0.01"}, "READY_TIMEOUT", "expected a number of seconds >= 0.1"),
+        ({"REAP_INTERVAL": "-1"}, "REAP_INTERVAL", "expected a number of seconds >= 0"),
+        ({"GUNICORN_THREADS": "0"}, "GUNICORN_THREADS", "expected a whole number >= 1"),
+        ({"DEPENDENCY_SLOTS": "0"}, "DEPENDENCY_SLOTS", "expected a whole number >= 1"),
+        # The grace must outlast any upload still writing its blob (at most the budget).
+        (
+            {"REAP_GRACE": "10"},
+            "REAP_GRACE",
+            "REAP_GRACE='10' is invalid: expected more seconds than DEPENDENCY_BUDGET (15)",
+        ),
+        ({"DEPENDENCY_BUDGET": "1000"}, "REAP_GRACE", "REAP_GRACE='900.0' is invalid: expected more seconds than"),
         ({"LOG_LEVEL": "LOUD"}, "LOG_LEVEL", "expected one of DEBUG, INFO, WARNING, ERROR"),
         ({"AZURE_STORAGE_CONTAINER": "Uploads"}, "AZURE_STORAGE_CONTAINER", "lowercase letters"),
         ({"AZURE_STORAGE_CONTAINER": "up"}, "AZURE_STORAGE_CONTAINER", "3-63"),
@@ -201,6 +253,12 @@ class Recorder:
         return self
 
 
+# Time limits as the settings give them: every credential gets them (a hanging Entra must not
+# hold a worker for azure-identity's defaults).
+LIMITS = SimpleNamespace(storage_connect_timeout=3.0, storage_read_timeout=10.0, dependency_retries=2, dependency_budget=15.0)
+LIMIT_KWARGS = {"connection_timeout": 3.0, "read_timeout": 10.0, "retry_total": 2, "timeout": 15.0}
+
+
 @pytest.fixture
 def credentials(monkeypatch):
     import azure.identity
@@ -214,16 +272,16 @@ def credentials(monkeypatch):
 def test_the_credential_is_the_client_secret_one_exactly_when_the_secret_is_set(azure_env, credentials):
     from webapp.azure_auth import azure_credential
 
-    azure_credential(azure_env | {"AZURE_CLIENT_SECRET": SP_SECRET})
-    azure_credential(azure_env)
-    azure_credential(azure_env | {"AZURE_CLIENT_SECRET": ""})
+    azure_credential(LIMITS, azure_env | {"AZURE_CLIENT_SECRET": SP_SECRET})
+    azure_credential(LIMITS, azure_env)
+    azure_credential(LIMITS, azure_env | {"AZURE_CLIENT_SECRET": ""})
     assert credentials == [
         ("ClientSecretCredential", {"tenant_id": azure_env["AZURE_TENANT_ID"], "client_id": azure_env["AZURE_CLIENT_ID"],
-                                    "client_secret": SP_SECRET}),
+                                    "client_secret": SP_SECRET, **LIMIT_KWARGS}),
         ("WorkloadIdentityCredential", {"tenant_id": azure_env["AZURE_TENANT_ID"], "client_id": azure_env["AZURE_CLIENT_ID"],
-                                        "token_file_path": azure_env["AZURE_FEDERATED_TOKEN_FILE"]}),
+                                        "token_file_path": azure_env["AZURE_FEDERATED_TOKEN_FILE"], **LIMIT_KWARGS}),
         ("WorkloadIdentityCredential", {"tenant_id": azure_env["AZURE_TENANT_ID"], "client_id": azure_env["AZURE_CLIENT_ID"],
-                                        "token_file_path": azure_env["AZURE_FEDERATED_TOKEN_FILE"]}),
+                                        "token_file_path": azure_env["AZURE_FEDERATED_TOKEN_FILE"], **LIMIT_KWARGS}),
     ]
 
 
@@ -233,5 +291,5 @@ def test_the_credential_choice_is_logged_without_the_secret(azure_env, credentia
     from webapp.azure_auth import azure_credential
 
     with caplog.at_level(logging.INFO, logger="webapp.azure_auth"):
-        azure_credential(azure_env | {"AZURE_CLIENT_SECRET": SP_SECRET})
+        azure_credential(LIMITS, azure_env | {"AZURE_CLIENT_SECRET": SP_SECRET})
     assert "service principal" in caplog.text and SP_SECRET not in caplog.text

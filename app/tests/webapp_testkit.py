@@ -12,12 +12,18 @@ import os
 import pwd
 import secrets
 import shutil
+import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable
+import urllib.error
+import urllib.request
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -64,6 +70,140 @@ def blob_names(container_client) -> list[str]:
     return sorted(b.name for b in container_client.list_blobs())
 
 
+# --- freezing a server -----------------------------------------------------------------------
+
+
+def _descendants(pid: int) -> list[int]:
+    """Every process below ``pid``, from /proc (PostgreSQL's backends and helpers)."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{entry}/stat").read_text()
+        except OSError:
+            continue
+        ppid = int(stat.rsplit(")", 1)[1].split()[1])  # the name in parentheses may hold spaces
+        children.setdefault(ppid, []).append(int(entry))
+    found, todo = [], [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found
+
+
+@contextmanager
+def frozen(pid: int) -> Iterator[None]:
+    """SIGSTOP a server and everything it started; SIGCONT them afterwards, whatever happens.
+
+    A stopped server is the hard case: its kernel still accepts connections and acknowledges
+    data (and TCP keepalives), but nothing ever answers. A closed port fails fast; this doesn't.
+    """
+    os.kill(pid, signal.SIGSTOP)  # first, so it forks nothing new meanwhile
+    stopped = [pid]
+    try:
+        for child in _descendants(pid):
+            try:
+                os.kill(child, signal.SIGSTOP)
+                stopped.append(child)
+            except ProcessLookupError:
+                pass
+        yield
+    finally:
+        for p in stopped:
+            try:
+                os.kill(p, signal.SIGCONT)
+            except ProcessLookupError:
+                pass
+
+
+# --- HTTP against a real server ----------------------------------------------------------------
+
+
+def http(method: str, url: str, *, body: bytes | None = None, headers: dict | None = None, timeout: float = 30):
+    """(status, body, seconds) without raising on 4xx/5xx."""
+    request = urllib.request.Request(url, data=body, method=method, headers=headers or {})
+    started = time.monotonic()
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as r:
+            return r.status, r.read(), time.monotonic() - started
+    except urllib.error.HTTPError as e:
+        return e.code, e.read(), time.monotonic() - started
+
+
+def multipart(data: bytes, name: str) -> tuple[bytes, dict[str, str]]:
+    boundary = uuid.uuid4().hex
+    body = (
+        (
+            f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="{name}"\r\n'
+            "Content-Type: application/octet-stream\r\n\r\n"
+        ).encode()
+        + data
+        + f"\r\n--{boundary}--\r\n".encode()
+    )
+    return body, {"Content-Type": f"multipart/form-data; boundary={boundary}"}
+
+
+class Gunicorn:
+    """gunicorn with the image's config file and entry point, bound to loopback."""
+
+    def __init__(self, env: dict[str, str], log: Path, *, workers: int = 2):
+        self.port = free_port()
+        self.base = f"http://{LOOPBACK}:{self.port}"
+        self.log = log
+        self._env = {**os.environ, **env}
+        self._workers = workers
+        self.proc: subprocess.Popen | None = None
+
+    def start(self, *, wait_ready: bool = True) -> None:
+        with open(self.log, "wb") as out:
+            self.proc = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "gunicorn",
+                    "--config",
+                    "gunicorn.conf.py",
+                    "--bind",
+                    f"{LOOPBACK}:{self.port}",  # the image binds all interfaces; tests stay on loopback
+                    "--workers",
+                    str(self._workers),
+                    "webapp.wsgi:app",
+                ],
+                cwd=APP_DIR,
+                env=self._env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
+        wait_for_port(self.port, 30, self.proc, self.log)
+        if wait_ready:
+            self.wait_ready(30)
+
+    def wait_ready(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if http("GET", self.base + "/readyz", timeout=5)[0] == 200:
+                return
+            time.sleep(0.1)
+        raise AssertionError(f"gunicorn not ready after {timeout}s: {self.output()[-3000:]}")
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+    def stop(self) -> None:
+        if self.alive():
+            self.proc.terminate()
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
 # --- PostgreSQL ------------------------------------------------------------------------------
 
 
@@ -108,6 +248,11 @@ class PostgresServer:
         self.root = Path(tempfile.mkdtemp(prefix="webapp-pg-"))
         self.datadir = self.root / "data"
         self.log = self.root / "server.log"
+
+    @property
+    def pid(self) -> int:
+        """The postmaster's process ID (first line of postmaster.pid)."""
+        return int((self.datadir / "postmaster.pid").read_text().split("\n", 1)[0])
 
     def _cmd(self, *args: str) -> list[str]:
         cmd = list(args)

@@ -19,7 +19,7 @@ POSTGRES_SCOPE = "https://ossrdbms-aad.database.windows.net/.default"
 DEFAULT_REFRESH_MARGIN = 5 * 60.0
 
 
-def azure_credential(environ: Mapping[str, str] | None = None) -> TokenCredential:
+def azure_credential(settings, environ: Mapping[str, str] | None = None) -> TokenCredential:
     """The app's one credential in Azure, chosen explicitly, never a chain.
 
     Deliberately not DefaultAzureCredential: its chain would silently fall back to other
@@ -31,6 +31,11 @@ def azure_credential(environ: Mapping[str, str] | None = None) -> TokenCredentia
       fails, it does not fall back;
     * otherwise workload identity: the federated token file the pod projects
       (``AZURE_FEDERATED_TOKEN_FILE``), for ``AZURE_CLIENT_ID`` in ``AZURE_TENANT_ID``.
+
+    Asking Entra for a token is a network call too: either credential gets the storage
+    timeouts, and all its attempts together at most DEPENDENCY_BUDGET (azure-core's
+    RetryPolicy ``timeout``), instead of azure-identity's defaults of 300 s per read and
+    several retries.
     """
     env = os.environ if environ is None else environ
     secret = env.get("AZURE_CLIENT_SECRET") or None
@@ -39,7 +44,7 @@ def azure_credential(environ: Mapping[str, str] | None = None) -> TokenCredentia
 
         log.info("Azure credential: the app's service principal %s (client secret)", env.get("AZURE_CLIENT_ID"))
         return ClientSecretCredential(
-            tenant_id=env["AZURE_TENANT_ID"], client_id=env["AZURE_CLIENT_ID"], client_secret=secret
+            tenant_id=env["AZURE_TENANT_ID"], client_id=env["AZURE_CLIENT_ID"], client_secret=secret, **_limits(settings)
         )
     from azure.identity import WorkloadIdentityCredential
 
@@ -48,7 +53,18 @@ def azure_credential(environ: Mapping[str, str] | None = None) -> TokenCredentia
         tenant_id=env.get("AZURE_TENANT_ID"),
         client_id=env.get("AZURE_CLIENT_ID"),
         token_file_path=env.get("AZURE_FEDERATED_TOKEN_FILE"),
+        **_limits(settings),
     )
+
+
+def _limits(settings) -> dict:
+    """The time limits every token request gets (azure-core transport and retry options)."""
+    return {
+        "connection_timeout": settings.storage_connect_timeout,
+        "read_timeout": settings.storage_read_timeout,
+        "retry_total": settings.dependency_retries,
+        "timeout": settings.dependency_budget,
+    }
 
 
 class EntraTokenProvider:

@@ -43,6 +43,16 @@ MIGRATIONS: list[tuple[int, str, str]] = [
         );
         """,
     ),
+    (
+        2,
+        "idempotency keys of uploads",
+        """
+        -- The client's Idempotency-Key of the upload that created the file, if it sent one:
+        -- a retry with the same key finds the file instead of storing a second copy.
+        ALTER TABLE files ADD COLUMN idempotency_key text UNIQUE
+            CHECK (char_length(idempotency_key) BETWEEN 1 AND 255);
+        """,
+    ),
 ]
 
 

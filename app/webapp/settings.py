@@ -26,6 +26,22 @@ DEFAULT_CONTAINER = "uploads"
 DEFAULT_MAX_UPLOAD_BYTES = 10 * 1024 * 1024
 DEFAULT_DB_POOL_TIMEOUT = 5.0
 DEFAULT_DB_POOL_MAX_SIZE = 10
+# Time limits for PostgreSQL and Blob storage (seconds). A request gives up on both together
+# after DEPENDENCY_BUDGET, retries included, and answers 503: seconds, not minutes, so a hung
+# dependency cannot hold the server's threads. See README "Time limits".
+DEFAULT_DEPENDENCY_BUDGET = 15.0
+DEFAULT_DEPENDENCY_RETRIES = 2
+DEFAULT_DB_CONNECT_TIMEOUT = 3.0
+DEFAULT_DB_QUERY_TIMEOUT = 5.0
+DEFAULT_STORAGE_CONNECT_TIMEOUT = 3.0
+DEFAULT_STORAGE_READ_TIMEOUT = 10.0
+# /readyz answers within this; the readiness probe's timeoutSeconds must be larger.
+DEFAULT_READY_TIMEOUT = 2.0
+# Orphan cleanup: how often each process looks for abandoned blobs, and how old their marks
+# must be (younger ones may belong to uploads still in flight; must exceed the budget).
+DEFAULT_REAP_INTERVAL = 300.0
+DEFAULT_REAP_GRACE = 900.0
+DEFAULT_GUNICORN_THREADS = 8
 
 # Workload identity: set by the WebApp's Deployment, which projects the token itself (the AKS
 # webhook injects the same for a pod labelled azure.workload.identity/use=true).
@@ -90,6 +106,16 @@ class Settings:
     db_pool_timeout: float = DEFAULT_DB_POOL_TIMEOUT
     db_pool_max_size: int = DEFAULT_DB_POOL_MAX_SIZE
     log_level: str = "INFO"
+    dependency_budget: float = DEFAULT_DEPENDENCY_BUDGET
+    dependency_retries: int = DEFAULT_DEPENDENCY_RETRIES
+    dependency_slots: int = DEFAULT_GUNICORN_THREADS - 1
+    db_connect_timeout: float = DEFAULT_DB_CONNECT_TIMEOUT
+    db_query_timeout: float = DEFAULT_DB_QUERY_TIMEOUT
+    storage_connect_timeout: float = DEFAULT_STORAGE_CONNECT_TIMEOUT
+    storage_read_timeout: float = DEFAULT_STORAGE_READ_TIMEOUT
+    ready_timeout: float = DEFAULT_READY_TIMEOUT
+    reap_interval: float = DEFAULT_REAP_INTERVAL
+    reap_grace: float = DEFAULT_REAP_GRACE
 
     @property
     def uses_workload_identity(self) -> bool:
@@ -105,7 +131,27 @@ class Settings:
             db_pool_timeout=_float(env, "DB_POOL_TIMEOUT", DEFAULT_DB_POOL_TIMEOUT, minimum=0.1),
             db_pool_max_size=_int(env, "DB_POOL_MAX_SIZE", DEFAULT_DB_POOL_MAX_SIZE, minimum=1),
             log_level=_choice(env, "LOG_LEVEL", "INFO", _LOG_LEVELS, upper=True),
+            dependency_budget=_float(env, "DEPENDENCY_BUDGET", DEFAULT_DEPENDENCY_BUDGET, minimum=0.1),
+            dependency_retries=_int(env, "DEPENDENCY_RETRIES", DEFAULT_DEPENDENCY_RETRIES, minimum=0),
+            dependency_slots=_dependency_slots(env),
+            db_connect_timeout=_float(env, "DB_CONNECT_TIMEOUT", DEFAULT_DB_CONNECT_TIMEOUT, minimum=0.1),
+            db_query_timeout=_float(env, "DB_QUERY_TIMEOUT", DEFAULT_DB_QUERY_TIMEOUT, minimum=0.1),
+            storage_connect_timeout=_float(
+                env, "STORAGE_CONNECT_TIMEOUT", DEFAULT_STORAGE_CONNECT_TIMEOUT, minimum=0.1
+            ),
+            storage_read_timeout=_float(env, "STORAGE_READ_TIMEOUT", DEFAULT_STORAGE_READ_TIMEOUT, minimum=0.1),
+            ready_timeout=_float(env, "READY_TIMEOUT", DEFAULT_READY_TIMEOUT, minimum=0.1),
+            reap_interval=_float(env, "REAP_INTERVAL", DEFAULT_REAP_INTERVAL, minimum=0),
+            reap_grace=_float(env, "REAP_GRACE", DEFAULT_REAP_GRACE, minimum=0),
         )
+        if settings.reap_grace <= settings.dependency_budget:
+            # An upload may still be writing its blob until its budget is spent: a shorter
+            # grace would let the reaper delete the blob of an upload that then succeeds.
+            raise SettingsError(
+                "REAP_GRACE",
+                _get(env, "REAP_GRACE") or str(DEFAULT_REAP_GRACE),
+                f"expected more seconds than DEPENDENCY_BUDGET ({settings.dependency_budget:g})",
+            )
         if settings.uses_workload_identity:
             _require_workload_identity(env)
         return settings
@@ -133,26 +179,36 @@ def _bool(env: Mapping[str, str], name: str) -> bool:
     raise SettingsError(name, raw, "expected true or false")
 
 
-def _number(env: Mapping[str, str], name: str, default, parse, minimum, allowed: str):
+# ASCII digits only: Python's int() and float() also take other scripts' digits ("١٢"),
+# underscores ("1_000"), "nan" and "inf", none of which an operator means.
+_WHOLE_RE = re.compile(r"[0-9]+")
+_DECIMAL_RE = re.compile(r"[0-9]+(\.[0-9]*)?|\.[0-9]+")
+
+
+def _number(env: Mapping[str, str], name: str, default, pattern: re.Pattern, parse, minimum, allowed: str):
     raw = _get(env, name)
     if raw is None:
         return default
-    try:
-        value = parse(raw.strip())
-    except ValueError:
-        raise SettingsError(name, raw, allowed) from None
-    # "not >=" also rejects NaN; infinity is no timeout or size either.
-    if not value >= minimum or value == float("inf"):
+    if not pattern.fullmatch(raw.strip()):
+        raise SettingsError(name, raw, allowed)
+    value = parse(raw.strip())
+    if value < minimum:
         raise SettingsError(name, raw, allowed)
     return value
 
 
 def _int(env: Mapping[str, str], name: str, default: int, *, minimum: int) -> int:
-    return _number(env, name, default, int, minimum, f"expected a whole number >= {minimum}")
+    return _number(env, name, default, _WHOLE_RE, int, minimum, f"expected a whole number >= {minimum}")
 
 
 def _float(env: Mapping[str, str], name: str, default: float, *, minimum: float) -> float:
-    return _number(env, name, default, float, minimum, f"expected a number of seconds >= {minimum}")
+    return _number(env, name, default, _DECIMAL_RE, float, minimum, f"expected a number of seconds >= {minimum:g}")
+
+
+def _dependency_slots(env: Mapping[str, str]) -> int:
+    """Default: one less than gunicorn's threads, so one thread is always free for the probes."""
+    threads = _int(env, "GUNICORN_THREADS", DEFAULT_GUNICORN_THREADS, minimum=1)
+    return _int(env, "DEPENDENCY_SLOTS", max(1, threads - 1), minimum=1)
 
 
 def _choice(env: Mapping[str, str], name: str, default: str, allowed: tuple[str, ...], *, upper: bool = False) -> str:

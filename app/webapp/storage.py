@@ -1,27 +1,43 @@
-"""Blob storage access: one container, blobs addressed by generated keys."""
+"""Blob storage access: one container, blobs addressed by generated keys.
+
+Every call is bounded in time: each attempt by STORAGE_CONNECT_TIMEOUT and
+STORAGE_READ_TIMEOUT (both capped by what is left of the unit of work's budget), and the
+attempts together by the budget. The SDK's own retries are off: its defaults wait and retry
+for minutes, and only here do retries know the budget.
+"""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
-from typing import BinaryIO
+import random
+import time
+from collections.abc import Callable, Iterator
+from typing import BinaryIO, TypeVar
 
-from azure.core.exceptions import AzureError, HttpResponseError, ResourceExistsError, ResourceNotFoundError
-from azure.storage.blob import BlobServiceClient, ContainerClient, ContentSettings, LinearRetry
+from azure.core.exceptions import (
+    AzureError,
+    HttpResponseError,
+    ResourceExistsError,
+    ResourceNotFoundError,
+    ServiceRequestError,
+    ServiceResponseError,
+)
+from azure.storage.blob import BlobServiceClient, ContainerClient, ContentSettings, StorageErrorCode
 
+from . import budget
+from .budget import BudgetSpent
 from .settings import Settings
 
 log = logging.getLogger(__name__)
 
-# The SDK's default storage retry waits 15 s and more between attempts; a web request (and a
-# readiness probe) must give up long before that. Two quick retries absorb a blip.
-_RETRY = dict(backoff=0.5, random_jitter_range=0.25, retry_total=2)
-_CONNECTION_TIMEOUT = 5
-_READ_TIMEOUT = 60
+T = TypeVar("T")
+
+# Statuses worth another attempt: timeouts, throttling and server errors. 4xx are answers.
+_RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
 
 
 class StorageUnavailable(Exception):
-    """Blob storage could not be reached, refused us, or failed mid-operation."""
+    """Blob storage could not be reached, refused us, did not answer in time, or failed."""
 
 
 class BlobNotFound(Exception):
@@ -29,100 +45,179 @@ class BlobNotFound(Exception):
 
 
 class BlobStore:
-    def __init__(self, service: BlobServiceClient, container: str):
+    def __init__(
+        self,
+        service: BlobServiceClient,
+        container: str,
+        *,
+        connect_timeout: float = 3.0,
+        read_timeout: float = 10.0,
+        retries: int = 2,
+        default_budget: float = 15.0,
+    ):
         self._service = service
         self.container: ContainerClient = service.get_container_client(container)
+        self._connect_timeout = connect_timeout
+        self._read_timeout = read_timeout
+        self._retries = retries
+        self._default_budget = default_budget
 
     @classmethod
     def from_settings(cls, settings: Settings) -> BlobStore:
         st = settings.storage
+        # retry_total=0: one HTTP attempt per SDK call; _call retries within the budget.
         options = dict(
-            retry_policy=LinearRetry(**_RETRY),
-            connection_timeout=_CONNECTION_TIMEOUT,
-            read_timeout=_READ_TIMEOUT,
+            retry_total=0,
+            connection_timeout=settings.storage_connect_timeout,
+            read_timeout=settings.storage_read_timeout,
         )
         if st.entra:
             from .azure_auth import azure_credential
 
-            service = BlobServiceClient(st.account_url, credential=azure_credential(), **options)
+            service = BlobServiceClient(st.account_url, credential=azure_credential(settings), **options)
         else:
             service = BlobServiceClient.from_connection_string(st.connection_string, **options)
-        return cls(service, st.container)
+        return cls(
+            service,
+            st.container,
+            connect_timeout=settings.storage_connect_timeout,
+            read_timeout=settings.storage_read_timeout,
+            retries=settings.dependency_retries,
+            default_budget=settings.dependency_budget,
+        )
 
     def close(self) -> None:
         self._service.close()
 
-    def ensure_container(self) -> None:
-        """Create the container if missing.
+    def _call(self, what: str, operation: Callable[..., T], *, before_retry: Callable[[], None] | None = None) -> T:
+        """Run ``operation(**timeouts)`` with retries of transient failures inside the budget.
+
+        Answers from storage (not found, conflict, forbidden ...) are raised as they are;
+        failures to get one become StorageUnavailable.
+        """
+        scope = budget.current(self._default_budget)
+        attempt = 0
+        while True:
+            try:
+                timeouts = dict(
+                    connection_timeout=scope.cap(self._connect_timeout), read_timeout=scope.cap(self._read_timeout)
+                )
+            except BudgetSpent as exc:
+                raise StorageUnavailable(f"{what}: {exc}") from None
+            try:
+                return operation(**timeouts)
+            except (ResourceNotFoundError, ResourceExistsError):
+                raise
+            except HttpResponseError as exc:
+                if exc.status_code not in _RETRY_STATUSES:
+                    raise StorageUnavailable(f"{what}: {_describe(exc)}") from exc
+                failure = exc
+            except (ServiceRequestError, ServiceResponseError) as exc:
+                failure = exc
+            except AzureError as exc:
+                raise StorageUnavailable(f"{what}: {_describe(exc)}") from exc
+            pause = min(2.0, 0.1 * 2**attempt) * random.uniform(0.75, 1.25)
+            if attempt >= self._retries or pause >= scope.remaining():
+                raise StorageUnavailable(f"{what}: {_describe(failure)}") from failure
+            log.info("storage %s failed (%s); retrying in %.2fs", what, _describe(failure), pause)
+            time.sleep(pause)
+            attempt += 1
+            if before_retry is not None:
+                before_retry()
+
+    def ensure_container(self) -> bool:
+        """Create the container if missing; False if we may not (403).
 
         In Azure the platform normally provisions it; when our identity may not create
-        containers (403) that is logged and left to the readiness probe to judge.
+        containers that is logged and left to the readiness probe to judge.
         """
         try:
-            self.container.create_container()
+            self._call("create container", self.container.create_container)
             log.info("created blob container %s", self.container.container_name)
         except ResourceExistsError:
             pass
-        except HttpResponseError as exc:
-            if exc.status_code == 403:
+        except StorageUnavailable as exc:
+            cause = exc.__cause__
+            if isinstance(cause, HttpResponseError) and cause.status_code == 403:
                 log.warning("not allowed to create container %s; expecting it to exist", self.container.container_name)
-                return
-            raise StorageUnavailable(_describe(exc)) from exc
-        except AzureError as exc:
-            raise StorageUnavailable(_describe(exc)) from exc
+                return False
+            raise
+        return True
 
-    def ping(self, timeout: float) -> None:
-        """Cheap authenticated round trip: fails if storage, credentials or container are wrong."""
-        t = max(1, round(timeout))
+    def ping(self) -> None:
+        """Cheap authenticated round trip: fails if storage, credentials or container are wrong.
+
+        A missing container is created again (Azurite in memory loses it on restart).
+        """
         try:
-            self.container.get_container_properties(retry_total=0, connection_timeout=t, read_timeout=t)
-        except AzureError as exc:
-            raise StorageUnavailable(_describe(exc)) from exc
+            self._call("check container", self.container.get_container_properties)
+        except ResourceNotFoundError:
+            if not self.ensure_container():
+                raise StorageUnavailable(f"container {self.container.container_name} does not exist") from None
 
     def check(self, key: str) -> None:
         """Raise StorageUnavailable unless storage answers for this key (present or not)."""
         try:
-            self.container.get_blob_client(key).get_blob_properties()
+            self._call("check blob", self.container.get_blob_client(key).get_blob_properties)
         except ResourceNotFoundError:
             pass
-        except AzureError as exc:
-            raise StorageUnavailable(_describe(exc)) from exc
 
     def put(self, key: str, data: BinaryIO, length: int, content_type: str) -> None:
+        """Write a new blob. Recreates a container that has gone missing, once."""
         try:
-            # overwrite=False: keys are generated, so an existing blob means a bug, never a
-            # reason to replace someone else's bytes.
+            self._put(key, data, length, content_type)
+        except ResourceNotFoundError as exc:
+            if exc.error_code != StorageErrorCode.CONTAINER_NOT_FOUND:
+                raise StorageUnavailable(f"write blob: {_describe(exc)}") from exc
+            log.warning("container %s is missing; creating it again", self.container.container_name)
+            self.ensure_container()
+            data.seek(0)
+            self._put(key, data, length, content_type)
+
+    def _put(self, key: str, data: BinaryIO, length: int, content_type: str) -> None:
+        # The first attempt refuses to overwrite (keys are generated, so an existing blob
+        # means a bug). A retry may find the blob its timed-out predecessor wrote after all;
+        # the key is this upload's own, so it writes the same bytes over it.
+        overwrite = False
+
+        def write(**timeouts) -> None:
             self.container.upload_blob(
                 key,
                 data,
                 length=length,
-                overwrite=False,
+                overwrite=overwrite,
                 content_settings=ContentSettings(content_type=content_type),
+                **timeouts,
             )
-        except AzureError as exc:
-            raise StorageUnavailable(_describe(exc)) from exc
+
+        def rewind() -> None:
+            nonlocal overwrite
+            overwrite = True
+            data.seek(0)
+
+        try:
+            self._call("write blob", write, before_retry=rewind)
+        except ResourceExistsError as exc:
+            raise StorageUnavailable(f"write blob: {_describe(exc)}") from exc
 
     def open(self, key: str) -> tuple[int, Iterator[bytes]]:
         """Start a download: (size, chunks). Errors before the first byte raise here, not
         mid-response, while a 503 can still be sent."""
         try:
-            downloader = self.container.download_blob(key)
-        except ResourceNotFoundError as exc:
+            downloader = self._call("read blob", lambda **t: self.container.download_blob(key, **t))
+        except ResourceNotFoundError as exc:  # the blob, or its whole container, is gone
             raise BlobNotFound(key) from exc
-        except AzureError as exc:
-            raise StorageUnavailable(_describe(exc)) from exc
         return downloader.size, downloader.chunks()
 
     def delete(self, key: str) -> None:
         """Delete a blob; a blob that is already gone counts as deleted."""
         try:
-            self.container.delete_blob(key)
+            self._call("delete blob", lambda **t: self.container.delete_blob(key, **t))
         except ResourceNotFoundError:
             pass
-        except AzureError as exc:
-            raise StorageUnavailable(_describe(exc)) from exc
 
 
-def _describe(exc: AzureError) -> str:
+def _describe(exc: BaseException) -> str:
     # The first line only: SDK messages go on with request details we don't need in logs.
-    return f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+    text = str(exc)
+    return f"{type(exc).__name__}: {text.splitlines()[0] if text else ''}"

@@ -1,0 +1,100 @@
+"""Time budgets and slots for the calls a unit of work makes to PostgreSQL and Blob storage.
+
+A unit of work (a request, a reaper run, a start-up attempt, a readiness check) gets one
+``Scope``. Its budget starts at its first call to either dependency and is shared by all of
+them, retries included: each attempt's timeouts are capped by what is left, and once nothing
+is left the call fails (the request answers 503). Because every wait is bounded, a hung
+dependency holds a thread for at most the budget, never minutes.
+
+A request's scope also takes one of its process's *dependency slots* at that first call,
+without waiting. There is one slot less than gunicorn has threads, so however long the
+dependencies take, one thread per worker is never waiting on them and ``/healthz`` (which
+touches neither) is answered at once. A request that finds no free slot fails at once
+(``Busy``, 503) instead of queueing behind the ones that are stuck.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+
+
+class Busy(Exception):
+    """Every dependency slot of this process is taken: answer 503 now rather than queue."""
+
+
+class BudgetSpent(Exception):
+    """The unit of work has no time left for another call to a dependency."""
+
+
+class Scope:
+    """One unit of work's time budget (and, for requests, its dependency slot)."""
+
+    def __init__(self, seconds: float, slots: threading.BoundedSemaphore | None = None, *, clock=time.monotonic):
+        self.seconds = seconds
+        self._slots = slots
+        self._clock = clock
+        self._deadline: float | None = None
+        self._holds_slot = False
+
+    def start(self) -> None:
+        """Called before each call to a dependency; the first one starts the clock."""
+        if self._deadline is not None:
+            return
+        if self._slots is not None:
+            if not self._slots.acquire(blocking=False):
+                raise Busy("every dependency slot of this process is taken")
+            self._holds_slot = True
+        self._deadline = self._clock() + self.seconds
+
+    def remaining(self) -> float:
+        self.start()
+        return max(0.0, self._deadline - self._clock())
+
+    def cap(self, timeout: float) -> float:
+        """``timeout`` shortened to what is left of the budget; BudgetSpent if nothing is."""
+        left = self.remaining()
+        if left <= 0:
+            raise BudgetSpent(f"the {self.seconds:g}s budget for the database and storage is spent")
+        return min(timeout, left)
+
+    def release(self) -> None:
+        if self._holds_slot:
+            self._holds_slot = False
+            self._slots.release()
+
+
+_current: ContextVar[Scope | None] = ContextVar("webapp_dependency_scope", default=None)
+
+
+def current(default_seconds: float) -> Scope:
+    """The active scope, or a fresh one for a call made outside any unit of work."""
+    scope = _current.get()
+    return scope if scope is not None else Scope(default_seconds)
+
+
+@contextmanager
+def scope(seconds: float, slots: threading.BoundedSemaphore | None = None) -> Iterator[Scope]:
+    """Run a unit of work under its own budget."""
+    s = Scope(seconds, slots)
+    token = _current.set(s)
+    try:
+        yield s
+    finally:
+        _current.reset(token)
+        s.release()
+
+
+def activate(s: Scope) -> object:
+    """For frameworks whose start and end hooks are separate calls (Flask's request hooks)."""
+    return _current.set(s)
+
+
+def deactivate(token: object) -> None:
+    s = _current.get()
+    _current.reset(token)
+    if s is not None:
+        s.release()
