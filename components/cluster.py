@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import base64
 from dataclasses import dataclass, field
-from typing import Mapping, Optional
+from typing import Mapping, Optional, Sequence
 
 import pulumi
 import pulumi_kubernetes as k8s
@@ -12,20 +12,74 @@ import yaml
 from pulumi_azure_native import authorization, containerservice, resources
 
 from components.roles import assign_role
-from stacks.config import ClusterConfig, MaintenanceWindow, NodePool
 
 # AKS's Entra server application: the audience kubelogin asks tokens for (same in every tenant).
 AKS_AAD_SERVER_APP_ID = "6dae42f8-4368-4678-94ff-3960e28e3630"
 DEPLOYER_ROLE = "Azure Kubernetes Service RBAC Cluster Admin"
 
 
+@dataclass(frozen=True)
+class NodePoolArgs:
+    """One node pool. Autoscaling is on when `min_count` and `max_count` are set."""
+
+    name: str
+    vm_size: str
+    count: int
+    min_count: Optional[int] = None
+    max_count: Optional[int] = None
+    zones: Sequence[str] = ()
+    max_pods: int = 110
+    os_disk_size_gb: Optional[int] = None
+    labels: Mapping[str, str] = field(default_factory=dict)
+    taints: Sequence[str] = ()
+
+    @property
+    def autoscaling(self) -> bool:
+        return self.min_count is not None
+
+
+@dataclass(frozen=True)
+class NetworkArgs:
+    """Azure CNI overlay: pods get addresses from `pod_cidr`, not from the nodes' subnet."""
+
+    dataplane: str = "cilium"
+    network_policy: str = "cilium"
+    pod_cidr: str = "10.244.0.0/16"
+    service_cidr: str = "10.0.0.0/16"
+    dns_service_ip: str = "10.0.0.10"
+    outbound_type: str = "loadBalancer"
+
+
+@dataclass(frozen=True)
+class MaintenanceWindowArgs:
+    day_of_week: str
+    start_time: str
+    duration_hours: int
+    utc_offset: str
+    interval_weeks: int = 1
+
+
 @dataclass
 class AksClusterArgs:
     cluster_name: str
     location: str
-    cluster: ClusterConfig
-    # None: the component creates `resource_group_name`; else it uses this existing group.
+    # The component creates this group unless `create_resource_group` is False (then it exists).
     resource_group_name: str
+    system_pool: NodePoolArgs
+    user_pools: Sequence[NodePoolArgs] = ()
+    # "MAJOR.MINOR" or "MAJOR.MINOR.PATCH"; None: AKS's default at creation.
+    kubernetes_version: Optional[str] = None
+    sku_tier: str = "Free"
+    upgrade_channel: str = "patch"
+    node_os_upgrade_channel: str = "NodeImage"
+    local_accounts: bool = False
+    admin_group_object_ids: Sequence[str] = ()
+    api_server_authorized_ip_ranges: Sequence[str] = ()
+    network: NetworkArgs = field(default_factory=NetworkArgs)
+    maintenance_window: Optional[MaintenanceWindowArgs] = None
+    # kubelogin's non-interactive login mode for the provider's kubeconfig (Entra-only clusters).
+    kubelogin_mode: str = "azurecli"
+    deployer_principal_type: str = "ServicePrincipal"
     create_resource_group: bool = True
     tags: Mapping[str, str] = field(default_factory=dict)
 
@@ -40,7 +94,7 @@ class AksCluster(pulumi.ComponentResource):
 
     def __init__(self, name: str, args: AksClusterArgs, opts: Optional[pulumi.ResourceOptions] = None):
         super().__init__("aks-platform:cluster:AksCluster", name, None, opts)
-        cfg = args.cluster
+
         child = pulumi.ResourceOptions(parent=self)
         client = authorization.get_client_config_output(opts=pulumi.InvokeOutputOptions(parent=self))
 
@@ -56,35 +110,35 @@ class AksCluster(pulumi.ComponentResource):
         else:
             rg_name = pulumi.Output.from_input(args.resource_group_name)
 
-        system = _pool_profile(cfg.system_pool, mode="System", version=cfg.kubernetes_version)
-        net = cfg.network
+        system = _pool_profile(args.system_pool, mode="System", version=args.kubernetes_version)
+        net = args.network
         managed = containerservice.ManagedCluster(
             f"{name}-aks",
             resource_name_=args.cluster_name,
             resource_group_name=rg_name,
             location=args.location,
             dns_prefix=args.cluster_name,
-            kubernetes_version=cfg.kubernetes_version,
-            sku=containerservice.ManagedClusterSKUArgs(name="Base", tier=cfg.sku_tier),
+            kubernetes_version=args.kubernetes_version,
+            sku=containerservice.ManagedClusterSKUArgs(name="Base", tier=args.sku_tier),
             identity=containerservice.ManagedClusterIdentityArgs(type="SystemAssigned"),
             # Only the system pool is inline: AKS cannot add inline pools after creation,
             # so every user pool is its own AgentPool resource below.
-            agent_pool_profiles=[containerservice.ManagedClusterAgentPoolProfileArgs(name=cfg.system_pool.name, **system)],
+            agent_pool_profiles=[containerservice.ManagedClusterAgentPoolProfileArgs(name=args.system_pool.name, **system)],
             enable_rbac=True,
             aad_profile=containerservice.ManagedClusterAADProfileArgs(
                 managed=True,
                 enable_azure_rbac=True,
-                admin_group_object_ids=list(cfg.admin_group_object_ids) or None,
+                admin_group_object_ids=list(args.admin_group_object_ids) or None,
                 tenant_id=client.tenant_id,
             ),
-            disable_local_accounts=not cfg.local_accounts,
+            disable_local_accounts=not args.local_accounts,
             oidc_issuer_profile=containerservice.ManagedClusterOIDCIssuerProfileArgs(enabled=True),
             security_profile=containerservice.ManagedClusterSecurityProfileArgs(
                 workload_identity=containerservice.ManagedClusterSecurityProfileWorkloadIdentityArgs(enabled=True),
             ),
             auto_upgrade_profile=containerservice.ManagedClusterAutoUpgradeProfileArgs(
-                upgrade_channel=cfg.upgrade_channel,
-                node_os_upgrade_channel=cfg.node_os_upgrade_channel,
+                upgrade_channel=args.upgrade_channel,
+                node_os_upgrade_channel=args.node_os_upgrade_channel,
             ),
             network_profile=containerservice.ContainerServiceNetworkProfileArgs(
                 network_plugin="azure",
@@ -98,15 +152,15 @@ class AksCluster(pulumi.ComponentResource):
                 load_balancer_sku="standard",
             ),
             api_server_access_profile=containerservice.ManagedClusterAPIServerAccessProfileArgs(
-                authorized_ip_ranges=list(cfg.api_server_authorized_ip_ranges),
+                authorized_ip_ranges=list(args.api_server_authorized_ip_ranges),
             )
-            if cfg.api_server_authorized_ip_ranges
+            if args.api_server_authorized_ip_ranges
             else None,
             tags=dict(args.tags),
             # The autoscaler owns the node count.
             opts=pulumi.ResourceOptions(
                 parent=self,
-                ignore_changes=["agentPoolProfiles[0].count"] if cfg.system_pool.autoscaling else None,
+                ignore_changes=["agentPoolProfiles[0].count"] if args.system_pool.autoscaling else None,
             ),
         )
         self.managed_cluster = managed
@@ -117,13 +171,13 @@ class AksCluster(pulumi.ComponentResource):
                 agent_pool_name=pool.name,
                 resource_group_name=rg_name,
                 resource_name_=managed.name,
-                **_pool_profile(pool, mode="User", version=cfg.kubernetes_version),
+                **_pool_profile(pool, mode="User", version=args.kubernetes_version),
                 opts=pulumi.ResourceOptions(parent=self, ignore_changes=["count"] if pool.autoscaling else None),
             )
-            for pool in cfg.user_pools
+            for pool in args.user_pools
         ]
 
-        self.maintenance = _maintenance(name, cfg, rg_name, managed, self)
+        self.maintenance = _maintenance(name, args, rg_name, managed, self)
 
         # Deployer access: with local accounts off, the only way in is Entra. The identity
         # running `pulumi up` (a human or the CI principal) gets cluster-admin through
@@ -131,11 +185,11 @@ class AksCluster(pulumi.ComponentResource):
         self.deployer_role_assignment = None
         # Add-ons run on the system pool, so they need not wait for the user pools (minutes each).
         provider_deps: list[pulumi.Resource] = [managed]
-        if not cfg.local_accounts:
+        if not args.local_accounts:
             self.deployer_role_assignment = assign_role(
                 f"{name}-deployer-rbac-admin",
                 principal_id=client.object_id,
-                principal_type=cfg.deployer_principal_type,
+                principal_type=args.deployer_principal_type,
                 role=DEPLOYER_ROLE,
                 scope=managed.id,
                 description="Identity running pulumi up: installs the platform add-ons",
@@ -146,7 +200,7 @@ class AksCluster(pulumi.ComponentResource):
         # depends_on keeps the credentials invoke from running in preview against a cluster
         # that does not exist yet: it yields unknown there instead of failing.
         invoke_opts = pulumi.InvokeOutputOptions(parent=self, depends_on=[managed])
-        if cfg.local_accounts:
+        if args.local_accounts:
             creds = containerservice.list_managed_cluster_admin_credentials_output(
                 resource_group_name=rg_name, resource_name=managed.name, opts=invoke_opts
             )
@@ -155,7 +209,7 @@ class AksCluster(pulumi.ComponentResource):
             creds = containerservice.list_managed_cluster_user_credentials_output(
                 resource_group_name=rg_name, resource_name=managed.name, format="exec", opts=invoke_opts
             )
-            mode = cfg.kubelogin_mode
+            mode = args.kubelogin_mode
             kubeconfig = creds.kubeconfigs.apply(lambda kcs: kubelogin_kubeconfig(_decode(kcs[0].value), mode))
 
         self.kubeconfig = pulumi.Output.secret(kubeconfig)
@@ -182,7 +236,7 @@ class AksCluster(pulumi.ComponentResource):
         )
 
 
-def _pool_profile(pool: NodePool, *, mode: str, version: Optional[str]) -> dict:
+def _pool_profile(pool: NodePoolArgs, *, mode: str, version: Optional[str]) -> dict:
     return dict(
         mode=mode,
         vm_size=pool.vm_size,
@@ -202,16 +256,16 @@ def _pool_profile(pool: NodePool, *, mode: str, version: Optional[str]) -> dict:
 
 
 def _maintenance(
-    name: str, cfg: ClusterConfig, rg_name: pulumi.Input[str], managed: containerservice.ManagedCluster, parent: pulumi.Resource
+    name: str, args: AksClusterArgs, rg_name: pulumi.Input[str], managed: containerservice.ManagedCluster, parent: pulumi.Resource
 ) -> list[containerservice.MaintenanceConfiguration]:
     """AKS reads planned maintenance only from these two well-known configuration names."""
-    window = cfg.maintenance_window
+    window = args.maintenance_window
     if window is None:
         return []
     schedules = []
-    if cfg.upgrade_channel != "none":
+    if args.upgrade_channel != "none":
         schedules.append(("auto-upgrade", "aksManagedAutoUpgradeSchedule"))
-    if cfg.node_os_upgrade_channel not in ("None", "Unmanaged"):
+    if args.node_os_upgrade_channel not in ("None", "Unmanaged"):
         schedules.append(("node-os", "aksManagedNodeOSUpgradeSchedule"))
     return [
         containerservice.MaintenanceConfiguration(
@@ -226,7 +280,7 @@ def _maintenance(
     ]
 
 
-def _window_args(window: MaintenanceWindow) -> containerservice.MaintenanceWindowArgs:
+def _window_args(window: MaintenanceWindowArgs) -> containerservice.MaintenanceWindowArgs:
     return containerservice.MaintenanceWindowArgs(
         duration_hours=window.duration_hours,
         start_time=window.start_time,

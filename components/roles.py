@@ -7,7 +7,8 @@ Built-in role definition IDs are the same GUIDs in every Azure tenant (see Azure
 from __future__ import annotations
 
 import uuid
-from typing import Optional, Sequence
+from dataclasses import dataclass
+from typing import Mapping, Optional, Sequence
 
 import pulumi
 
@@ -34,6 +35,19 @@ BUILTIN_ROLES: dict[str, str] = {
 PRIVILEGED_ROLES = frozenset(
     {"Owner", "Contributor", "User Access Administrator", "Role Based Access Control Administrator"}
 )
+
+
+@dataclass(frozen=True)
+class RoleGrant:
+    """`role` is a built-in role name or a role definition GUID; `key` names the Pulumi resource.
+
+    `condition`: an Azure ABAC condition (syntax version 2.0) on the assignment, or None.
+    """
+
+    key: str
+    role: str
+    scope: pulumi.Input[str]
+    condition: Optional[str] = None
 
 
 _PRIVILEGED_GUIDS = frozenset(BUILTIN_ROLES[r] for r in PRIVILEGED_ROLES)
@@ -137,3 +151,30 @@ def assign_role(
         condition_version=CONDITION_VERSION if condition else None,
         opts=opts,
     )
+
+
+# What a controller's identity may do in each resource group it manages: create the app's
+# Azure resources (Contributor), and grant the app's own identity data-plane roles on them.
+RBAC_ADMIN_ROLE = "Role Based Access Control Administrator"
+
+
+def app_scope_role_grants(
+    scopes: Mapping[str, pulumi.Input[str]],
+    assignable_roles: Sequence[str] = ("Storage Blob Data Contributor",),
+) -> list[RoleGrant]:
+    """Per scope key: Contributor, and RBAC Administrator limited to assigning `assignable_roles`.
+
+    For any principal that creates the app's Azure resources (ASO's and Crossplane's
+    identities, a hybrid stack's service principal). The limit is Azure's "Constrain roles"
+    ABAC condition on the RBAC Administrator assignment, so the controller's RoleAssignment
+    kind can hand out only those roles (never Owner, User Access Administrator or RBAC
+    Administrator itself) and delete only those.
+    """
+    if not scopes:
+        raise ValueError("app_scope_role_grants: allowed: at least one scope")
+    condition = constrain_roles_condition(assignable_roles)
+    grants: list[RoleGrant] = []
+    for key, scope in scopes.items():
+        grants.append(RoleGrant(key=f"{key}-contributor", role="Contributor", scope=scope))
+        grants.append(RoleGrant(key=f"{key}-rbac-admin", role=RBAC_ADMIN_ROLE, scope=scope, condition=condition))
+    return grants

@@ -22,7 +22,10 @@ from pulumi.runtime import rpc
 from pulumi.runtime.config import set_all_config
 from pulumi.runtime.sync_await import _sync_await
 
-from offline.mocks import AzureMocks
+from offline.mocks import AzureMocks, admin_kubeconfig
+from policy.rules import SECRET, UNKNOWN_MARK
+from stacks import build
+from stacks.config import from_pulumi
 
 UNKNOWN = rpc.UNKNOWN
 _SIG = rpc._special_sig_key
@@ -274,8 +277,60 @@ def stack_config(stack: str, root: Path = REPO_ROOT) -> tuple[dict[str, Any], li
 
 def offline_secret_stand_in(key: str) -> str:
     """A value for a secure config key that offline evaluation cannot decrypt."""
-    from offline.mocks import admin_kubeconfig
-
     if key.lower().endswith("kubeconfig"):
         return admin_kubeconfig("offline-existing-cluster", "offline")
     return f"offline-stand-in-for-{key}"
+
+
+# --- The shipped stacks ----------------------------------------------------------------------
+
+
+class UnknownStack(ValueError):
+    pass
+
+
+def available_stacks(root: Path = REPO_ROOT) -> list[str]:
+    return sorted(p.name[len("Pulumi.") : -len(".yaml")] for p in root.glob("Pulumi.*.yaml"))
+
+
+def load_stack(stack: str, root: Path = REPO_ROOT) -> tuple[dict[str, Any], list[str]]:
+    stacks = available_stacks(root)
+    if stack not in stacks:
+        raise UnknownStack(
+            f"no stack {stack!r}: there is no Pulumi.{stack}.yaml; "
+            f"available: {', '.join(stacks) or '(none)'}"
+        )
+    return stack_config(stack, root)
+
+
+def evaluate_stack(stack: str, mode: str = "preview", root: Path = REPO_ROOT) -> Evaluation:
+    """The program for `stack`, evaluated under fresh mocks in `mode` (preview or update)."""
+    if mode not in ("preview", "update"):
+        raise ValueError(f"mode {mode!r}: allowed: preview, update")
+    config, secret = load_stack(stack, root)
+    return evaluate(lambda: build(from_pulumi()), config=config, secret_keys=secret, stack=stack, preview=mode == "preview")
+
+
+# --- Masking: the one representation the plan and the policy rules share ---------------------
+
+
+def mask(value: Any) -> Any:
+    """Inputs as the plan and the rules see them: secrets -> "[secret]", unknowns -> "[unknown]"."""
+    if isinstance(value, Secret):
+        return SECRET
+    if isinstance(value, dict):
+        return {k: mask(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [mask(v) for v in value]
+    if isinstance(value, str) and value == UNKNOWN:
+        return UNKNOWN_MARK
+    return value
+
+
+def output_value(out: OutputValue) -> Any:
+    """A resolved stack output, with its secret and unknown flags turned into markers for `mask`."""
+    if out.secret:
+        return Secret(out.value)
+    if not out.known:
+        return UNKNOWN
+    return out.value
