@@ -238,8 +238,20 @@ def evaluate(
             )
         return None
 
-    pulumi.runtime.settings.SETTINGS.rpc_manager.clear()
-    _sync_await(pulumi.runtime.stack.run_pulumi_func(lambda: _sync_await(pulumi.Output.from_input(run()).future())))
+    settings = pulumi.runtime.settings.SETTINGS
+    settings.rpc_manager.clear()
+    try:
+        _sync_await(pulumi.runtime.stack.run_pulumi_func(lambda: _sync_await(pulumi.Output.from_input(run()).future())))
+    except BaseException:
+        # A failed run (a mock refusing a request, as Azure would) leaves its registrations'
+        # tasks behind: drop them, so the next evaluation waits only for its own.
+        with settings.lock:
+            leftover = list(settings.outputs)
+            settings.outputs.clear()
+        for task in leftover:
+            task.cancel()
+        settings.rpc_manager.clear()
+        raise
     outputs: dict[str, OutputValue] = {}
     result = holder.get("result")
     if isinstance(result, Mapping):

@@ -68,7 +68,6 @@ def cluster_args(cfg: StackConfig) -> AksClusterArgs:
         if window
         else None,
         kubelogin_mode=c.kubelogin_mode,
-        deployer_principal_type=c.deployer_principal_type,
         tags=cfg.tag_map,
     )
 
