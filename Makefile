@@ -1,5 +1,6 @@
 # aks-platform: one entry point for people and CI.
 #   make up STACK=dev      prerequisites check, venv, local state backend, stack, pulumi up
+#   make kind STACK=kind   key pair + kind cluster whose issuer `make up STACK=kind` publishes
 #   make test              venv + every test (Pulumi mocks, GitOps manifests, the app) + workflow lint
 #   make preview STACK=x   pulumi preview against Azure
 #   make plan STACK=x      offline preview under mocks: build/plan-<stack>.{json,md}
@@ -17,7 +18,7 @@ export PULUMI_BACKEND_URL
 
 APP_REQUIREMENTS := $(wildcard app/requirements.txt app/requirements-test.txt)
 
-.PHONY: venv test lint preflight login stack up preview destroy plan bench policy clean
+.PHONY: venv test lint preflight login stack up preview destroy plan bench policy clean kubeconfig argocd app kind
 
 $(VENV)/.installed: requirements.txt $(APP_REQUIREMENTS)
 	$(PYTHON) -m venv $(VENV)
@@ -34,9 +35,12 @@ test: venv
 lint: venv
 	bash scripts/lint-workflows.sh
 
-# Runs before anything is created: says what to install or run, and stops.
-preflight:
-	@$(PYTHON) scripts/preflight.py $(STACK)
+# Runs before anything is created (the venv is local): the tools and the Azure login, the
+# stack's shipped example values, then with az what the stack needs from Azure (providers,
+# the deployer's roles, vCPU quota, PostgreSQL in the region). Says what to run, and stops.
+# PREFLIGHT_SKIP=rbac,quota skips checks by name; see docs/preflight.md.
+preflight: venv
+	@$(PY) scripts/preflight.py $(STACK)
 
 login: preflight
 	@mkdir -p .pulumi-state
@@ -54,6 +58,12 @@ preview: stack
 destroy: stack
 	pulumi destroy --stack $(STACK)
 
+# A kind cluster for a stack with hybrid.serviceAccountPublicKeyPath (Pulumi.kind.yaml):
+# generates the service-account key pair under .kind/ (ignored by Git), writes the kind
+# config naming the issuer `make up` publishes, and creates the cluster.
+kind: venv
+	$(PY) scripts/kind_cluster.py $(STACK)
+
 plan: venv
 	$(PY) -m offline.plan $(STACK)
 
@@ -63,6 +73,30 @@ bench: venv
 # The guardrails over every shipped stack, offline (the same rules as policy/ in pulumi).
 policy: venv
 	$(PY) -m policy.check
+
+# After `make up`: a kubeconfig for the stack's cluster (AKS stacks; a hybrid stack uses the
+# kubeconfig you gave it: pass KUBECONFIG_FILE=<that file>), then port-forwards to Argo CD and
+# to the reference app (VARIANT=aso or crossplane).
+KUBECONFIG_FILE ?= .kube/$(STACK).yaml
+VARIANT ?= aso
+
+kubeconfig: stack
+	@mkdir -p .kube
+	@umask 077; if pulumi stack output kubeconfig --show-secrets --stack $(STACK) > $(KUBECONFIG_FILE) 2>/dev/null; then \
+	  echo "wrote $(KUBECONFIG_FILE): export KUBECONFIG=$$PWD/$(KUBECONFIG_FILE)"; \
+	else rm -f $(KUBECONFIG_FILE); \
+	  echo "stack $(STACK) has no kubeconfig output (a hybrid stack uses your own kubeconfig and context)"; exit 1; fi
+
+argocd:
+	@test -f $(KUBECONFIG_FILE) || $(MAKE) --no-print-directory kubeconfig STACK=$(STACK)
+	@echo "Argo CD on https://localhost:8080 (user admin). Initial password:"
+	@echo "  kubectl --kubeconfig $(KUBECONFIG_FILE) -n argocd get secret argocd-initial-admin-secret -o jsonpath='{.data.password}' | base64 -d"
+	kubectl --kubeconfig $(KUBECONFIG_FILE) -n argocd port-forward svc/argocd-server 8080:443
+
+app:
+	@test -f $(KUBECONFIG_FILE) || $(MAKE) --no-print-directory kubeconfig STACK=$(STACK)
+	@echo "The reference app ($(VARIANT) variant) on http://localhost:8081"
+	kubectl --kubeconfig $(KUBECONFIG_FILE) -n webapp-$(VARIANT) port-forward svc/uploads 8081:80
 
 clean:
 	rm -rf build .pytest_cache

@@ -40,15 +40,14 @@ class AsoArgs:
     client_secret: Optional[pulumi.Input[str]] = None
 
     def __post_init__(self) -> None:
+        # Invariants, not user-facing refusals: the config step (addons.aso.crdPattern) refuses
+        # an empty, malformed or duplicated pattern before anything is registered.
         patterns = list(self.crd_pattern)
         # An empty crdPattern on a fresh install makes the operator pod exit (values.yaml).
-        if not patterns:
-            raise ValueError("AsoArgs.crd_pattern: allowed: at least one '<group>.azure.com/*' pattern")
+        assert patterns, "AsoArgs.crd_pattern: at least one '<group>.azure.com/*' pattern"
         bad = [p for p in patterns if not _CRD_PATTERN_ITEM.fullmatch(p)]
-        if bad:
-            raise ValueError(f"AsoArgs.crd_pattern: {bad}: allowed: '<group>.azure.com/*' or '<group>.azure.com/<Kind>'")
-        if len(set(patterns)) != len(patterns):
-            raise ValueError(f"AsoArgs.crd_pattern: duplicate patterns in {patterns}")
+        assert not bad, f"AsoArgs.crd_pattern: {bad}: '<group>.azure.com/*' or '<group>.azure.com/<Kind>'"
+        assert len(set(patterns)) == len(patterns), f"AsoArgs.crd_pattern: duplicate patterns in {patterns}"
 
 
 def aso_values(args: AsoArgs) -> dict[str, Any]:

@@ -24,11 +24,13 @@ SUBNET_ROLE = "Network Contributor"
 # the minor, patch moves the patch (AKS docs, "Automatically upgrade an AKS cluster").
 MINOR_MOVING_CHANNELS = frozenset({"stable", "rapid"})
 PATCH_MOVING_CHANNELS = frozenset({"patch"})
-_SUBNET_ID = re.compile(
-    r"^/subscriptions/[0-9a-fA-F-]{36}/resourceGroups/[-\w.()]{1,90}/providers/Microsoft\.Network/"
-    r"virtualNetworks/[-\w.]{2,64}/subnets/[-\w.]{1,80}$",
-    re.IGNORECASE,
+# The ARM ID of a subnet (the casing ARM and the CLIs print, either way for the fixed parts).
+SUBNET_ID_PATTERN = (
+    r"^/subscriptions/[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
+    r"/[Rr]esource[Gg]roups/[-A-Za-z0-9_.()]+/providers/[Mm]icrosoft\.[Nn]etwork"
+    r"/[Vv]irtual[Nn]etworks/[-A-Za-z0-9_.]+/[Ss]ubnets/[-A-Za-z0-9_.]+$"
 )
+_SUBNET_ID = re.compile(SUBNET_ID_PATTERN)
 
 
 def version_conflict(version: Optional[str], channel: str) -> Optional[str]:

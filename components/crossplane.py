@@ -2,23 +2,31 @@
 
 Ordering, and why preview passes on a fresh cluster and on an existing one:
 
-The Provider and DeploymentRuntimeConfig kinds come with the chart (its crds/), so those
-objects wait for the Helm release, which returns once its CRDs are established. The
-ClusterProviderConfig kind is different: the family provider package installs it
-asynchronously, minutes after its Provider object is accepted, while pulumi-kubernetes
-retries a create whose kind is missing for only about 30 seconds. So every Provider carries
-``pulumi.com/waitFor`` on its Installed and Healthy conditions (pulumi-kubernetes 4.18+),
-with explicit create/update timeouts, and the ClusterProviderConfig depends on the Providers.
+None of the kinds created here comes with the chart: the Crossplane 2.3.4 chart has no
+crds/ directory. The core's own CRDs (pkg.crossplane.io Provider, DeploymentRuntimeConfig,
+Function, the apiextensions kinds) are installed by the Crossplane pod itself, whose init
+container runs ``crossplane core init`` from the image. The Helm release is atomic and
+waits for the crossplane Deployment to be available, which happens only after that init
+container has installed them, so the Provider and DeploymentRuntimeConfig objects, which
+depend on the release, find their kinds. The ClusterProviderConfig kind comes later
+still: the family provider package installs it asynchronously, minutes after its Provider
+object is accepted, while pulumi-kubernetes retries a create whose kind is missing for only
+about 30 seconds. So every Provider carries ``pulumi.com/waitFor`` on its Installed and
+Healthy conditions (pulumi-kubernetes 4.18+), with explicit create/update timeouts, and the
+ClusterProviderConfig depends on the Providers.
 
 * First ``pulumi up`` of a new cluster: the kubeconfig is unknown during preview, so the
   Kubernetes provider is not configured and every object here previews as a create
-  without the cluster being asked. During the update the release installs Crossplane; the
-  family Provider is created and awaited until Healthy, then the service Providers, and
-  only then the ClusterProviderConfig, whose CRD exists by that time.
-* Crossplane switched on later, on a running cluster: the preview reaches the cluster. The
-  Provider and DeploymentRuntimeConfig kinds are known from the chart the release renders;
-  the ClusterProviderConfig kind is not served yet, which the provider treats as "not
-  known yet" (no server-side dry run) rather than an error, so the preview shows a create.
+  without the cluster being asked. During the update the release installs Crossplane (and,
+  through its init container, the core CRDs); the family Provider is created and awaited
+  until Healthy, then the service Providers, and only then the ClusterProviderConfig, whose
+  CRD exists by that time.
+* Crossplane switched on later, on a running cluster: the preview reaches the cluster, and
+  none of the three kinds is served yet: not the ClusterProviderConfig, and not the
+  Provider and DeploymentRuntimeConfig either, since no Crossplane pod has run
+  ``core init``. The provider treats a kind the cluster does not serve as "not known yet"
+  (no server-side dry run) rather than an error, so the preview shows creates for all of
+  them, unvalidated by the API server: a mistake in those objects shows only in the update.
   The update then runs in the same order as above. (The Kubernetes provider must not set
   ``rejectUnknownResources``, which would turn that case into a preview error.)
 
@@ -32,14 +40,14 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import Any, Optional
+from typing import Any, Mapping, Optional
 
 import pulumi
 import pulumi_kubernetes as k8s
 
 from components.gitops_bridge import CROSSPLANE_PROVIDER_CONFIG
 from components.helm import caller_depends_on, install_chart
-from components.identity import ServiceAccountRef
+from components.identity import RoleGrant, ServiceAccountRef
 from components.versions import CROSSPLANE, CROSSPLANE_PROVIDERS
 
 FAMILY_PROVIDER = "provider-family-azure"
@@ -94,6 +102,43 @@ def crossplane_values() -> dict[str, Any]:
             "defaultActivations": [f"*.{group}" for group in managed_resource_groups()],
         },
     }
+
+
+# The data-plane roles the providers' identity needs on the app resource groups, and which
+# read needs each (provider-upjet-azure v2.7.0 wraps terraform-provider-azurerm 4.80; the
+# ClusterProviderConfig sets storageUseAzureAD, so these calls carry the identity's Entra
+# token, and Contributor grants no data-plane access):
+# * Storage Queue Data Reader: every read of an `Account` (azurerm_storage_account,
+#   resourceStorageAccountRead) also fetches the queue service's properties from the queue
+#   data plane (`GET https://<account>.queue.../?restype=service&comp=properties`) for
+#   `queue_properties`; the provider offers no switch for azurerm's `data_plane_available`
+#   feature that skips it.
+# * Storage Blob Data Contributor: the same read fetches the blob service's properties from
+#   the blob data plane for `static_website`, and a `Container`'s ID is always its data-plane
+#   URL (config/externalname.go storageContainer: `https://<account>.blob.<suffix>/<name>`,
+#   even when the container names its account by `storageAccountId`), so azurerm reads it
+#   (Get Container Properties) and deletes it (Delete Container) through the blob data plane
+#   (storage_container_resource.go, the non-`/subscriptions/` ID branch). Reads alone would
+#   need only Storage Blob Data Reader; deleting a container needs
+#   `blobServices/containers/delete`, whose least built-in role is this one. Without it a
+#   WebApp's container could never be deleted.
+# ASO needs neither: it manages storage accounts, blob services and containers only through
+# Azure Resource Manager (Microsoft.Storage/storageAccounts/blobServices/containers), where
+# Contributor suffices.
+STORAGE_DATA_PLANE_ROLES = ("Storage Queue Data Reader", "Storage Blob Data Contributor")
+
+
+def storage_data_plane_role_grants(app_resource_groups: Mapping[str, pulumi.Input[str]]) -> list[RoleGrant]:
+    """STORAGE_DATA_PLANE_ROLES on each app resource group (name -> ARM ID), never wider.
+
+    Only app resource groups: the app's storage accounts live there, and a subscription-wide
+    data role would open every storage account's data in the subscription.
+    """
+    grants = []
+    for name, scope in app_resource_groups.items():
+        grants.append(RoleGrant(key=f"{name}-storage-queue-reader", role="Storage Queue Data Reader", scope=scope))
+        grants.append(RoleGrant(key=f"{name}-storage-blob-contributor", role="Storage Blob Data Contributor", scope=scope))
+    return grants
 
 
 @dataclass

@@ -34,6 +34,10 @@ ANN_APP_RESOURCE_GROUP = "app_resource_group"  # the first app resource group: t
 ANN_APP_RESOURCE_GROUPS = "app_resource_groups"  # every app resource group, comma-separated
 ANN_APP_IMAGE = "app_image"  # the reference app's container image
 ANN_CROSSPLANE_PROVIDER_CONFIG = "crossplane_provider_config"  # ClusterProviderConfig name
+# The reference app's own service principal (a cluster without workload identity): its IDs;
+# its secret is never an annotation but the Secret APP_CREDENTIALS_SECRET below.
+ANN_APP_CLIENT_ID = "app_client_id"
+ANN_APP_PRINCIPAL_ID = "app_principal_id"
 ANN_REPO_URL = "gitops_repo_url"
 ANN_REVISION = "gitops_revision"
 ANN_PATH = "gitops_path"
@@ -49,6 +53,8 @@ CLUSTER_ANNOTATIONS = frozenset(
         ANN_APP_RESOURCE_GROUPS,
         ANN_APP_IMAGE,
         ANN_CROSSPLANE_PROVIDER_CONFIG,
+        ANN_APP_CLIENT_ID,
+        ANN_APP_PRINCIPAL_ID,
         ANN_REPO_URL,
         ANN_REVISION,
         ANN_PATH,
@@ -60,3 +66,11 @@ PLATFORM_PROJECT = "platform"  # AppProject of the root Application and the plat
 ROOT_APPLICATION = "platform-root"
 # Crossplane: the cluster-wide provider config (azure.m.upbound.io ClusterProviderConfig).
 CROSSPLANE_PROVIDER_CONFIG = "default"
+
+# The reference app, once per variant: the namespace each app ApplicationSet deploys to, by
+# the add-on that serves it (gitops/webapp-applicationsets.yaml; a test holds them equal).
+APP_NAMESPACES = {"kro": "webapp-aso", "crossplane": "webapp-crossplane"}
+# With the app's own service principal: the Secret Pulumi creates in each app namespace and
+# the key the app's Deployment reads (as AZURE_CLIENT_SECRET). Never in Git.
+APP_CREDENTIALS_SECRET = "webapp-azure-credentials"
+APP_CREDENTIALS_KEY = "clientSecret"

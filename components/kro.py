@@ -44,16 +44,14 @@ class KroArgs:
     instance_resources: Sequence[str] = ("*",)
 
     def __post_init__(self) -> None:
+        # Invariants, not user-facing refusals: the groups come from addons.aso.crdPattern,
+        # which the config step checks (DNS subdomains under azure.com, each once).
         groups = list(self.managed_api_groups)
         bad = [g for g in groups if not _DNS_SUBDOMAIN.fullmatch(g)]
-        if bad:
-            raise ValueError(f"KroArgs.managed_api_groups: {bad}: allowed: API group names such as 'storage.azure.com'")
-        if len(set(groups)) != len(groups):
-            raise ValueError(f"KroArgs.managed_api_groups: duplicate groups in {groups}")
-        if not _DNS_SUBDOMAIN.fullmatch(self.instance_api_group):
-            raise ValueError(f"KroArgs.instance_api_group: {self.instance_api_group!r}: allowed: an API group name")
-        if not self.instance_resources:
-            raise ValueError("KroArgs.instance_resources: allowed: '*' or at least one resource plural")
+        assert not bad, f"KroArgs.managed_api_groups: {bad}: API group names such as 'storage.azure.com'"
+        assert len(set(groups)) == len(groups), f"KroArgs.managed_api_groups: duplicate groups in {groups}"
+        assert _DNS_SUBDOMAIN.fullmatch(self.instance_api_group), f"KroArgs.instance_api_group: {self.instance_api_group!r}"
+        assert self.instance_resources, "KroArgs.instance_resources: '*' or at least one resource plural"
 
 
 def kro_values() -> dict[str, Any]:

@@ -16,6 +16,21 @@ in those objects (the escalation discussed in Azure/azure-service-operator#4810)
 get an Argo CD AppProject that cannot create Secrets, ProviderConfigs, RBAC or any
 cluster-scoped kind, and the TenantGuard admission policy stops their managed resources
 from using the platform's ClusterProviderConfig.
+
+Removing a tenant (or destroying the stack) deletes in this order, each step awaited:
+1. the AppProject `tenant-<name>`, which carries Argo CD's project finalizer: Argo CD lets
+   it go only once no Application uses the project, so Pulumi waits (up to
+   `teardown_timeout`) for the tenant's Applications, and with them, through their
+   resources finalizer, their ASO and Crossplane resources, to be deleted while the
+   credentials below still exist;
+2. the Crossplane ProviderConfigs (Crossplane holds each with its `in-use` finalizer while
+   a managed resource still uses it) and the `aso-credential` Secrets;
+3. the namespaces (Kubernetes deletes what is left in them; the controllers still run);
+4. the federated credentials and role assignments, then the identity, then its resource
+   group, and the tenant's provider last.
+What Pulumi cannot see, and docs/tenants.md leaves to people: the tenant's Applications
+(they must be deleted for step 1 to finish) and objects created in the namespaces outside
+Argo CD.
 """
 
 from __future__ import annotations
@@ -28,6 +43,7 @@ import pulumi_azure_native as azure_native
 import pulumi_kubernetes as k8s
 from pulumi_azure_native import resources
 
+from components.argocd import is_timeout
 from components.gitops_bridge import IN_CLUSTER_SERVER
 from components.identity import RoleGrant, ServiceAccountRef, WorkloadIdentity, WorkloadIdentityArgs
 from components.roles import role_guid
@@ -37,6 +53,12 @@ TENANT_LABEL = "aks-platform.io/tenant"
 ASO_CREDENTIAL_SECRET = "aso-credential"
 # Namespaced ProviderConfig name: namespaced managed resources reference {kind: ProviderConfig, name: default}.
 CROSSPLANE_NAMESPACED_PROVIDER_CONFIG = "default"
+# Argo CD's AppProject finalizer: the project is deleted only once no Application references
+# it (argo-cd operator-manual/declarative-setup.md, "Projects"; controller/appcontroller.go
+# finalizeProjectDeletion).
+PROJECT_FINALIZER = "resources-finalizer.argocd.argoproj.io"
+# How long removing a tenant waits for its Applications to be gone (step 1 above).
+TENANT_TEARDOWN_TIMEOUT = "30m"
 
 # What a tenant's Argo CD project may never create in its namespaces: credentials
 # (Secrets, Crossplane ProviderConfigs) and RBAC. Cluster-scoped kinds are all denied by
@@ -79,11 +101,20 @@ class TenantArgs:
     # What the namespaced ProviderConfigs must wait for (their CRD comes with the providers).
     crossplane_ready: Sequence[pulumi.Resource] = ()
     argocd_ready: Sequence[pulumi.Resource] = ()
+    # The controllers that act in the tenant's namespaces (ASO, Crossplane, kro): the
+    # namespaces wait for them, so destroy deletes the tenant's objects while they still run.
+    controllers: Sequence[pulumi.Resource] = ()
+    # customTimeouts.delete of the AppProject: how long removal waits for the tenant's Applications.
+    teardown_timeout: str = TENANT_TEARDOWN_TIMEOUT
     tags: Mapping[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if not self.namespaces:
             raise ValueError(f"tenant {self.tenant_name!r}: allowed: at least one namespace")
+        if not is_timeout(self.teardown_timeout):
+            raise ValueError(
+                f"tenant {self.tenant_name!r}: teardown_timeout {self.teardown_timeout!r}: allowed: a duration such as '30m'"
+            )
         for grant in self.roles:
             role_guid(grant.role)
             if grant.scope not in ("resourceGroup", "subscription") and not grant.scope.lower().startswith(
@@ -152,6 +183,9 @@ class Tenant(pulumi.ComponentResource):
         self.identity = identity
 
         k8s_child = pulumi.ResourceOptions(parent=self)
+        # The namespaces outlive nothing they need: the identity's federated credentials and
+        # role assignments (what ASO and the providers act with in them) and the controllers.
+        namespace_opts = pulumi.ResourceOptions(parent=self, depends_on=[identity, *args.controllers])
         self.namespaces = []
         self.aso_credentials: list[k8s.core.v1.Secret] = []
         self.provider_configs: list[k8s.apiextensions.CustomResource] = []
@@ -159,7 +193,7 @@ class Tenant(pulumi.ComponentResource):
             namespace = k8s.core.v1.Namespace(
                 f"{name}-ns-{ns}",
                 metadata=k8s.meta.v1.ObjectMetaArgs(name=ns, labels={TENANT_LABEL: args.tenant_name}),
-                opts=k8s_child,
+                opts=namespace_opts,
             )
             self.namespaces.append(namespace)
             if args.aso_service_account is not None:
@@ -205,10 +239,24 @@ class Tenant(pulumi.ComponentResource):
                 api_version="argoproj.io/v1alpha1",
                 kind="AppProject",
                 metadata=k8s.meta.v1.ObjectMetaArgs(
-                    name=f"tenant-{args.tenant_name}", namespace=ARGO_CD.namespace, labels={TENANT_LABEL: args.tenant_name}
+                    name=f"tenant-{args.tenant_name}",
+                    namespace=ARGO_CD.namespace,
+                    labels={TENANT_LABEL: args.tenant_name},
+                    finalizers=[PROJECT_FINALIZER],
                 ),
                 spec=tenant_project_spec(args.tenant_name, args.namespaces, args.source_repos),
-                opts=pulumi.ResourceOptions(parent=self, depends_on=list(args.argocd_ready)),
+                # Deleted first, and awaited: everything the tenant's Applications use outlives it.
+                opts=pulumi.ResourceOptions(
+                    parent=self,
+                    depends_on=[
+                        *args.argocd_ready,
+                        *self.namespaces,
+                        *self.aso_credentials,
+                        *self.provider_configs,
+                        identity,
+                    ],
+                    custom_timeouts=pulumi.CustomTimeouts(delete=args.teardown_timeout),
+                ),
             )
 
         self.client_id = identity.client_id
@@ -234,6 +282,23 @@ def _slug(role: str) -> str:
     return "".join(c if c.isalnum() else "-" for c in role.lower()).strip("-")
 
 
+# TenantGuard's CEL. oldObject is null on CREATE, so it is tested before it is read.
+TENANT_GUARD_VARIABLES = {
+    # The object (as admitted, after defaulting) references a cluster-wide provider config.
+    "usesClusterConfig": (
+        "has(object.spec) && has(object.spec.providerConfigRef) && "
+        "object.spec.providerConfigRef.kind == 'ClusterProviderConfig'"
+    ),
+    # The stored object already referenced that same one (UPDATE only).
+    "alreadyUsedIt": (
+        "oldObject != null && has(oldObject.spec) && has(oldObject.spec.providerConfigRef) && "
+        "has(object.spec) && has(object.spec.providerConfigRef) && "
+        "oldObject.spec.providerConfigRef == object.spec.providerConfigRef"
+    ),
+}
+TENANT_GUARD_VALIDATION = "!variables.usesClusterConfig || variables.alreadyUsedIt"
+
+
 class TenantGuard(pulumi.ComponentResource):
     """One admission policy for all tenants: their managed resources use their own credentials.
 
@@ -242,6 +307,15 @@ class TenantGuard(pulumi.ComponentResource):
     namespace (label aks-platform.io/tenant) that would let a tenant borrow the platform's
     Azure access, so a ValidatingAdmissionPolicy (admissionregistration.k8s.io/v1,
     Kubernetes 1.30+) denies it: tenants reference `{kind: ProviderConfig, name: default}`.
+
+    What it denies, exactly: a CREATE whose object references a ClusterProviderConfig, and
+    an UPDATE that introduces one the old object did not already reference. An UPDATE of an
+    object that already had that reference passes, so an object created before the
+    namespace got its label (or before the policy existed) can still be reconciled and,
+    above all, deleted: Crossplane removes its finalizer with an UPDATE, and denying that
+    with `failurePolicy: Fail` would leave it stuck in deletion forever. Such an object
+    keeps the access it was created with until it is deleted, which the policy cannot take
+    away without blocking that deletion; it can never gain it. DELETE is not matched.
     """
 
     def __init__(self, name: str, opts: Optional[pulumi.ResourceOptions] = None):
@@ -271,12 +345,13 @@ class TenantGuard(pulumi.ComponentResource):
                         ),
                     )
                 ],
+                variables=[
+                    k8s.admissionregistration.v1.VariableArgs(name=name, expression=expression)
+                    for name, expression in TENANT_GUARD_VARIABLES.items()
+                ],
                 validations=[
                     k8s.admissionregistration.v1.ValidationArgs(
-                        expression=(
-                            "!has(object.spec) || !has(object.spec.providerConfigRef) || "
-                            "object.spec.providerConfigRef.kind != 'ClusterProviderConfig'"
-                        ),
+                        expression=TENANT_GUARD_VALIDATION,
                         message="tenant managed resources must use the namespace's ProviderConfig "
                         "(providerConfigRef: {kind: ProviderConfig, name: default}), not a ClusterProviderConfig",
                     )

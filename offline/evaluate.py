@@ -25,7 +25,7 @@ from pulumi.runtime.sync_await import _sync_await
 from offline.mocks import AzureMocks, admin_kubeconfig
 from policy.rules import SECRET, UNKNOWN_MARK
 from stacks import build
-from stacks.config import from_pulumi
+from stacks.validation import from_pulumi
 
 UNKNOWN = rpc.UNKNOWN
 _SIG = rpc._special_sig_key
@@ -57,6 +57,11 @@ class Registration:
     ignore_changes: list[str]
     delete_before_replace: bool
     inputs: dict[str, Any]
+    # What decides replacement and deletion beyond the inputs (offline.teardown reads them).
+    replace_on_changes: list[str] = field(default_factory=list)
+    custom_timeouts: dict[str, str] = field(default_factory=dict)
+    deleted_with: str = ""
+    retain_on_delete: bool = False
 
     def plain(self, path: Optional[str] = None) -> Any:
         """Inputs (or one dotted path into them) with Secret wrappers removed."""
@@ -197,6 +202,14 @@ class RecordingMonitor(runtime_mocks.MockMonitor):
             ignore_changes=list(request.ignoreChanges),
             delete_before_replace=bool(request.deleteBeforeReplace),
             inputs=inputs,
+            replace_on_changes=list(request.replaceOnChanges),
+            custom_timeouts={
+                key: getattr(request.customTimeouts, key)
+                for key in ("create", "update", "delete")
+                if request.HasField("customTimeouts") and getattr(request.customTimeouts, key)
+            },
+            deleted_with=request.deletedWith,
+            retain_on_delete=bool(request.retainOnDelete),
         )
         with self._lock:
             self.registrations.append(reg)
@@ -279,18 +292,61 @@ def stack_config(stack: str, root: Path = REPO_ROOT) -> tuple[dict[str, Any], li
         full = key if ":" in key else f"{PROJECT}:{key}"
         if isinstance(value, Mapping) and set(value) == {"secure"}:
             secret.append(full)
-            config[full] = offline_secret_stand_in(full)
+            config[full] = None  # filled below, once the whole stack's config is known
         elif isinstance(value, Mapping) and "value" in value and len(value) == 1:
             config[full] = value["value"]
         else:
             config[full] = value
+    for full in secret:
+        config[full] = offline_secret_stand_in(full, config)
+    return _kind_stand_ins(config, secret, root)
+
+
+# Offline stand-in for the public key `make kind` generates: its private half was discarded
+# when this file was made, so it signs nothing; it only gives the plan a fixed issuer URL.
+OFFLINE_KIND_PUBLIC_KEY = Path(__file__).resolve().parent / "kind-sa.pub"
+
+
+def _kind_stand_ins(config: dict[str, Any], secret: list[str], root: Path) -> tuple[dict[str, Any], list[str]]:
+    """What `make kind` creates (kubeconfig, public key), where a stack names it and it is absent.
+
+    Offline there is no cluster yet: the kubeconfig file becomes the secret kubeconfig
+    stand-in and the public key the fixed one above, so the program sees what it would after
+    `make kind`. Where the files exist (a user ran `make kind`), they are used as they are.
+    """
+    hybrid = config.get(f"{PROJECT}:hybrid")
+    if not isinstance(hybrid, Mapping):
+        return config, secret
+    hybrid = dict(hybrid)
+
+    def absent(key: str) -> bool:
+        value = hybrid.get(key)
+        if not isinstance(value, str):
+            return False
+        path = Path(value).expanduser()
+        return not (path if path.is_absolute() else root / path).is_file()
+
+    if absent("kubeconfigPath"):
+        del hybrid["kubeconfigPath"]
+        key = f"{PROJECT}:kubeconfig"
+        config[key] = offline_secret_stand_in(key, config)
+        secret = [*secret, key]
+    if absent("serviceAccountPublicKeyPath"):
+        hybrid["serviceAccountPublicKeyPath"] = str(OFFLINE_KIND_PUBLIC_KEY)
+    config[f"{PROJECT}:hybrid"] = hybrid
     return config, secret
 
 
-def offline_secret_stand_in(key: str) -> str:
-    """A value for a secure config key that offline evaluation cannot decrypt."""
+def offline_secret_stand_in(key: str, config: Mapping[str, Any] | None = None) -> str:
+    """A value for a secure config key that offline evaluation cannot decrypt.
+
+    A kubeconfig stand-in has the context the stack names (`hybrid.context`), as the user's
+    real kubeconfig does: config validation checks that it is there.
+    """
     if key.lower().endswith("kubeconfig"):
-        return admin_kubeconfig("offline-existing-cluster", "offline")
+        hybrid = (config or {}).get(f"{PROJECT}:hybrid")
+        context = hybrid.get("context") if isinstance(hybrid, Mapping) else None
+        return admin_kubeconfig("offline-existing-cluster", "offline", context)
     return f"offline-stand-in-for-{key}"
 
 

@@ -169,12 +169,15 @@ def exec_kubeconfig(cluster: str, location: str) -> str:
     )
 
 
-def admin_kubeconfig(cluster: str, location: str) -> str:
-    """What listManagedClusterAdminCredentials returns: a local client certificate."""
+def admin_kubeconfig(cluster: str, location: str, context: str | None = None) -> str:
+    """What listManagedClusterAdminCredentials returns: a local client certificate.
+
+    `context` names the context (AKS names it `<cluster>-admin`; kind names it `kind-<name>`).
+    """
     return _kubeconfig(
         cluster,
         location,
-        f"{cluster}-admin",
+        context or f"{cluster}-admin",
         f"clusterAdmin_{cluster}",
         {
             "client-certificate-data": base64.b64encode(b"mock-cert").decode(),
@@ -193,6 +196,10 @@ def _computed_unknowns(typ: str, inputs: dict[str, Any]) -> dict[str, Any]:
         return {"name": UNKNOWN, "fqdn": UNKNOWN, "oidcIssuerProfile": {**(inputs.get("oidcIssuerProfile") or {}), "issuerURL": UNKNOWN}}
     if typ == "azure-native:managedidentity:UserAssignedIdentity":
         return {"name": UNKNOWN, "clientId": UNKNOWN, "principalId": UNKNOWN, "tenantId": UNKNOWN}
+    if typ == "azure-native:storage:StorageAccount":
+        return {"name": UNKNOWN, "primaryEndpoints": UNKNOWN}
+    if typ == "azure-native:storage:Blob":
+        return {"name": UNKNOWN, "url": UNKNOWN}
     if typ.startswith("azure-native:"):
         return {"name": UNKNOWN}
     return {}
@@ -278,6 +285,25 @@ class AzureMocks(pulumi.runtime.Mocks):
             name = inputs["roleAssignmentName"]
             rid = f"{inputs['scope']}/providers/Microsoft.Authorization/roleAssignments/{name}"
             outputs["name"] = name
+        elif typ == "azure-native:storage:StorageAccount":
+            name = inputs["accountName"]
+            rid = f"{_rg_id(sub, inputs['resourceGroupName'])}/providers/Microsoft.Storage/storageAccounts/{name}"
+            outputs.update(
+                name=name,
+                primaryEndpoints={"blob": f"https://{name}.blob.core.windows.net/"},
+            )
+        elif typ == "azure-native:storage:BlobContainer":
+            name = inputs["containerName"]
+            rid = (
+                f"{_rg_id(sub, inputs['resourceGroupName'])}/providers/Microsoft.Storage/storageAccounts/"
+                f"{inputs['accountName']}/blobServices/default/containers/{name}"
+            )
+            outputs["name"] = name
+        elif typ == "azure-native:storage:Blob":
+            # The provider's own resource (data plane): its ID is the blob's URL.
+            name = inputs["blobName"]
+            rid = f"https://{inputs['accountName']}.blob.core.windows.net/{inputs['containerName']}/{name}"
+            outputs.update(name=name, url=rid)
         elif typ == "azure-native:containerservice:AgentPool":
             outputs["name"] = inputs["agentPoolName"]
             outputs.update(self._put_pool(sub, inputs))

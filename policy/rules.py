@@ -280,6 +280,65 @@ def prod_resources_protected(res: Resource, ctx: Context) -> list[str]:
     ]
 
 
+# --- Rule 6: storage is private; the published OIDC issuer is the one exception ----------------
+
+STORAGE_ACCOUNT = "azure-native:storage:StorageAccount"
+BLOB_CONTAINER = "azure-native:storage:BlobContainer"
+BLOB = "azure-native:storage:Blob"
+# The exception, exactly (components/oidc_issuer.py builds it; a test holds the two equal):
+# an account named "oidc" + 20 hex digits and tagged as the issuer's may allow anonymous
+# blob reads; in it only the container "oidc" may be public, per blob ("Blob", never
+# "Container", which lists), and it holds only the two discovery documents.
+OIDC_ISSUER_ACCOUNT_RE = re.compile(r"^oidc[0-9a-f]{20}$")
+OIDC_ISSUER_PURPOSE_TAG = ("aks-platform-purpose", "oidc-issuer")
+OIDC_ISSUER_CONTAINER = "oidc"
+OIDC_ISSUER_BLOBS = frozenset({".well-known/openid-configuration", "openid/v1/jwks"})
+
+
+def _is_issuer_account_name(name: Any) -> bool:
+    return isinstance(name, str) and bool(OIDC_ISSUER_ACCOUNT_RE.fullmatch(name))
+
+
+def storage_private(res: Resource, ctx: Context) -> list[str]:
+    inputs = res.inputs
+    account = inputs.get("accountName")
+    if is_unknown(account):
+        return []
+    if res.type == STORAGE_ACCOUNT:
+        public = inputs.get("allowBlobPublicAccess")
+        if is_unknown(public) or public is False:
+            return []
+        key, value = OIDC_ISSUER_PURPOSE_TAG
+        if public is True and _is_issuer_account_name(account) and get(inputs, f"tags.{key}") == value:
+            return []
+        return [
+            f"storage account {res.name} ({account}): allowBlobPublicAccess is {public!r}; set it to false "
+            "(anonymous access is allowed only on the published OIDC issuer's account)"
+        ]
+    if res.type == BLOB_CONTAINER:
+        access = inputs.get("publicAccess")
+        container = inputs.get("containerName")
+        if is_unknown(access) or access in (None, "None") or is_unknown(container):
+            return []
+        if access == "Blob" and _is_issuer_account_name(account) and container == OIDC_ISSUER_CONTAINER:
+            return []
+        return [
+            f"blob container {res.name} ({account}/{container}): publicAccess is {access!r}; set it to 'None' "
+            f"(only the OIDC issuer's container {OIDC_ISSUER_CONTAINER!r} may be public, per blob)"
+        ]
+    if res.type == BLOB and _is_issuer_account_name(account):
+        container, blob = inputs.get("containerName"), inputs.get("blobName")
+        if is_unknown(container) or is_unknown(blob):
+            return []
+        if container == OIDC_ISSUER_CONTAINER and blob in OIDC_ISSUER_BLOBS:
+            return []
+        return [
+            f"blob {res.name} ({account}/{container}/{blob}): the OIDC issuer's account is read anonymously and "
+            f"may hold only {sorted(OIDC_ISSUER_BLOBS)} in {OIDC_ISSUER_CONTAINER!r}"
+        ]
+    return []
+
+
 # --- The catalogue ----------------------------------------------------------------------------
 
 
@@ -314,6 +373,12 @@ RESOURCE_RULES: tuple[Rule, ...] = (
         "no-plaintext-secret-inputs",
         "No input whose key names a secret (kubeconfig, password, clientSecret, token, ...) in plain text.",
         no_plaintext_secret_inputs,
+    ),
+    Rule(
+        "storage-private",
+        "No anonymous access to storage, except the published OIDC issuer's two discovery documents.",
+        storage_private,
+        frozenset({STORAGE_ACCOUNT, BLOB_CONTAINER, BLOB}),
     ),
     Rule(
         "prod-resources-protected",

@@ -2,7 +2,8 @@
 
 No AKS: the Kubernetes provider comes from a kubeconfig (a secret config value or a file),
 and the add-ons install exactly as on AKS. The controllers authenticate to Azure with
-workload identity when the stack names the cluster's public OIDC issuer, otherwise with a
+workload identity when the stack names the cluster's public OIDC issuer, or the public key
+of a cluster whose issuer the platform publishes itself (`make kind`), otherwise with a
 service principal whose secret stays a secret end to end.
 """
 
@@ -15,8 +16,9 @@ import pulumi
 import pulumi_kubernetes as k8s
 from pulumi_azure_native import authorization, resources
 
+from components.oidc_issuer import PublishedIssuer, PublishedIssuerArgs
 from stacks.config import StackConfig
-from stacks.platform import PlatformTarget, ServicePrincipalAuth, build_platform
+from stacks.platform import AppPrincipal, PlatformTarget, ServicePrincipalAuth, build_platform
 
 
 def build(cfg: StackConfig) -> dict[str, Any]:
@@ -24,8 +26,10 @@ def build(cfg: StackConfig) -> dict[str, Any]:
     assert hybrid is not None
     client = authorization.get_client_config_output()
 
-    if hybrid.kubeconfig is not None:
-        kubeconfig: pulumi.Output[str] = pulumi.Output.secret(hybrid.kubeconfig.value)
+    # Config validation has parsed the kubeconfig (secret or file) and found the context, and
+    # refused an empty one: the provider would fall back to the machine's default kubeconfig.
+    if cfg.kubeconfig is not None:
+        kubeconfig: pulumi.Output[str] = pulumi.Output.secret(cfg.kubeconfig.get_secret_value())
     else:
         # Read at run time so the file's content is a secret in state, never a plain input.
         kubeconfig = pulumi.Output.secret(Path(hybrid.kubeconfig_path or "").expanduser().read_text())
@@ -43,18 +47,44 @@ def build(cfg: StackConfig) -> dict[str, Any]:
             opts=pulumi.ResourceOptions(protect=cfg.protect),
         )
 
+    # A cluster created by `make kind`: publish its issuer, then federate to it as on AKS.
+    published = None
+    if hybrid.service_account_public_key_path is not None:
+        published = PublishedIssuer(
+            "oidc-issuer",
+            PublishedIssuerArgs(
+                # Validated as an RSA public key by the config step.
+                public_key_pem=Path(hybrid.service_account_public_key_path).expanduser().read_text(),
+                resource_group_name=group.name if group else cfg.resource_group_name,
+                location=cfg.location,
+                tags=cfg.tag_map,
+            ),
+            opts=pulumi.ResourceOptions(protect=cfg.protect),
+        )
+    oidc_issuer_url = published.issuer_url if published else hybrid.oidc_issuer_url
+
     service_principal = None
     if not hybrid.workload_identity:
-        assert hybrid.service_principal_client_id and hybrid.service_principal_client_secret
+        # Config validation requires both and refuses an empty or pasted-JSON secret.
+        assert hybrid.service_principal_client_id and cfg.service_principal_client_secret
         service_principal = ServicePrincipalAuth(
             client_id=hybrid.service_principal_client_id,
-            client_secret=pulumi.Output.secret(hybrid.service_principal_client_secret.value),
+            client_secret=pulumi.Output.secret(cfg.service_principal_client_secret.get_secret_value()),
             object_id=hybrid.service_principal_object_id,
+        )
+
+    app_principal = None
+    app_secret = cfg.app_service_principal_client_secret
+    if hybrid.app_service_principal_client_id and hybrid.app_service_principal_object_id and app_secret is not None:
+        app_principal = AppPrincipal(
+            client_id=hybrid.app_service_principal_client_id,
+            object_id=hybrid.app_service_principal_object_id,
+            client_secret=pulumi.Output.secret(app_secret.get_secret_value()),
         )
 
     target = PlatformTarget(
         provider=provider,
-        oidc_issuer_url=hybrid.oidc_issuer_url,
+        oidc_issuer_url=oidc_issuer_url,
         tenant_id=client.tenant_id,
         subscription_id=client.subscription_id,
         platform_resource_group=group.name if group else cfg.resource_group_name,
@@ -63,8 +93,12 @@ def build(cfg: StackConfig) -> dict[str, Any]:
         # An existing cluster need not run the Azure Workload Identity webhook: the
         # Crossplane runtime configs project the token themselves (ASO always does).
         identity_webhook=False,
+        app_principal=app_principal,
     )
     outputs = build_platform(cfg, target)
     if hybrid.workload_identity:
         outputs = {"resourceGroupName": target.platform_resource_group, **outputs}
+    if published is not None:
+        outputs["oidcIssuerUrl"] = published.issuer_url
+        outputs["oidcIssuerStorageAccount"] = published.storage_account_name
     return outputs

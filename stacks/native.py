@@ -21,6 +21,8 @@ def build(cfg: StackConfig) -> dict[str, Any]:
         subscription_id=cluster.subscription_id,
         platform_resource_group=cluster.resource_group_name,
         cluster_name=cluster.cluster_name,
+        # The app's pods may run on the user pools: the GitOps layer is deleted before them.
+        workload_nodes=cluster.user_pools,
     )
     outputs = build_platform(cfg, target)
     return {
@@ -41,8 +43,8 @@ def cluster_args(cfg: StackConfig) -> AksClusterArgs:
         location=cfg.location,
         resource_group_name=cfg.resource_group_name,
         create_resource_group=cfg.existing_resource_group is None,
-        system_pool=_pool(c.system_pool),
-        user_pools=[_pool(p) for p in c.user_pools],
+        system_pool=_pool(c.system_pool, c.subnet_of(c.system_pool)),
+        user_pools=[_pool(p, c.subnet_of(p)) for p in c.user_pools],
         kubernetes_version=c.kubernetes_version,
         sku_tier=c.sku_tier,
         upgrade_channel=c.upgrade_channel,
@@ -58,6 +60,7 @@ def cluster_args(cfg: StackConfig) -> AksClusterArgs:
             dns_service_ip=c.network.dns_service_ip,
             outbound_type=c.network.outbound_type,
         ),
+        assign_subnet_role=c.network.assign_subnet_role,
         maintenance_window=MaintenanceWindowArgs(
             day_of_week=window.day_of_week,
             start_time=window.start_time,
@@ -72,7 +75,7 @@ def cluster_args(cfg: StackConfig) -> AksClusterArgs:
     )
 
 
-def _pool(pool: NodePool) -> NodePoolArgs:
+def _pool(pool: NodePool, subnet: str | None) -> NodePoolArgs:
     return NodePoolArgs(
         name=pool.name,
         vm_size=pool.vm_size,
@@ -84,4 +87,5 @@ def _pool(pool: NodePool) -> NodePoolArgs:
         os_disk_size_gb=pool.os_disk_size_gb,
         labels=dict(pool.labels),
         taints=list(pool.taints),
+        vnet_subnet_id=subnet,
     )

@@ -4,12 +4,22 @@ The native (AKS) and hybrid compositions each produce a :class:`PlatformTarget` 
 Kubernetes provider plus the facts about the cluster) and hand it to `build_platform`.
 Add-ons depend on each other only where they must: ASO waits for cert-manager; KRO,
 Crossplane, cert-manager and Argo CD install in parallel.
+
+Teardown order (`pulumi destroy` deletes dependents first and waits for each Kubernetes
+object to be gone): the root Application depends on everything the GitOps layer runs on
+or acts through (every add-on, the controllers' identities with their federated
+credentials and role assignments, the app resource groups, the node pools), so the layer
+is deleted, through Argo CD's cascade and the operators' finalizers down to Azure, while
+all of that still exists. Each controller's release depends on its identity, so the
+operators are uninstalled before their credentials and grants go. Tenants' objects depend
+on the controllers that act in their namespaces (components.tenant has their own order).
+docs/operations.md, "Teardown", says what it means for `make destroy`.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Optional
+from typing import Any, Optional, Sequence
 
 import pulumi
 import pulumi_kubernetes as k8s
@@ -17,6 +27,7 @@ from pulumi_azure_native import resources
 
 from components import aso as aso_module
 from components import gitops_bridge as bridge
+from components.app_principal import AppPrincipalCredentials, AppPrincipalCredentialsArgs
 from components.argocd import ArgoCd, ArgoCdArgs
 from components import crossplane as crossplane_module
 from components.aso import AsoArgs, AzureServiceOperator
@@ -40,6 +51,15 @@ class ServicePrincipalAuth:
 
 
 @dataclass
+class AppPrincipal:
+    """The reference app's own service principal (a cluster without workload identity)."""
+
+    client_id: str
+    object_id: str
+    client_secret: pulumi.Output[str]
+
+
+@dataclass
 class PlatformTarget:
     provider: k8s.Provider
     # None when the cluster has no public OIDC issuer (then `service_principal` is set).
@@ -51,9 +71,16 @@ class PlatformTarget:
     service_principal: Optional[ServicePrincipalAuth] = None
     # Whether the cluster runs the Azure Workload Identity webhook (AKS does).
     identity_webhook: bool = True
+    # Node pools the GitOps layer's workloads may run on besides the one the add-ons use (AKS
+    # user pools): the layer is deleted before them on destroy.
+    workload_nodes: Sequence[pulumi.Resource] = ()
+    # Without workload identity: the app's own principal, if the stack names one.
+    app_principal: Optional[AppPrincipal] = None
 
 
 def build_platform(cfg: StackConfig, target: PlatformTarget) -> dict[str, Any]:
+    """`keepAppData`: destroy leaves the app resource groups in Azure (retainOnDelete), so
+    what the GitOps layer marked detach-on-delete (ASO) or Orphan (Crossplane) survives."""
     addons = cfg.addons
     protect = pulumi.ResourceOptions(protect=cfg.protect)
 
@@ -68,7 +95,7 @@ def build_platform(cfg: StackConfig, target: PlatformTarget) -> dict[str, Any]:
             resource_group_name=name,
             location=cfg.location,
             tags=cfg.tag_map,
-            opts=protect,
+            opts=pulumi.ResourceOptions.merge(protect, pulumi.ResourceOptions(retain_on_delete=cfg.keep_app_data or None)),
         )
         for name in cfg.app_resource_groups
     }
@@ -78,7 +105,12 @@ def build_platform(cfg: StackConfig, target: PlatformTarget) -> dict[str, Any]:
     if addons.aso.subscription_scope:
         scopes["subscription"] = pulumi.Output.concat("/subscriptions/", target.subscription_id)
 
-    def controller_identity(key: str, service_account) -> Optional[WorkloadIdentity]:
+    app_group_ids: dict[str, pulumi.Input[str]] = {name: group.id for name, group in app_groups.items()}
+    # The Crossplane providers also read (and delete containers) through the storage data
+    # plane: see components/crossplane.py. Only on the app resource groups.
+    crossplane_grants = crossplane_module.storage_data_plane_role_grants(app_group_ids) if addons.crossplane.enabled else []
+
+    def controller_identity(key: str, service_account, extra_grants=()) -> Optional[WorkloadIdentity]:
         if target.oidc_issuer_url is None:
             return None
         return WorkloadIdentity(
@@ -89,7 +121,7 @@ def build_platform(cfg: StackConfig, target: PlatformTarget) -> dict[str, Any]:
                 location=cfg.location,
                 oidc_issuer_url=target.oidc_issuer_url,
                 service_accounts=[service_account],
-                role_grants=app_scope_role_grants(scopes) if scopes else [],
+                role_grants=(app_scope_role_grants(scopes) if scopes else []) + list(extra_grants),
                 tags=cfg.tag_map,
             ),
             opts=protect,
@@ -100,23 +132,27 @@ def build_platform(cfg: StackConfig, target: PlatformTarget) -> dict[str, Any]:
 
     outputs: dict[str, Any] = {"appResourceGroups": [g.name for g in app_groups.values()]}
     installed: dict[str, pulumi.Resource] = {}
+    # What the GitOps layer needs to exist until it is gone (see the module docstring).
+    gitops_dependencies: list[pulumi.Resource] = [*app_groups.values(), *target.workload_nodes]
 
     sp = target.service_principal
-    if sp is not None and sp.object_id and scopes and (addons.aso.enabled or addons.crossplane):
+    sp_roles: Optional[PrincipalRoles] = None
+    if sp is not None and sp.object_id and scopes and (addons.aso.enabled or addons.crossplane.enabled):
         # One principal serves both controllers here, so it gets their grants once.
-        PrincipalRoles(
+        sp_roles = PrincipalRoles(
             "service-principal-roles",
-            PrincipalRolesArgs(principal_id=sp.object_id, role_grants=app_scope_role_grants(scopes)),
+            PrincipalRolesArgs(principal_id=sp.object_id, role_grants=app_scope_role_grants(scopes) + crossplane_grants),
             opts=protect,
         )
 
     cert_manager = None
-    if addons.cert_manager:
+    if addons.cert_manager.enabled:
         cert_manager = CertManager("cert-manager", CertManagerArgs(), opts=on_cluster())
         installed["cert_manager"] = cert_manager
 
     if addons.aso.enabled:
         identity = controller_identity("aso", aso_module.SERVICE_ACCOUNT)
+        gitops_dependencies.extend(r for r in (identity, sp_roles) if r is not None)
         installed["aso"] = AzureServiceOperator(
             "aso",
             AsoArgs(
@@ -126,24 +162,26 @@ def build_platform(cfg: StackConfig, target: PlatformTarget) -> dict[str, Any]:
                 crd_pattern=addons.aso.crd_pattern,
                 client_secret=target.service_principal.client_secret if target.service_principal else None,
             ),
-            # ASO's webhooks are served with cert-manager certificates.
-            opts=on_cluster(cert_manager),
+            # ASO's webhooks are served with cert-manager certificates. Its credentials and
+            # grants exist before it starts and outlive it.
+            opts=on_cluster(cert_manager, identity, sp_roles),
         )
         outputs["asoClientId"] = client_id_of(identity)
 
-    if addons.kro:
+    if addons.kro.enabled:
         installed["kro"] = Kro(
             "kro",
             # The ASO groups this platform serves, and only the reference app's instance kind.
             KroArgs(
-                managed_api_groups=sorted({p.split("/")[0] for p in addons.aso.crd_pattern}),
+                managed_api_groups=addons.aso.api_groups,
                 instance_resources=("webapps",),
             ),
             opts=on_cluster(),
         )
 
-    if addons.crossplane:
-        identity = controller_identity("crossplane", crossplane_module.SERVICE_ACCOUNT)
+    if addons.crossplane.enabled:
+        identity = controller_identity("crossplane", crossplane_module.SERVICE_ACCOUNT, crossplane_grants)
+        gitops_dependencies.extend(r for r in (identity, sp_roles) if r is not None)
         installed["crossplane"] = Crossplane(
             "crossplane",
             CrossplaneArgs(
@@ -153,9 +191,31 @@ def build_platform(cfg: StackConfig, target: PlatformTarget) -> dict[str, Any]:
                 client_secret=target.service_principal.client_secret if target.service_principal else None,
                 identity_webhook=target.identity_webhook,
             ),
-            opts=on_cluster(),
+            # Its credentials and grants exist before the providers start and outlive them.
+            opts=on_cluster(identity, sp_roles),
         )
         outputs["crossplaneClientId"] = client_id_of(identity)
+
+    app_credentials = None
+    if addons.argocd.enabled and target.app_principal is not None:
+        namespaces = [
+            bridge.APP_NAMESPACES[variant]
+            for variant, on in (("kro", addons.kro and addons.aso.enabled), ("crossplane", addons.crossplane))
+            if on
+        ]
+        if namespaces:
+            app_credentials = AppPrincipalCredentials(
+                "app-principal",
+                AppPrincipalCredentialsArgs(namespaces=namespaces, client_secret=target.app_principal.client_secret),
+                opts=on_cluster(),
+            )
+    elif addons.argocd.enabled and target.oidc_issuer_url is None:
+        # One line in `pulumi up`'s output; docs/hybrid.md says the same.
+        pulumi.log.warn(
+            "reference app: not deployed on this cluster: it has no workload identity and the stack names no app "
+            "service principal (hybrid.appServicePrincipalClientId, hybrid.appServicePrincipalObjectId and the "
+            "secret appServicePrincipalClientSecret)"
+        )
 
     if addons.argocd.enabled:
         installed["argocd"] = ArgoCd(
@@ -164,10 +224,14 @@ def build_platform(cfg: StackConfig, target: PlatformTarget) -> dict[str, Any]:
                 repo_url=addons.argocd.repo_url or "",
                 revision=addons.argocd.revision,
                 path=addons.argocd.path,
+                url=addons.argocd.url,
                 cluster_labels=cluster_labels(cfg, target),
                 cluster_annotations=cluster_annotations(cfg, target, outputs),
+                # Every add-on installed so far: what the layer's objects are served by.
+                gitops_dependencies=[*installed.values(), *dict.fromkeys(gitops_dependencies)],
             ),
-            opts=on_cluster(),
+            # The app's Secret exists before Argo CD can sync the app that reads it.
+            opts=on_cluster(app_credentials),
         )
 
     if cfg.tenants:
@@ -206,6 +270,8 @@ def build_tenants(
                 # The namespaced ProviderConfig kind exists once the providers are healthy.
                 crossplane_ready=[crossplane.provider_config] if crossplane is not None else [],  # type: ignore[attr-defined]
                 argocd_ready=[argocd.release] if argocd is not None else [],  # type: ignore[attr-defined]
+                # The controllers that act in the tenant's namespaces: uninstalled only after them.
+                controllers=[c for c in (installed.get("aso"), crossplane, installed.get("kro")) if c is not None],
                 tags=cfg.tag_map,
             ),
             opts=pulumi.ResourceOptions.merge(on_cluster, pulumi.ResourceOptions(protect=cfg.protect)),
@@ -241,6 +307,9 @@ def cluster_annotations(cfg: StackConfig, target: PlatformTarget, outputs: dict[
     if cfg.app_resource_groups:
         annotations[bridge.ANN_APP_RESOURCE_GROUP] = cfg.app_resource_groups[0]
         annotations[bridge.ANN_APP_RESOURCE_GROUPS] = ",".join(cfg.app_resource_groups)
+    if target.app_principal is not None:
+        annotations[bridge.ANN_APP_CLIENT_ID] = target.app_principal.client_id
+        annotations[bridge.ANN_APP_PRINCIPAL_ID] = target.app_principal.object_id
     if cfg.addons.argocd.app_image:
         annotations[bridge.ANN_APP_IMAGE] = cfg.addons.argocd.app_image
     return annotations

@@ -124,6 +124,19 @@ def test_dex_is_off():
     assert argocd_values()["dex"] == {"enabled": False}
 
 
+def test_external_url_reaches_argocd_cm_and_notifications_only_when_given():
+    # The chart renders argocd-cm's url from global.domain unless configs.cm.url is set
+    # (its mergeOverwrite ignores empty values): without a URL nothing is sent, and nothing
+    # of ours pretends to know one.
+    assert "url" not in argocd_values()["configs"]["cm"] and "notifications" not in argocd_values()
+    values = argocd_values("https://argocd.platform.test/argo")
+    assert values["configs"]["cm"]["url"] == values["notifications"]["argocdUrl"] == "https://argocd.platform.test/argo"
+    assert args(url="https://argocd.platform.test").url == "https://argocd.platform.test"
+    for bad in ("argocd.platform.test", "https://argocd.platform.test/", "ftp://x", "https://a b"):
+        with pytest.raises(ValueError, match=re.escape(f"url {bad!r}")):
+            args(url=bad)
+
+
 # The Lua scripts, run as Argo CD runs them: Lua 5.1 (gopher-lua), `obj` global, no standard libraries.
 
 
@@ -178,28 +191,58 @@ def test_aso_health(health, obj, expected):
         assert message == obj["status"]["conditions"][0]["message"]
 
 
+def kro_obj(kind: str, state=None, conditions=(), generation=1, **metadata):
+    obj = {"apiVersion": "kro.run/v1alpha1", "kind": kind, "metadata": {"generation": generation, **metadata}}
+    if state is not None or conditions:
+        obj["status"] = {"conditions": [{"observedGeneration": 1, **c} for c in conditions]}
+        if state is not None:
+            obj["status"]["state"] = state
+    return obj
+
+
+def cond(type_, status, **fields):
+    return {"type": type_, "status": status, **fields}
+
+
 @pytest.mark.parametrize(
-    "state, expected",
+    "obj, expected",
     [
-        (None, "Progressing"),
-        ("IN_PROGRESS", "Progressing"),
-        ("ACTIVE", "Healthy"),
-        ("DELETING", "Progressing"),
-        ("ERROR", "Degraded"),
-        ("FAILED", "Degraded"),
-        ("Active", "Healthy"),  # ResourceGraphDefinition
-        ("Inactive", "Degraded"),
+        (kro_obj("WebApp"), "Progressing"),
+        (kro_obj("WebApp", "IN_PROGRESS", [cond("Ready", "False", message="waiting for server")]), "Progressing"),
+        (kro_obj("WebApp", "ACTIVE", [cond("Ready", "True", message="kro says ACTIVE")]), "Healthy"),
+        (kro_obj("WebApp", "DELETING", [cond("Ready", "False")]), "Progressing"),
+        (kro_obj("WebApp", "ERROR", [cond("Ready", "False", message="bad")]), "Degraded"),
+        (kro_obj("WebApp", "FAILED", [cond("Ready", "False")]), "Degraded"),
+        # Status written for an older spec: not Healthy yet, whatever it says.
+        (kro_obj("WebApp", "ACTIVE", [cond("Ready", "True")], generation=2), "Progressing"),
+        # Being deleted: Progressing until gone, even if the last status said ACTIVE.
+        (kro_obj("WebApp", "ACTIVE", [cond("Ready", "True")], deletionTimestamp="2026-01-01T00:00:00Z"), "Progressing"),
+        (kro_obj("ResourceGraphDefinition", "Active", [cond("Ready", "True"), cond("GraphAccepted", "True")]), "Healthy"),
+        # Inactive while a graph revision compiles (conditions Unknown): transient, not Degraded.
+        (kro_obj("ResourceGraphDefinition", "Inactive", [cond("Ready", "Unknown", reason="Pending"),
+                                                         cond("GraphRevisionsResolved", "Unknown")]), "Progressing"),
+        (kro_obj("ResourceGraphDefinition", "Inactive", [cond("Ready", "False"),
+                                                         cond("GraphAccepted", "False", message="cycle in graph")]), "Degraded"),
+        # A False condition from an older generation no longer counts.
+        (kro_obj("ResourceGraphDefinition", "Inactive", [cond("Ready", "Unknown"),
+                                                         cond("GraphAccepted", "False", observedGeneration=0)]), "Progressing"),
     ],
 )
-def test_kro_health(health, state, expected):
-    obj = {"apiVersion": "kro.run/v1alpha1", "kind": "WebApp", "metadata": {}}
-    if state is not None:
-        obj["status"] = {"state": state, "conditions": [{"type": "Ready", "status": "Unknown", "message": f"kro says {state}"}]}
+def test_kro_health(health, obj, expected):
     status, message = health(HEALTH_CHECKS["kro.run/*"], obj)
     assert status == expected
-    if state is not None:
-        assert message == f"kro says {state}"
+    if expected == "Degraded" and obj["kind"] == "ResourceGraphDefinition":
+        assert message == "cycle in graph"
     assert HEALTH_CHECKS["*.kro.run/*"] == HEALTH_CHECKS["kro.run/*"]
+
+
+def test_argo_cd_has_no_health_check_of_its_own_for_the_kinds_the_platform_covers(upstream):
+    """Each custom check is the only one for its kinds: Argo CD's built-ins (v3.4) cover
+    *.crossplane.io and *.upbound.io, which no key here matches."""
+    for key in HEALTH_CHECKS:
+        for builtin in ("apiextensions.crossplane.io/Composition", "storage.azure.upbound.io/Account",
+                        "azure.m.upbound.io/ClusterProviderConfig"):
+            assert not fnmatch.fnmatchcase(builtin, key), (key, builtin)
 
 
 @pytest.mark.parametrize(
@@ -302,7 +345,12 @@ def test_project_and_root_application_wait_for_their_crds_and_the_bridge(preview
 def test_root_application_syncs_the_top_level_of_the_gitops_path():
     ev = evaluate(program())
     root = ev.one(APPLICATION)
-    assert root.plain("metadata") == {"name": bridge.ROOT_APPLICATION, "namespace": "argocd"}  # no finalizer
+    assert root.plain("metadata") == {
+        "name": bridge.ROOT_APPLICATION,
+        "namespace": "argocd",
+        # Deleting it deletes the GitOps layer (tests/test_teardown.py).
+        "finalizers": ["resources-finalizer.argocd.argoproj.io"],
+    }
     spec = root.plain("spec")
     assert spec["project"] == bridge.PLATFORM_PROJECT == "platform"
     assert spec["source"] == {"repoURL": REPO, "targetRevision": "main", "path": "gitops", "directory": {"recurse": False}}
@@ -408,11 +456,11 @@ ARGOCD_CM_KEY = re.compile(
 def test_values_are_known_to_the_chart(upstream):
     from tests.upstream_values import unknown_value_paths
 
-    values = argocd_values()
+    values = argocd_values("https://argocd.platform.test")
     assert unknown_value_paths(values, upstream / "argo-cd", free_form=["configs.cm"]) == []
     chart_cm = yaml.safe_load((upstream / "argo-cd/values.yaml").read_text())["configs"]["cm"]
     for key in values["configs"]["cm"]:
-        assert key in chart_cm or ARGOCD_CM_KEY.fullmatch(key), key
+        assert key in chart_cm or key == "url" or ARGOCD_CM_KEY.fullmatch(key), key
     # The chart's own defaults under configs.cm stay (Helm merges maps).
     assert not set(values["configs"]["cm"]) & set(chart_cm)
 
@@ -438,3 +486,10 @@ def test_callers_depends_on_reaches_the_release():
 
     ev = evaluate(run)
     assert ev.named("before").urn in ev.one(RELEASE).dependencies
+
+
+def test_the_release_carries_the_external_url_when_the_stack_gives_one():
+    ev = evaluate(program(lambda: args(url="https://argocd.platform.test")))
+    values = ev.one(RELEASE).plain("values")
+    assert values["configs"]["cm"]["url"] == "https://argocd.platform.test"
+    assert values["notifications"]["argocdUrl"] == "https://argocd.platform.test"

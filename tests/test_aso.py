@@ -128,11 +128,11 @@ def test_without_depends_on_nothing_orders_them():
 
 
 def test_args_reject_an_empty_or_malformed_crd_pattern():
-    with pytest.raises(ValueError, match="at least one"):
+    with pytest.raises(AssertionError, match="at least one"):
         AsoArgs("c", "t", "s", crd_pattern=[])
-    with pytest.raises(ValueError, match="allowed"):
+    with pytest.raises(AssertionError, match="azure.com/<Kind>"):
         AsoArgs("c", "t", "s", crd_pattern=["storage.azure.com/*;compute.azure.com/*"])
-    with pytest.raises(ValueError, match="duplicate"):
+    with pytest.raises(AssertionError, match="duplicate"):
         AsoArgs("c", "t", "s", crd_pattern=["storage.azure.com/*", "storage.azure.com/*"])
 
 

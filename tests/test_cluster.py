@@ -30,7 +30,7 @@ from offline.mocks import (
     mock_guid,
 )
 from stacks import build
-from stacks.config import from_pulumi
+from stacks.validation import from_pulumi
 from tests.conftest import run_program
 
 MC = "azure-native:containerservice:ManagedCluster"

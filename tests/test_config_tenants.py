@@ -7,7 +7,9 @@ from typing import Any
 
 import pytest
 
-from stacks.config import PLATFORM_NAMESPACES, ConfigError, TenantRole, load
+from offline.mocks import admin_kubeconfig
+from stacks.config import PLATFORM_NAMESPACES, ConfigError
+from stacks.validation import load
 from tests.conftest import run_program
 from tests.test_config import BASE
 
@@ -21,7 +23,7 @@ HYBRID_SP: dict[str, Any] = {
     "location": "westeurope",
     "appResourceGroups": ["rg-hybrid-webapp"],
     "hybrid": {"servicePrincipalClientId": "5b9c3f0e-2d7a-4e1b-8c6f-0a9d8e7f6c5b"},
-    "kubeconfig": "apiVersion: v1\nkind: Config\n",
+    "kubeconfig": admin_kubeconfig("kind-platform", "local"),
     "servicePrincipalClientSecret": "not-a-real-secret",
     "addons": BASE["addons"],
 }
@@ -60,15 +62,13 @@ def test_two_tenants_load_with_defaults():
     payments, analytics = cfg.tenants
     assert payments.tenant_id is None and payments.location is None
     # No roles given: Contributor on the tenant's own resource group.
-    assert payments.roles == (TenantRole(role="Contributor", scope="resourceGroup"),)
+    assert [(r.role, r.scope) for r in payments.roles] == [("Contributor", "resourceGroup")]
     assert (analytics.tenant_id, analytics.location) == (ENTRA, "northeurope")
     assert cfg.tenant_resource_group(payments) == "rg-dev-tenant-payments"
     assert cfg.tenant_identity_name(payments) == "id-dev-tenant-payments"
 
 
-@pytest.mark.parametrize(
-    "tenants, key, allowed",
-    [
+TENANT_CASES = [
         pytest.param([tenant(), other(name="payments")], "tenants[1].name", "a name no other tenant has", id="duplicate-name"),
         pytest.param([tenant(name="Payments")], "tenants[0].name", "DNS-safe", id="uppercase-name"),
         pytest.param([tenant(name="pay_ments")], "tenants[0].name", "DNS-safe", id="underscore-name"),
@@ -76,13 +76,13 @@ def test_two_tenants_load_with_defaults():
         pytest.param([tenant(name="a" * 21)], "tenants[0].name", "2-20", id="long-name"),
         pytest.param([tenant(name="payments-")], "tenants[0].name", "DNS-safe", id="trailing-hyphen"),
         pytest.param([tenant(name=...)], "tenants[0].name", "required", id="no-name"),
-        pytest.param([tenant(), other(namespaces=["payments"])], "tenants[1].namespaces", "no other tenant has", id="shared-namespace"),
-        pytest.param([tenant(namespaces=["payments", "payments"])], "tenants[0].namespaces", "no other tenant has", id="namespace-twice"),
+        pytest.param([tenant(), other(namespaces=["payments"])], "tenants[1].namespaces[0]", "no other tenant has", id="shared-namespace"),
+        pytest.param([tenant(namespaces=["payments", "payments"])], "tenants[0].namespaces[1]", "no other tenant has", id="namespace-twice"),
         pytest.param([tenant(namespaces=["Payments"])], "tenants[0].namespaces[0]", "RFC 1123", id="non-dns-namespace"),
-        pytest.param([tenant(namespaces=["argocd"])], "tenants[0].namespaces", "the platform does not own", id="argocd"),
-        pytest.param([tenant(namespaces=["crossplane-system"])], "tenants[0].namespaces", "the platform does not own", id="crossplane-system"),
-        pytest.param([tenant(namespaces=["kube-system"])], "tenants[0].namespaces", "the platform does not own", id="kube-system"),
-        pytest.param([tenant(namespaces=["webapp-aso"])], "tenants[0].namespaces", "the platform does not own", id="gitops-app-namespace"),
+        pytest.param([tenant(namespaces=["argocd"])], "tenants[0].namespaces[0]", "the platform does not own", id="argocd"),
+        pytest.param([tenant(namespaces=["crossplane-system"])], "tenants[0].namespaces[0]", "the platform does not own", id="crossplane-system"),
+        pytest.param([tenant(namespaces=["kube-system"])], "tenants[0].namespaces[0]", "the platform does not own", id="kube-system"),
+        pytest.param([tenant(namespaces=["webapp-aso"])], "tenants[0].namespaces[0]", "the platform does not own", id="gitops-app-namespace"),
         pytest.param([tenant(namespaces=[])], "tenants[0].namespaces", "at least one namespace", id="no-namespace"),
         pytest.param([tenant(subscriptionId="8c1d2e3f-4a5b-4c6d-8e7f")], "tenants[0].subscriptionId", "GUID", id="bad-subscription"),
         pytest.param([tenant(subscriptionId=...)], "tenants[0].subscriptionId", "required", id="no-subscription"),
@@ -97,7 +97,7 @@ def test_two_tenants_load_with_defaults():
         ),
         pytest.param(
             [tenant(roles=[{"role": "Contributor", "scope": "rg-payments"}])],
-            "tenants[0].roles[0].scope", "an ARM ID under", id="scope-not-an-arm-id",
+            "tenants[0].roles[0].scope", "ARM ID under", id="scope-not-an-arm-id",
         ),
         pytest.param(
             [tenant(roles=[{"role": "Contributor", "scope": "subscription"}])],
@@ -110,8 +110,14 @@ def test_two_tenants_load_with_defaults():
         pytest.param([tenant(sourceRepos=["ftp://x/y"])], "tenants[0].sourceRepos[0]", "Git URLs", id="bad-source-repo"),
         pytest.param([tenant(location="West Europe")], "tenants[0].location", "Azure region", id="bad-location"),
         pytest.param([tenant(namespace=["payments"])], "tenants[0].namespace", "no such setting", id="unknown-key"),
-    ],
-)
+        pytest.param([tenant(roles=[{"role": "Reader", "scop": "resourceGroup"}])], "tenants[0].roles[0].scop", "no such setting", id="unknown-role-key"),
+        pytest.param([tenant(roles=[{"role": "Reader", "scope": "subscription", "allowSubscriptionScope": "yes"}])], "tenants[0].roles[0].allowSubscriptionScope", "true or false", id="opt-in-not-a-bool"),
+        pytest.param([tenant(roles={"role": "Reader"})], "tenants[0].roles", "a list", id="roles-not-a-list"),
+        pytest.param(["payments"], "tenants[0]", "a mapping", id="tenant-not-a-mapping"),
+]
+
+
+@pytest.mark.parametrize("tenants, key, allowed", TENANT_CASES)
 def test_each_tenant_rule_names_key_value_and_allowed(tenants, key, allowed):
     found = problems(with_tenants(*tenants))
     matching = [p for p in found if p.startswith(f"aks-platform:{key}:")]
@@ -139,11 +145,11 @@ def test_scopes_inside_the_subscription_are_accepted():
             )
         )
     )
-    assert cfg.tenants[0].roles == (
-        TenantRole("Contributor", arm_id),
-        TenantRole("Reader", "subscription"),
-        TenantRole("acdd72a7-3385-48ef-bd42-f606fba81ae7", "resourceGroup"),
-    )
+    assert [(r.role, r.scope) for r in cfg.tenants[0].roles] == [
+        ("Contributor", arm_id),
+        ("Reader", "subscription"),
+        ("acdd72a7-3385-48ef-bd42-f606fba81ae7", "resourceGroup"),
+    ]
 
 
 def test_tenants_need_workload_identity_not_a_service_principal():
@@ -159,15 +165,15 @@ def test_tenants_need_workload_identity_not_a_service_principal():
 
 def test_all_tenant_problems_are_reported_together():
     found = problems(with_tenants(tenant(name="X", subscriptionId="x", namespaces=["argocd"], sourceRepos=[])))
-    keys = {p.split(":")[1] for p in found}
-    assert {"tenants[0].name", "tenants[0].subscriptionId", "tenants[0].namespaces", "tenants[0].sourceRepos"} <= keys
+    keys = {p.split(": got ")[0].split(":")[1] for p in found}
+    assert keys == {"tenants[0].name", "tenants[0].subscriptionId", "tenants[0].namespaces[0]", "tenants[0].sourceRepos"}
 
 
 def test_invalid_tenant_config_registers_nothing():
     """The error is raised by the real program before any resource (not even the cluster) is registered."""
     raw = with_tenants(tenant(), other(namespaces=["payments"]))
     config = {f"aks-platform:{k}": v for k, v in raw.items()}
-    with pytest.raises(ConfigError, match=r"tenants\[1\]\.namespaces"):
+    with pytest.raises(ConfigError, match=r"tenants\[1\]\.namespaces\[0\]"):
         run_program(config)
     from pulumi.runtime.settings import SETTINGS
 

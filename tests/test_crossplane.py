@@ -417,3 +417,27 @@ def test_every_managed_resource_the_gitops_layer_composes_is_installed_and_activ
         assert any(fnmatch.fnmatchcase(f"things.{group}", pattern) for pattern in activations), group
         package = "provider-family-azure" if group == "azure.m.upbound.io" else f"provider-azure-{group.split('.')[0]}"
         assert package in CROSSPLANE_PROVIDERS, group
+
+
+def test_storage_data_plane_roles_reach_the_app_resource_groups_and_nothing_wider(stack_file):
+    """The providers read storage accounts and containers through the data plane (see
+    STORAGE_DATA_PLANE_ROLES); those roles stay on the app resource groups even when the
+    stack grants the controllers the whole subscription."""
+    from components.roles import BUILTIN_ROLES
+    from tests.conftest import run_program
+
+    config, secret = stack_file("dev")
+    config["aks-platform:addons"]["aso"] = {"subscriptionScope": True}
+    ev = run_program(config, secret, stack="dev")
+    data_roles = {BUILTIN_ROLES[r]: r for r in ("Storage Queue Data Reader", "Storage Blob Data Contributor")}
+    grants = [g for g in ev.by_type("azure-native:authorization:RoleAssignment") if g.name.startswith("crossplane-identity")]
+    scopes = {}
+    for grant in grants:
+        role = grant.plain("roleDefinitionId").rsplit("/", 1)[1]
+        scopes.setdefault(role, set()).add(grant.plain("scope").rsplit("/", 1)[1])
+    assert BUILTIN_ROLES["Contributor"] in scopes and any(not s.startswith("rg-") for s in scopes[BUILTIN_ROLES["Contributor"]])
+    for guid, role in data_roles.items():
+        assert scopes[guid] == {"rg-dev-webapp"}, role
+    # ASO gets none of them.
+    aso = [g for g in ev.by_type("azure-native:authorization:RoleAssignment") if g.name.startswith("aso-identity")]
+    assert not {g.plain("roleDefinitionId").rsplit("/", 1)[1] for g in aso} & set(data_roles)

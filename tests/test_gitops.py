@@ -8,10 +8,14 @@ What is checked, offline and in seconds:
 * the ApplicationSets render, for a cluster Secret built from components.gitops_bridge,
   into Applications that validate, point at existing paths and projects, and inject every
   Azure fact from the Secret (nothing is a literal in Git);
-* kro: each resource template validates against its CRD, each ${...} reads a declared
-  field; Crossplane: the Composition's patches read and write declared XR fields and
-  render valid names; both variants expose the same spec;
-* the AppProjects allow exactly the kinds and namespaces the Applications deploy;
+* kro: each resource template validates against its CRD; every CEL expression compiles
+  in kro's environment (cel-expr-python) with only the names kro gives it there and
+  evaluates on samples carrying every declared field; everything the app needs is Ready
+  before the Deployment starts; Crossplane: the Composition's patches read and write
+  declared XR fields and render valid names, its cel-filter expressions evaluate to the
+  intended decisions; both variants expose the same spec;
+* the AppProjects allow exactly the kinds and namespaces the Applications deploy, pin
+  every RBAC kind by name, and the API Applications never prune;
 * secure defaults (no secrets, Entra-only PostgreSQL, TLS, storage lockdown, 0.0.0.0 only
   in dev).
 """
@@ -51,7 +55,7 @@ from components.gitops_bridge import (
     LABEL_ENVIRONMENT,
     PLATFORM_PROJECT,
 )
-from tests.gitops_support import argocd, kro, pt
+from tests.gitops_support import argocd, cel, kro, pt
 from tests.gitops_support.crds import (
     REPO_ROOT,
     errors,
@@ -421,6 +425,48 @@ def test_appprojects_allow_exactly_what_their_applications_deploy(upstream):
             assert spec.get("namespaceResourceBlacklist") == [{"group": "*", "kind": "*"}], name
 
 
+API_KINDS = {("kro.run", "ResourceGraphDefinition"), ("apiextensions.crossplane.io", "CompositeResourceDefinition")}
+
+
+def test_applications_that_deliver_the_platform_apis_never_prune():
+    """Pruning an RGD or an XRD deletes its CRD, every WebApp and, through ASO or Crossplane,
+    the databases and storage behind them: their Applications never prune automatically."""
+    delivering = []
+    for environment in ("dev", "prod"):
+        for app in applications(environment):
+            kinds = {(split_api_version(d["apiVersion"])[0], d["kind"]) for d in rendered(app)}
+            if kinds & API_KINDS:
+                delivering.append(app["metadata"]["name"])
+                sync = app["spec"]["syncPolicy"]
+                assert sync.get("automated", {}).get("prune", False) is False, app["metadata"]["name"]
+                options = sync.get("syncOptions", [])
+                assert "Prune=true" not in options and "Replace=true" not in options, app["metadata"]["name"]
+    assert {n.rsplit("-webapp-api-", 1)[1] for n in delivering} == {"kro", "crossplane"}
+    # Both API kinds are really delivered by them (an RGD or XRD moved elsewhere fails here).
+    delivered = {(split_api_version(d["apiVersion"])[0], d["kind"])
+                 for suffix in ("-webapp-api-kro", "-webapp-api-crossplane") for d in rendered(app_named(suffix))}
+    assert API_KINDS <= delivered
+
+
+def test_every_whitelisted_rbac_kind_is_pinned_by_name():
+    """Without a name, anything merged into a synced path could create any ClusterRole (or
+    binding) in the cluster: every rbac.authorization.k8s.io entry an AppProject whitelists
+    names the one object it allows."""
+    projects = [d for d in rendered(app_named("-app-projects")) if d["kind"] == "AppProject"]
+    assert projects
+    checked = 0
+    for project in projects:
+        spec = project["spec"]
+        for key in ("clusterResourceWhitelist", "namespaceResourceWhitelist"):
+            for entry in spec.get(key, []):
+                if entry["group"] in ("rbac.authorization.k8s.io", "*"):
+                    assert entry["group"] != "*", f"{project['metadata']['name']} {key}: group '*' admits RBAC"
+                    assert entry["kind"] != "*" and entry.get("name") and "*" not in entry["name"], (
+                        f"{project['metadata']['name']} {key}: {entry} is not pinned by name")
+                    checked += 1
+    assert checked >= 1
+
+
 # --- app instances: IDs flow from the Secret ----------------------------------------------------
 
 @pytest.mark.parametrize("variant", ["aso", "crossplane"])
@@ -486,18 +532,89 @@ def test_kro_resource_ids_are_unique_cel_identifiers():
         assert i not in ("schema", "each") and i not in kro.CEL_NAMESPACES
 
 
-def kro_sample_instance() -> dict[str, Any]:
+def kro_sample_instance(environment: str = "dev") -> dict[str, Any]:
     """The rendered reference instance with the API server's defaults applied."""
-    (webapp,) = [d for d in rendered(app_named("-webapp-aso")) if d["kind"] == "WebApp"]
+    (webapp,) = [d for d in rendered(app_named("-webapp-aso", environment)) if d["kind"] == "WebApp"]
     spec = kro.apply_defaults(kro_instance_schema()["properties"]["spec"], webapp["spec"])
     spec["database"]["allowedIpRanges"] = [{"name": "egress", "startIpAddress": "203.0.113.10", "endIpAddress": "203.0.113.20"}]
-    return {**webapp, "spec": spec}
+    meta = {"name": webapp["metadata"]["name"], "namespace": webapp["metadata"]["namespace"], "uid": "uid",
+            "labels": {}, "annotations": {}, "generation": 1}
+    return {**webapp, "metadata": meta, "spec": spec}
+
+
+RESOURCE_META = {"name": "x", "namespace": "x", "uid": "x", "labels": {}, "annotations": {}, "generation": 1}
+# An upstream-shaped condition: every field CRDs declare for Ready-style conditions.
+SAMPLE_CONDITION = {"type": "Ready", "status": "True", "reason": "x", "message": "x", "severity": "x",
+                    "observedGeneration": 1, "lastTransitionTime": "x"}
+
+
+def kro_observed_sample(res: dict[str, Any]) -> dict[str, Any]:
+    """What kro would hand an expression for this resource: every field its CRD declares.
+
+    Kinds without a pinned CRD: the template (spec as written) and the status fields in
+    UNPINNED_STATUS_FIELDS; core kinds without status: the template.
+    """
+    tpl = res["template"]
+    group, version = split_api_version(tpl["apiVersion"])
+    key = (group, tpl["kind"], version)
+    crds = upstream_schemas() if UPSTREAM.is_dir() else {}
+    if key in crds:
+        obj = cel.sample(crds[key])
+    else:
+        obj = copy.deepcopy(tpl)
+        fields = UNPINNED_STATUS_FIELDS.get((group, tpl["kind"]))
+        if fields is not None:
+            obj["status"] = {f: [SAMPLE_CONDITION] if f == "conditions" else "x" for f in fields}
+    obj["metadata"] = dict(RESOURCE_META)
+    return obj
+
+
+def kro_collection(res: dict[str, Any]) -> bool:
+    return bool(res.get("forEach"))
+
+
+def kro_activation() -> dict[str, Any]:
+    """schema = the real instance; each resource id = a full sample (a list for collections)."""
+    scope: dict[str, Any] = {"schema": kro_sample_instance()}
+    for res in rgd_resources():
+        obs = kro_observed_sample(res)
+        scope[res["id"]] = [obs] if kro_collection(res) else obs
+    return scope
+
+
+def kro_iterators(res: dict[str, Any], instance: dict[str, Any]) -> dict[str, Any]:
+    """Each forEach iterator bound to the first element kro would expand for `instance`."""
+    out = {}
+    for entry in res.get("forEach", []):
+        ((var, source),) = entry.items()
+        assert kro.is_standalone(source), f"{res['id']}: forEach {source!r}"
+        items = cel.evaluate(cel.KRO, kro.expressions(source)[0], {"schema": instance})
+        assert isinstance(items, list), f"{res['id']}: forEach {var} is not a list"
+        out[var] = items[0] if items else None
+    return out
+
+
+def kro_dependencies() -> dict[str, set[str]]:
+    """Resource id -> the ids its template, forEach and includeWhen read (kro's DAG edges)."""
+    ids = {r["id"] for r in rgd_resources()}
+    deps: dict[str, set[str]] = {}
+    for res in rgd_resources():
+        iterators = {next(iter(e)) for e in res.get("forEach", [])}
+        found: set[str] = set()
+        sources = [v for _, v in kro.walk_strings(res["template"])]
+        sources += [next(iter(e.values())) for e in res.get("forEach", [])] + list(res.get("includeWhen", []))
+        for value in sources:
+            for expr in kro.expressions(value):
+                found |= cel.variables_read(cel.KRO, expr, (ids - {res["id"]}) | iterators | {"schema"})
+        deps[res["id"]] = found - iterators - {"schema"}
+    return deps
 
 
 def test_kro_templates_validate_against_upstream_crds(upstream):
     crds = upstream_schemas()
     instance = kro_sample_instance()
     validated = set()
+    ids = {r["id"] for r in rgd_resources()}
     for res in rgd_resources():
         tpl = res["template"]
         group, version = split_api_version(tpl["apiVersion"])
@@ -505,11 +622,16 @@ def test_kro_templates_validate_against_upstream_crds(upstream):
         assert tpl["metadata"]["name"], res["id"]
         assert "namespace" not in tpl["metadata"], f"{res['id']}: kro puts namespaced resources in the instance's namespace"
         if key in crds:
-            scope = {"schema": instance}
-            for entry in res.get("forEach", []):  # one element per iterator, like kro would
-                ((var, source),) = entry.items()
-                scope[var] = kro.lookup(scope, kro.expressions(source)[0])[0]
-            doc = kro.fill_expressions(tpl, object_jsonschema(crds[key]), lambda e: kro.lookup(scope, e))
+            scope = {"schema": instance, **kro_iterators(res, instance)}
+
+            def resolve(expr: str) -> Any:
+                # Values that come from the instance are computed by CEL; values read from
+                # another resource's status are unknown here and take a sample of the type.
+                if cel.variables_read(cel.KRO, expr, set(scope) | ids) <= set(scope):
+                    return cel.evaluate(cel.KRO, expr, scope)
+                return None
+
+            doc = kro.fill_expressions(tpl, object_jsonschema(crds[key]), resolve)
             problems = errors(validator_for(*key), doc)
             assert not problems, f"{res['id']}:\n" + "\n".join(problems)
             validated.add(tpl["kind"])
@@ -525,95 +647,121 @@ def test_kro_templates_validate_against_upstream_crds(upstream):
                          "FlexibleServer", "FlexibleServersDatabase", "FlexibleServersFirewallRule"}
 
 
-def test_kro_expressions_read_declared_fields(upstream):
+def test_every_kro_expression_type_checks_and_evaluates_on_declared_fields(upstream):
+    """Each ${...} compiles in kro's environment with only the names kro gives it there, and
+    evaluates on samples carrying every field the CRDs declare (a misspelt field fails)."""
     spec = rgd()["spec"]
-    instance = kro_instance_schema()["properties"]["spec"]
-    crds = upstream_schemas()
-    resources = {r["id"]: r for r in spec["resources"]}
-    meta_fields = {"name", "namespace", "uid", "labels", "annotations", "generation"}
-
-    def check(ref: kro.Reference, where: str, local: set[str], iterators: dict[str, dict[str, Any]]) -> None:
-        if ref.root == "schema":
-            head, *rest = ref.path
-            if head == "metadata":
-                assert rest and rest[0] in meta_fields, f"{where}: {ref}"
-            else:
-                assert head == "spec" and kro.schema_at(instance, tuple(rest)) is not None, f"{where}: {ref} not declared"
-            return
-        if ref.root in local:
-            return
-        if ref.root in iterators:
-            assert kro.schema_at(iterators[ref.root], ref.path) is not None, f"{where}: {ref}"
-            return
-        assert ref.root in resources, f"{where}: {ref.root} is not a resource id"
-        tpl = resources[ref.root]["template"]
-        head, *rest = ref.path
-        if head == "metadata":
-            assert rest and rest[0] in meta_fields, f"{where}: {ref}"
-            return
-        group, version = split_api_version(tpl["apiVersion"])
-        key = (group, tpl["kind"], version)
-        if key in crds:
-            assert kro.schema_at(crds[key], ref.path) is not None, f"{where}: {ref} not in the {tpl['kind']} CRD"
-        elif head == "status":
-            assert rest and rest[0] in UNPINNED_STATUS_FIELDS[(group, tpl["kind"])], f"{where}: {ref}"
-        else:  # spec of a kind without a pinned CRD: must be set in the template
-            node: Any = tpl
-            for part in ref.path:
-                assert isinstance(node, dict) and part in node, f"{where}: {ref} not set in the template"
-                node = node[part]
-
+    ids = {r["id"] for r in spec["resources"]}
+    scope = kro_activation()
     count = 0
     for res in spec["resources"]:
-        iterators: dict[str, dict[str, Any]] = {}
-        for entry in res.get("forEach", []):
-            ((var, source),) = entry.items()
-            (expr,) = kro.expressions(source)
-            (ref,) = kro.references(expr)
-            assert ref.root == "schema", f"{res['id']}: forEach over {ref}"
-            arr = kro.schema_at(instance, ref.path[1:])
-            assert arr and arr["type"] == "array", ref
-            iterators[var] = arr["items"]
+        iterators = kro_iterators(res, scope["schema"])
         for field in ("includeWhen", "readyWhen"):
             for cond in res.get(field, []):
                 assert kro.is_standalone(cond), f"{res['id']} {field}: {cond!r}"
-                for ref in kro.references(kro.expressions(cond)[0]):
-                    if field == "readyWhen":
-                        assert ref.root in (res["id"], "each"), f"readyWhen of {res['id']} reads {ref}"
-                    else:
-                        assert ref.root == "schema", f"includeWhen of {res['id']} reads {ref}"
-                    check(ref, f"{res['id']} {field}", set(), iterators)
-                    count += 1
+                (expr,) = kro.expressions(cond)
+                if field == "readyWhen":
+                    # kro evaluates readyWhen on the resource alone; on each item for collections.
+                    own = "each" if kro_collection(res) else res["id"]
+                    cel.compile(cel.KRO, expr, {own})
+                    value = cel.evaluate(cel.KRO, expr, {own: kro_observed_sample(res)})
+                else:
+                    cel.compile(cel.KRO, expr, {"schema"})
+                    value = cel.evaluate(cel.KRO, expr, {"schema": scope["schema"]})
+                assert isinstance(value, bool), f"{res['id']} {field}: {cond!r} is not a bool"
+                count += 1
+        for entry in res.get("forEach", []):
+            ((_, source),) = entry.items()
+            cel.compile(cel.KRO, kro.expressions(source)[0], {"schema"})
+            count += 1
         for path, value in kro.walk_strings(res["template"]):
             for expr in kro.expressions(value):
-                for ref in kro.references(expr):
-                    assert ref.root != res["id"], f"{res['id']} reads itself at {path}"
-                    check(ref, f"{res['id']} {'.'.join(map(str, path))}", set(), iterators)
-                    count += 1
+                where = f"{res['id']} {'.'.join(map(str, path))}"
+                # A template may read the instance, its iterators and other resources, never itself.
+                cel.compile(cel.KRO, expr, ({"schema"} | ids | set(iterators)) - {res["id"]})
+                result = cel.evaluate(cel.KRO, expr, {**scope, **iterators})
+                if not kro.is_standalone(value):
+                    assert isinstance(result, (str, int)), f"{where}: embedded in a string but yields {result!r}"
+                count += 1
     for path, value in kro.walk_strings(spec["schema"].get("status", {})):
         for expr in kro.expressions(value):
-            for ref in kro.references(expr):
-                check(ref, f"status.{'.'.join(path)}", set(), {})
-                count += 1
-    assert count > 60
+            cel.compile(cel.KRO, expr, ids)
+            cel.evaluate(cel.KRO, expr, scope)
+            count += 1
+    assert count > 70
 
 
-def test_kro_reference_check_catches_typos(upstream):
-    """The reference walker must see through CEL: a misspelt field is reported."""
-    refs = kro.references('"st" + "%x".format([hash.sha256(schema.spec.platform.subscriptoinId)]).substring(0, 16)')
-    assert [str(r) for r in refs] == ["schema.spec.platform.subscriptoinId"]
-    assert kro.schema_at(kro_instance_schema()["properties"]["spec"], ("platform", "subscriptoinId")) is None
-    refs = kro.references('server.status.conditions.exists(c, c.type == "Ready" && c.status == "True")')
-    assert [str(r) for r in refs] == ["server.status.conditions"]
-    crd = upstream_schemas()[("dbforpostgresql.azure.com", "FlexibleServer", "v20250801")]
-    assert kro.schema_at(crd, ("status", "fullyQualifiedDomainName")) is not None
-    assert kro.schema_at(crd, ("status", "fqdn")) is None
+def test_kro_expression_check_catches_typos_and_forbidden_reads(upstream):
+    """The check above must be able to fail: the engine reports misspelt fields and names."""
+    scope = kro_activation()
+    with pytest.raises(cel.CelError, match="subscriptoinId"):
+        cel.evaluate(cel.KRO, '"%x".format([hash.sha256(schema.spec.platform.subscriptoinId)])', scope)
+    with pytest.raises(cel.CelError):
+        cel.evaluate(cel.KRO, "server.status.fqdn", scope)
+    assert cel.evaluate(cel.KRO, "server.status.fullyQualifiedDomainName", scope) == "x"
+    # readyWhen sees only its own resource: reading another is an undeclared reference.
+    with pytest.raises(cel.CelError, match="undeclared reference"):
+        cel.compile(cel.KRO, 'database.status.conditions.exists(c, c.type == "Ready") && server.status.id != ""', {"database"})
+    # The name scheme: the same digest the Composition computes.
+    seed = "s/r/n/app"
+    assert cel.evaluate(cel.KRO, '"%x".format([hash.sha256(x)]).substring(0, 16)', {"x": seed}) == (
+        hashlib.sha256(seed.encode()).hexdigest()[:16])
+
+
+def test_kro_starts_the_app_only_after_everything_it_needs_is_ready():
+    """kro v0.9.3 creates a resource once every resource it reads passes its readyWhen; one
+    without readyWhen counts as ready as soon as it exists (pkg/runtime/node_readiness.go)."""
+    resources = {r["id"]: r for r in rgd_resources()}
+    deps = kro_dependencies()
+
+    def closure(rid: str) -> set[str]:
+        seen: set[str] = set()
+        todo = [rid]
+        while todo:
+            for dep in deps[todo.pop()] - seen:
+                seen.add(dep)
+                todo.append(dep)
+        return seen
+
+    needed = set().union(*deps.values())
+    azure = {rid for rid, r in resources.items() if r["template"]["apiVersion"].split("/")[0].endswith(".azure.com")}
+    # Every Azure resource is something the app needs before it starts.
+    assert azure <= closure("deployment"), f"the Deployment does not wait for {sorted(azure - closure('deployment'))}"
+    for rid in sorted(needed | azure):
+        res = resources[rid]
+        if res["template"]["kind"] == "ServiceAccount":
+            continue  # no status: existing is being ready
+        (cond,) = res.get("readyWhen", [None])
+        assert cond, f"{rid} is needed by {sorted(r for r, d in deps.items() if rid in d)} but has no readyWhen"
+        (expr,) = kro.expressions(cond)
+        own = "each" if kro_collection(res) else rid
+        ready_type = "Available" if res["template"]["kind"] == "Deployment" else "Ready"
+
+        def ready(conditions: list[dict[str, Any]] | None) -> bool:
+            obj = {"metadata": dict(RESOURCE_META)}
+            if conditions is not None:
+                obj["status"] = {"conditions": conditions}
+            return cel.evaluate(cel.KRO, expr, {own: obj}) if conditions is not None else False
+
+        assert ready([{"type": ready_type, "status": "True"}]), rid
+        assert not ready([{"type": ready_type, "status": "False", "reason": "Reconciling"}]), rid
+        assert not ready([{"type": "Other", "status": "True"}]), rid
+        assert not ready([]), rid
+    # An excluded resource excludes whatever reads it (IsIgnored is contagious): nothing that
+    # always exists may read a resource that includeWhen can drop.
+    optional = {rid for rid, r in resources.items() if r.get("includeWhen")}
+    for rid, d in deps.items():
+        if not resources[rid].get("includeWhen"):
+            assert not d & optional, f"{rid} reads {sorted(d & optional)}, which includeWhen may exclude"
 
 
 def test_kro_owners_are_the_existing_app_resource_group():
     """Top-level Azure resources use owner.armId (ASO never owns or creates the group)."""
     arm = "/subscriptions/${schema.spec.platform.subscriptionId}/resourceGroups/${schema.spec.platform.resourceGroup}"
     ids = {r["id"] for r in rgd_resources()}
+    scope = kro_activation()
+    for rid in ids:
+        scope[rid] = {"metadata": {"name": f"name-of-{rid}"}}
     for res in rgd_resources():
         tpl = res["template"]
         if not tpl["apiVersion"].split("/")[0].endswith(".azure.com"):
@@ -623,8 +771,7 @@ def test_kro_owners_are_the_existing_app_resource_group():
             assert owner == {"armId": arm}, res["id"]
         else:  # children are owned by a sibling in the graph, by name
             (expr,) = kro.expressions(owner["name"])
-            assert str(kro.references(expr)[0]).endswith(".metadata.name")
-            assert kro.references(expr)[0].root in ids
+            assert cel.evaluate(cel.KRO, expr, scope) in {f"name-of-{i}" for i in ids - {res['id']}}, res["id"]
     assert not [r for r in rgd_resources() if r["template"]["kind"] == "ResourceGroup"]
 
 
@@ -719,20 +866,47 @@ def test_composed_resources_render_and_are_namespaced_upbound_resources(upstream
     assert desired["postgres-server"]["spec"]["forProvider"]["storageMb"] == 32768
 
 
+def cel_filter(name: str, xr: dict[str, Any], observed: tuple[str, ...] = ()) -> bool:
+    """function-cel-filter v0.2.0's decision for one resource: keep it when the expression is true."""
+    (expr,) = [f["expression"] for f in step_input("function-cel-filter")["filters"] if f["name"] == name]
+    state = {"composite": {"resource": xr}, "resources": {n: {"resource": {}} for n in observed}}
+    result = cel.evaluate(cel.CEL_FILTER, expr, {"observed": state, "desired": {"composite": {"resource": xr}}, "context": {}})
+    assert isinstance(result, bool), (name, result)
+    return result
+
+
 def test_cel_filters_name_real_resources_and_gate_zero_ip_to_dev():
     names = {r["name"] for r in step_input("function-patch-and-transform")["resources"]}
     filters = {f["name"]: f["expression"] for f in step_input("function-cel-filter")["filters"]}
     assert set(filters) <= names
-    assert filters["postgres-firewall-azure-services"] == 'observed.composite.resource.spec.platform.environment == "dev"'
-    for i in range(3):
-        assert filters[f"postgres-firewall-allowed-{i}"].endswith(f"allowedIpRanges) > {i}")
+    # Every expression type-checks with the function's variables and evaluates on an XR that
+    # carries every field the XRD declares (a misspelt field is a missing key).
+    full = {"apiVersion": "x/v1", "kind": "WebApp", "metadata": {"name": "x", "namespace": "x"}, **cel.sample(xrd_schema())}
+    for name in filters:
+        cel_filter(name, full)
     assert xrd_schema()["properties"]["spec"]["properties"]["database"]["properties"]["allowedIpRanges"]["maxItems"] == 3
+    for environment in ("dev", "prod"):
+        for ranges in range(4):
+            xr = sample_xr(environment, ranges)
+            assert cel_filter("postgres-firewall-azure-services", xr) is (environment == "dev")
+            for i in range(3):
+                assert cel_filter(f"postgres-firewall-allowed-{i}", xr) is (ranges > i), (environment, ranges, i)
     # Resources that need IDs from siblings wait for them, then are never dropped again.
+    bare = sample_xr()
+    del bare["status"]
     for gated in ("blob-contributor", "postgres-entra-admin", "deployment"):
-        assert filters[gated].startswith(f'"{gated}" in observed.resources ||'), gated
-    for name, expr in filters.items():
-        for field in re.findall(r"observed\.composite\.resource\.((?:spec|status)\.[\w.]+)", expr):
-            assert kro.schema_at(xrd_schema(), tuple(field.split("."))), (name, field)
+        assert not cel_filter(gated, bare), gated
+        assert cel_filter(gated, sample_xr()), gated
+        assert cel_filter(gated, bare, observed=(gated,)), gated
+        for missing in sample_xr()["status"]:
+            partial = sample_xr()
+            del partial["status"][missing]
+            if cel_filter(gated, partial):
+                continue  # this resource does not need that ID
+            assert cel_filter(gated, partial, observed=(gated,)), (gated, missing)
+    with pytest.raises(cel.CelError):
+        cel.evaluate(cel.CEL_FILTER, "observed.composite.resource.spec.platfrom.environment == 'dev'",
+                     {"observed": {"composite": {"resource": full}}})
 
 
 # --- the workload and secure defaults, both variants --------------------------------------------
@@ -748,11 +922,29 @@ def xp_desired(environment: str = "dev") -> dict[str, dict[str, Any]]:
 def test_workload_uses_its_own_identity_and_the_app_contract():
     (kro_dep,) = kro_template("Deployment")
     xp_dep = xp_desired()["deployment"]
+    expected_identity_env = {
+        # kro: the expressions; Crossplane: the rendered values of sample_xr().
+        id(kro_dep["template"]): ("${identity.status.clientId}", "${schema.spec.platform.tenantId}"),
+        id(xp_dep): ("client", FAKE_FACTS[ANN_TENANT_ID]),
+    }
     for dep in (kro_dep["template"], xp_dep):
         pod = dep["spec"]["template"]
-        assert pod["metadata"]["labels"]["azure.workload.identity/use"] == "true"
+        # No webhook involved: the pod projects its own token, so clusters without the
+        # Azure Workload Identity webhook (kind, k3d) and AKS run the same Deployment.
+        assert "azure.workload.identity/use" not in pod["metadata"].get("labels", {})
         (c,) = pod["spec"]["containers"]
         env = {e["name"]: e.get("value") for e in c["env"]}
+        client_id, tenant_id = expected_identity_env[id(dep)]
+        assert (env["AZURE_CLIENT_ID"], env["AZURE_TENANT_ID"]) == (client_id, tenant_id)
+        assert env["AZURE_AUTHORITY_HOST"] == "https://login.microsoftonline.com/"
+        volumes = {v["name"]: v for v in pod["spec"]["volumes"]}
+        mounts = {m["name"]: m for m in c["volumeMounts"]}
+        (source,) = volumes["azure-identity-token"]["projected"]["sources"]
+        token = source["serviceAccountToken"]
+        assert token["audience"] == "api://AzureADTokenExchange" and token["expirationSeconds"] >= 3600
+        mount = mounts["azure-identity-token"]
+        assert mount["readOnly"] is True
+        assert env["AZURE_FEDERATED_TOKEN_FILE"] == f"{mount['mountPath']}/{token['path']}"
         assert APP_ENV <= set(env) and all(env[k] for k in APP_ENV), env
         assert env["AZURE_POSTGRES_ENTRA"] == "true" and env["PORT"] == "8080"
         assert c["ports"] == [{"name": "http", "containerPort": 8080}]
@@ -825,8 +1017,13 @@ def test_zero_ip_firewall_rule_exists_only_in_dev():
     zero = [r for r in rgd_resources()
             if r["template"]["kind"] == "FlexibleServersFirewallRule" and r["template"]["spec"]["startIpAddress"] == "0.0.0.0"]
     assert len(zero) == 1
-    assert zero[0]["includeWhen"] == ['${schema.spec.platform.environment == "dev"}']
-    (allowed,) = [r for r in rgd_resources() if r.get("forEach")]
+    # One rule in dev, none elsewhere: kro expands the collection over what CEL returns.
+    for environment, count in (("dev", 1), ("prod", 0), ("staging", 0)):
+        instance = kro_sample_instance(environment)
+        assert instance["spec"]["platform"]["environment"] == environment
+        ((_, source),) = zero[0]["forEach"][0].items()
+        assert len(cel.evaluate(cel.KRO, kro.expressions(source)[0], {"schema": instance})) == count, environment
+    (allowed,) = [r for r in rgd_resources() if r.get("forEach") and r["id"] != zero[0]["id"]]
     assert allowed["forEach"] == [{"ipRange": "${schema.spec.database.allowedIpRanges}"}]
     for r in rgd_resources():
         if r["id"] != zero[0]["id"]:

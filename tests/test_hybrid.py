@@ -19,7 +19,14 @@ from components.roles import BUILTIN_ROLES
 from components.aso import SERVICE_ACCOUNT as ASO_SA
 from components.crossplane import CREDENTIALS_KEY, CREDENTIALS_SECRET, WORKLOAD_IDENTITY_USE_LABEL
 from components.crossplane import SERVICE_ACCOUNT as CROSSPLANE_SA
-from components.gitops_bridge import ANN_OIDC_ISSUER_URL
+from components.gitops_bridge import (
+    ANN_APP_CLIENT_ID,
+    ANN_APP_PRINCIPAL_ID,
+    ANN_OIDC_ISSUER_URL,
+    APP_CREDENTIALS_KEY,
+    APP_CREDENTIALS_SECRET,
+    APP_NAMESPACES,
+)
 from components.identity import AUDIENCE
 from components.versions import CHARTS, CROSSPLANE, CROSSPLANE_PROVIDERS
 from offline.evaluate import Evaluation, Registration, Secret
@@ -204,6 +211,105 @@ def test_the_kubeconfig_is_a_secret_in_every_input_and_no_output(ev, hybrid_conf
     assert carried_in_secrets(ev, token) == ["existing-cluster"]
 
 
+# --- the reference app's own service principal -----------------------------------------------
+
+APP_SECRET_KEY = "aks-platform:appServicePrincipalClientSecret"
+
+
+@both_modes
+def test_the_app_secret_reaches_only_a_secret_in_each_app_namespace(ev, hybrid_config):
+    config, _ = hybrid_config
+    app_secret = config[APP_SECRET_KEY]
+    assert exposed_in(ev, app_secret) == []
+    holders = carried_in_secrets(ev, app_secret)
+    assert sorted(holders) == ["app-principal-webapp-aso-secret", "app-principal-webapp-crossplane-secret"]
+    for name in holders:
+        secret = ev.named(name)
+        assert secret.type == SECRET
+        assert secret.plain("metadata.name") == APP_CREDENTIALS_SECRET
+        assert isinstance(secret.input("stringData"), Secret)
+        assert secret.plain("stringData") == {APP_CREDENTIALS_KEY: app_secret}
+    # Not the controllers' secret, and the controllers' secret is not in the app namespaces.
+    controllers_secret = config["aks-platform:servicePrincipalClientSecret"]
+    assert not set(carried_in_secrets(ev, controllers_secret)) & set(holders)
+
+
+def test_the_app_secret_namespaces_are_the_app_applicationsets_destinations(shipped):
+    from tests.gitops_support.argocd import load_docs
+    from tests.conftest import ROOT
+
+    ev = shipped("hybrid", False)
+    destinations = {
+        appset["spec"]["template"]["spec"]["destination"]["namespace"]
+        for appset in load_docs(ROOT / "gitops" / "webapp-applicationsets.yaml")
+    }
+    assert set(APP_NAMESPACES.values()) == destinations
+    secrets = [s for s in ev.by_type(SECRET) if s.get("metadata.name") == APP_CREDENTIALS_SECRET]
+    namespaces = {
+        n.plain("metadata.name"): n for n in ev.by_type("kubernetes:core/v1:Namespace") if n.name.startswith("app-principal-")
+    }
+    assert set(namespaces) == destinations == {s.plain("metadata.namespace") for s in secrets}
+    for secret in secrets:
+        # The namespace comes from the Namespace Pulumi creates, so the Secret waits for it.
+        assert any(n.urn in secret.property_dependencies["metadata"] for n in namespaces.values())
+    # Argo CD (and so the app) comes after the Secrets.
+    argocd_release = releases(ev)["argocd-release"]
+    assert all(ev.depends_on(argocd_release, s) for s in secrets)
+
+
+@both_modes
+def test_the_cluster_secret_names_the_app_principal_by_its_ids_only(ev, hybrid_config):
+    config, _ = hybrid_config
+    hybrid = config["aks-platform:hybrid"]
+    cluster_secret = next(s for s in ev.by_type(SECRET) if s.name == "argocd-cluster-secret")
+    annotations = cluster_secret.plain("metadata.annotations")
+    assert annotations[ANN_APP_CLIENT_ID] == hybrid["appServicePrincipalClientId"]
+    assert annotations[ANN_APP_PRINCIPAL_ID] == hybrid["appServicePrincipalObjectId"]
+    assert ANN_OIDC_ISSUER_URL not in annotations
+
+
+def test_without_the_app_principal_the_app_is_skipped_with_one_line(hybrid_config, monkeypatch):
+    import pulumi
+
+    config, secret = hybrid_config
+    hybrid = dict(config["aks-platform:hybrid"])
+    hybrid.pop("appServicePrincipalClientId")
+    hybrid.pop("appServicePrincipalObjectId")
+    config["aks-platform:hybrid"] = hybrid
+    del config[APP_SECRET_KEY]
+    warnings: list[str] = []
+    monkeypatch.setattr(pulumi.log, "warn", lambda msg, *a, **k: warnings.append(msg))
+    ev = run_program(config, [k for k in secret if k != APP_SECRET_KEY], stack="hybrid")
+    [line] = [w for w in warnings if w.startswith("reference app:")]
+    assert "\n" not in line and "hybrid.appServicePrincipalClientId" in line
+    assert [s for s in ev.by_type(SECRET) if s.get("metadata.name") == APP_CREDENTIALS_SECRET] == []
+
+
+@pytest.mark.parametrize(
+    "change, expected",
+    [
+        (lambda c, h: h.pop("appServicePrincipalObjectId"), "also hybrid.appServicePrincipalObjectId"),
+        (lambda c, h: c.pop(APP_SECRET_KEY), "also appServicePrincipalClientSecret"),
+        (lambda c, h: h.update(appServicePrincipalClientId=h["servicePrincipalClientId"]), "not the controllers'"),
+    ],
+)
+def test_the_app_principal_must_be_complete_and_its_own(hybrid_config, change, expected):
+    config, secret = hybrid_config
+    hybrid = dict(config["aks-platform:hybrid"])
+    change(config, hybrid)
+    config["aks-platform:hybrid"] = hybrid
+    message = config_error(config, [k for k in secret if k in config])
+    assert expected in message
+    assert "offline-stand-in-for" not in message  # no secret echoed
+
+
+def test_a_plain_app_secret_is_an_error(hybrid_config):
+    config, secret = hybrid_config
+    message = config_error(config, [k for k in secret if k != APP_SECRET_KEY])
+    [line] = [ln for ln in message.splitlines() if f"{APP_SECRET_KEY}:" in ln]
+    assert "--secret" in line and config[APP_SECRET_KEY] not in message
+
+
 # --- workload identity: the cluster's public OIDC issuer --------------------------------------
 
 
@@ -211,10 +317,15 @@ def workload_identity_config(config: dict[str, Any], secret: list[str]) -> tuple
     hybrid = dict(config["aks-platform:hybrid"])
     hybrid.pop("servicePrincipalClientId")
     hybrid.pop("servicePrincipalObjectId", None)
+    # The app gets its own federated identity here: no app principal either.
+    hybrid.pop("appServicePrincipalClientId", None)
+    hybrid.pop("appServicePrincipalObjectId", None)
     hybrid["oidcIssuerUrl"] = ISSUER
     config["aks-platform:hybrid"] = hybrid
-    del config["aks-platform:servicePrincipalClientSecret"]
-    return config, [k for k in secret if k != "aks-platform:servicePrincipalClientSecret"]
+    dropped = {"aks-platform:servicePrincipalClientSecret", "aks-platform:appServicePrincipalClientSecret"}
+    for key in dropped:
+        config.pop(key, None)
+    return config, [k for k in secret if k not in dropped]
 
 
 @pytest.mark.parametrize("preview", [False, True])
@@ -261,7 +372,7 @@ def test_workload_identity_hybrid_takes_tenants(hybrid_config):
 
 def test_kubeconfig_path_is_read_into_a_secret(hybrid_config, tmp_path):
     config, secret = hybrid_config
-    content = admin_kubeconfig("kind-platform", "local")
+    content = admin_kubeconfig("kind-platform", "local", config["aks-platform:hybrid"]["context"])
     path = tmp_path / "kubeconfig"
     path.write_text(content)
     config["aks-platform:hybrid"] = {**config["aks-platform:hybrid"], "kubeconfigPath": str(path)}
@@ -342,7 +453,7 @@ def test_issuer_and_service_principal_together_are_an_error(hybrid_config):
     config, secret = hybrid_config
     config["aks-platform:hybrid"] = {**config["aks-platform:hybrid"], "oidcIssuerUrl": ISSUER}
     message = config_error(config, secret)
-    assert "aks-platform:hybrid.oidcIssuerUrl:" in message and "not both" in message
+    assert "aks-platform:hybrid.oidcIssuerUrl:" in message and "exactly one of oidcIssuerUrl" in message
 
 
 def test_a_cluster_section_is_an_error_for_hybrid(hybrid_config):
@@ -358,13 +469,15 @@ def test_service_principal_gets_the_controllers_roles_on_the_app_groups(hybrid_c
     object_id = config["aks-platform:hybrid"]["servicePrincipalObjectId"]
     ev = run_program(config, secret, stack="hybrid")
     grants = ev.by_type("azure-native:authorization:RoleAssignment")
-    assert len(grants) == 2
+    assert len(grants) == 4
     for grant in grants:
         assert grant.plain("principalId") == object_id
         assert grant.plain("principalType") == "ServicePrincipal"
         assert grant.plain("scope").endswith("/resourceGroups/rg-hybrid-webapp")
     roles = sorted(g.plain("roleDefinitionId").rsplit("/", 1)[1] for g in grants)
-    assert roles == sorted([BUILTIN_ROLES["Contributor"], BUILTIN_ROLES["Role Based Access Control Administrator"]])
+    # Crossplane is on in this stack: its providers also read through the storage data plane.
+    assert roles == sorted([BUILTIN_ROLES["Contributor"], BUILTIN_ROLES["Role Based Access Control Administrator"],
+                            BUILTIN_ROLES["Storage Queue Data Reader"], BUILTIN_ROLES["Storage Blob Data Contributor"]])
     constrained = next(g for g in grants if g.plain("roleDefinitionId").endswith(BUILTIN_ROLES["Role Based Access Control Administrator"]))
     assert BUILTIN_ROLES["Storage Blob Data Contributor"] in constrained.plain("condition")
     # No identities in this mode, so no platform resource group to hold them: only the app's.

@@ -104,11 +104,11 @@ def test_instance_kinds_can_be_narrowed_to_named_plurals():
 
 
 def test_args_validate_groups():
-    with pytest.raises(ValueError, match="API group"):
+    with pytest.raises(AssertionError, match="API group"):
         KroArgs(managed_api_groups=["Storage.Azure.com/*"])
-    with pytest.raises(ValueError, match="duplicate"):
+    with pytest.raises(AssertionError, match="duplicate"):
         KroArgs(managed_api_groups=["storage.azure.com", "storage.azure.com"])
-    with pytest.raises(ValueError, match="at least one"):
+    with pytest.raises(AssertionError, match="at least one"):
         KroArgs(managed_api_groups=ASO_GROUPS, instance_resources=[])
 
 

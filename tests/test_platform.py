@@ -6,6 +6,7 @@ import pytest
 
 from components import aso as aso_module
 from components import crossplane as crossplane_module
+from components.roles import BUILTIN_ROLES
 from components.versions import CHARTS
 from offline.evaluate import Evaluation
 from tests.conftest import run_program
@@ -111,9 +112,13 @@ def test_crossplane_identity_is_federated_to_the_providers_service_account(shipp
 
 def test_controllers_hold_only_app_resource_group_roles(shipped):
     ev = shipped("prod")
+    data_roles = {BUILTIN_ROLES[r] for r in crossplane_module.STORAGE_DATA_PLANE_ROLES}
     for identity in ("aso-identity", "crossplane-identity"):
         grants = [r for r in ev.by_type("azure-native:authorization:RoleAssignment") if r.name.startswith(identity)]
-        assert len(grants) == 2
+        guids = {g.plain("roleDefinitionId").rsplit("/", 1)[1] for g in grants}
+        # Only the Crossplane providers read through the storage data plane (ASO stays on ARM).
+        assert guids & data_roles == (data_roles if identity == "crossplane-identity" else set()), identity
+        assert len(grants) == 2 + len(guids & data_roles)
         for grant in grants:
             assert grant.plain("scope").endswith("/resourceGroups/rg-prod-webapp")
             assert grant.plain("principalType") == "ServicePrincipal"

@@ -29,6 +29,7 @@ from offline.evaluate import UNKNOWN, Evaluation, Registration, Secret, stack_co
 from offline.mocks import SUBSCRIPTION_ID, TENANT_ID, mock_guid
 from stacks.config import PLATFORM_NAMESPACES
 from tests.conftest import ROOT, run_program
+from tests.gitops_support import cel
 
 AZ_PROVIDER = "pulumi:providers:azure-native"
 RG = "azure-native:resources:ResourceGroup"
@@ -376,33 +377,34 @@ def manifest(reg: Registration) -> dict:
 # --- TenantGuard: tenants' managed resources never use the platform's ClusterProviderConfig ----
 
 
-class _Missing:
-    def __getattr__(self, _name: str) -> "_Missing":
-        return self
+def admission(spec: dict, operation: str, obj: dict | None, old: dict | None = None, group: str = "storage.azure.m.upbound.io") -> bool | None:
+    """What the API server decides with this policy, its CEL run by a real engine.
+
+    None: the policy does not apply (a match condition is false); else whether the request
+    is admitted. Variables are evaluated up front (the API server does so lazily; the
+    expressions have no side effects, so the result is the same).
+    """
+    data = {
+        "object": obj,
+        "oldObject": old,
+        "request": {"operation": operation, "resource": {"group": group, "version": "v1beta1", "resource": "accounts"},
+                    "namespace": "team-a", "userInfo": {"username": "system:serviceaccount:argocd:argocd-application-controller"}},
+        "params": None,
+        "namespaceObject": {"metadata": {"name": "team-a", "labels": {TENANT_LABEL: "a"}}},
+    }
+    for condition in spec["matchConditions"]:
+        if not cel.evaluate(cel.ADMISSION, condition["expression"], data):
+            return None
+    data["variables"] = {v["name"]: cel.evaluate(cel.ADMISSION, v["expression"], data) for v in spec.get("variables", [])}
+    return all(cel.evaluate(cel.ADMISSION, v["expression"], data) for v in spec["validations"])
 
 
-_MISSING = _Missing()
-
-
-class _Obj:
-    def __init__(self, data: dict):
-        self._data = data
-
-    def __getattr__(self, key: str) -> Any:
-        value = self._data.get(key, _MISSING)
-        return _Obj(value) if isinstance(value, dict) else value
-
-
-def cel(expression: str, **variables: Any) -> bool:
-    """Just enough CEL for the guard's expressions: ||, &&, !has(), ==, !=, endsWith."""
-    python = (
-        expression.replace("||", " or ")
-        .replace("&&", " and ")
-        .replace("!has(", " not has(")
-        .replace(".endsWith(", ".endswith(")
-    )
-    env = {k: _Obj(v) if isinstance(v, dict) else v for k, v in variables.items()}
-    return bool(eval(python, {"__builtins__": {}}, {"has": lambda v: v is not _MISSING, **env}))  # noqa: S307
+def managed(kind: str | None, name: str = "default", **metadata: Any) -> dict:
+    obj: dict = {"apiVersion": "storage.azure.m.upbound.io/v1beta1", "kind": "Account",
+                 "metadata": {"name": "st", "namespace": "team-a", **metadata}, "spec": {"forProvider": {}}}
+    if kind is not None:
+        obj["spec"]["providerConfigRef"] = {"kind": kind, "name": name}
+    return obj
 
 
 @both_modes
@@ -414,23 +416,41 @@ def test_tenant_guard_covers_every_crossplane_azure_group(ev):
     [condition] = spec["matchConditions"]
 
     def matched(group: str) -> bool:
-        return cel(condition["expression"], request={"resource": {"group": group}})
+        return admission(spec, "CREATE", managed("ProviderConfig"), group=group) is not None
 
     # The family's own group serves managed kinds too (ResourceGroup, Subscription, ...).
     groups = managed_resource_groups()
     assert "azure.m.upbound.io" in groups
     assert all(matched(g) for g in groups)
     assert not any(matched(g) for g in ("", "apps", "storage.azure.com", "azure.upbound.io", "storage.azure.upbound.io"))
+    assert set(spec["matchConstraints"]["resourceRules"][0]["operations"]) == {"CREATE", "UPDATE"}
 
-    [validation] = spec["validations"]
-
-    def allowed(obj: dict) -> bool:
-        return cel(validation["expression"], object=obj)
-
-    assert not allowed({"spec": {"providerConfigRef": {"kind": "ClusterProviderConfig", "name": "default"}}})
-    assert allowed({"spec": {"providerConfigRef": {"kind": "ProviderConfig", "name": "default"}}})
+    cluster, own = managed("ClusterProviderConfig"), managed("ProviderConfig")
+    # CREATE: only the namespace's own ProviderConfig.
+    assert admission(spec, "CREATE", cluster) is False
+    assert admission(spec, "CREATE", own) is True
     # ProviderConfigUsage keeps providerConfigRef at the top level, with no spec.
-    assert allowed({"providerConfigRef": {"kind": "ClusterProviderConfig", "name": "default"}})
+    usage = {"apiVersion": "azure.m.upbound.io/v1beta1", "kind": "ProviderConfigUsage", "metadata": {"name": "u"},
+             "providerConfigRef": {"kind": "ClusterProviderConfig", "name": "default"}}
+    assert admission(spec, "CREATE", usage, group="azure.m.upbound.io") is True
+    # UPDATE that introduces the platform's config, or switches to another cluster-wide one: denied.
+    assert admission(spec, "UPDATE", cluster, old=own) is False
+    assert admission(spec, "UPDATE", managed("ClusterProviderConfig", "other"), old=cluster) is False
+    # Also while being deleted: a deleting object must not gain the platform's identity.
+    deleting = {"deletionTimestamp": "2026-01-01T00:00:00Z", "finalizers": ["finalizer.managedresource.crossplane.io"]}
+    assert admission(spec, "UPDATE", managed("ClusterProviderConfig", **deleting), old=managed("ProviderConfig", **deleting)) is False
+    # An object created before the label or the policy: its reconciles and, above all, the
+    # UPDATE that removes its finalizer during deletion pass, so it never sticks.
+    assert admission(spec, "UPDATE", managed("ClusterProviderConfig", **deleting), old=managed("ClusterProviderConfig", **deleting)) is True
+    assert admission(spec, "UPDATE", managed("ClusterProviderConfig", deletionTimestamp="2026-01-01T00:00:00Z"),
+                     old=managed("ClusterProviderConfig", **deleting)) is True
+    assert admission(spec, "UPDATE", cluster, old=cluster) is True
+    # Tenants' own objects are never in the way.
+    assert admission(spec, "UPDATE", managed("ProviderConfig", **deleting), old=own) is True
+    assert admission(spec, "UPDATE", usage, old=usage, group="azure.m.upbound.io") is True
+    # The expressions are real CEL: a typo fails to compile rather than silently allowing.
+    with pytest.raises(cel.CelError):
+        cel.compile(cel.ADMISSION, condition["expression"].replace("request", "reqest"))
 
     bspec = binding.plain("spec")
     assert bspec["validationActions"] == ["Deny"]

@@ -170,3 +170,68 @@ def test_the_server_refuses_to_start_with_a_clear_message():
         in proc.stderr
     )
     assert "s3cret-pw" not in proc.stderr and "S3CRETKEY" not in proc.stderr
+
+
+# --- the app's own service principal (a cluster without workload identity) ------------------------
+
+SP_SECRET = "app-sp-secret-value-never-echoed"
+
+
+def test_with_a_client_secret_no_token_file_is_needed_and_the_secret_is_never_echoed(azure_env):
+    env = {k: v for k, v in azure_env.items() if k != "AZURE_FEDERATED_TOKEN_FILE"} | {"AZURE_CLIENT_SECRET": SP_SECRET}
+    assert Settings.from_env(env).uses_workload_identity  # Azure services are in use either way
+    for missing in ("AZURE_CLIENT_ID", "AZURE_TENANT_ID"):
+        exc = error({k: v for k, v in env.items() if k != missing})
+        assert exc.variable == missing and "service principal" in str(exc) and SP_SECRET not in str(exc)
+    # An empty secret counts as unset: back to workload identity, which needs the token file.
+    assert error(env | {"AZURE_CLIENT_SECRET": ""}).variable == "AZURE_FEDERATED_TOKEN_FILE"
+
+
+class Recorder:
+    """Stands in for an azure-identity credential class: records how it was built."""
+
+    made: list[tuple[str, dict]] = []
+
+    def __init__(self, name):
+        self.name = name
+
+    def __call__(self, *args, **kwargs):
+        assert not args, "credentials are built with keyword arguments only"
+        Recorder.made.append((self.name, kwargs))
+        return self
+
+
+@pytest.fixture
+def credentials(monkeypatch):
+    import azure.identity
+
+    Recorder.made = []
+    for name in ("ClientSecretCredential", "WorkloadIdentityCredential", "DefaultAzureCredential", "ChainedTokenCredential"):
+        monkeypatch.setattr(azure.identity, name, Recorder(name))
+    return Recorder.made
+
+
+def test_the_credential_is_the_client_secret_one_exactly_when_the_secret_is_set(azure_env, credentials):
+    from webapp.azure_auth import azure_credential
+
+    azure_credential(azure_env | {"AZURE_CLIENT_SECRET": SP_SECRET})
+    azure_credential(azure_env)
+    azure_credential(azure_env | {"AZURE_CLIENT_SECRET": ""})
+    assert credentials == [
+        ("ClientSecretCredential", {"tenant_id": azure_env["AZURE_TENANT_ID"], "client_id": azure_env["AZURE_CLIENT_ID"],
+                                    "client_secret": SP_SECRET}),
+        ("WorkloadIdentityCredential", {"tenant_id": azure_env["AZURE_TENANT_ID"], "client_id": azure_env["AZURE_CLIENT_ID"],
+                                        "token_file_path": azure_env["AZURE_FEDERATED_TOKEN_FILE"]}),
+        ("WorkloadIdentityCredential", {"tenant_id": azure_env["AZURE_TENANT_ID"], "client_id": azure_env["AZURE_CLIENT_ID"],
+                                        "token_file_path": azure_env["AZURE_FEDERATED_TOKEN_FILE"]}),
+    ]
+
+
+def test_the_credential_choice_is_logged_without_the_secret(azure_env, credentials, caplog):
+    import logging
+
+    from webapp.azure_auth import azure_credential
+
+    with caplog.at_level(logging.INFO, logger="webapp.azure_auth"):
+        azure_credential(azure_env | {"AZURE_CLIENT_SECRET": SP_SECRET})
+    assert "service principal" in caplog.text and SP_SECRET not in caplog.text

@@ -1,11 +1,12 @@
-"""Entra ID sign-in: workload identity only, and a cached access token for PostgreSQL."""
+"""Entra ID sign-in: workload identity or the app's own service principal, and a cached PostgreSQL token."""
 
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 from azure.core.credentials import AccessToken, TokenCredential
 
@@ -18,16 +19,36 @@ POSTGRES_SCOPE = "https://ossrdbms-aad.database.windows.net/.default"
 DEFAULT_REFRESH_MARGIN = 5 * 60.0
 
 
-def workload_identity_credential() -> TokenCredential:
-    """The only credential used in Azure: the federated token the AKS webhook mounts.
+def azure_credential(environ: Mapping[str, str] | None = None) -> TokenCredential:
+    """The app's one credential in Azure, chosen explicitly, never a chain.
 
     Deliberately not DefaultAzureCredential: its chain would silently fall back to other
-    identities (environment secrets, managed identity of the node, a developer's CLI login).
-    The client ID, tenant and token file are read from the variables the webhook injects.
+    identities (managed identity of the node, a developer's CLI login). Exactly one of:
+
+    * ``AZURE_CLIENT_SECRET`` set (a cluster without workload identity: the platform puts the
+      app's own service principal's secret in a Secret the Deployment reads): a
+      ClientSecretCredential for ``AZURE_TENANT_ID`` / ``AZURE_CLIENT_ID``; a wrong secret
+      fails, it does not fall back;
+    * otherwise workload identity: the federated token file the pod projects
+      (``AZURE_FEDERATED_TOKEN_FILE``), for ``AZURE_CLIENT_ID`` in ``AZURE_TENANT_ID``.
     """
+    env = os.environ if environ is None else environ
+    secret = env.get("AZURE_CLIENT_SECRET") or None
+    if secret is not None:
+        from azure.identity import ClientSecretCredential
+
+        log.info("Azure credential: the app's service principal %s (client secret)", env.get("AZURE_CLIENT_ID"))
+        return ClientSecretCredential(
+            tenant_id=env["AZURE_TENANT_ID"], client_id=env["AZURE_CLIENT_ID"], client_secret=secret
+        )
     from azure.identity import WorkloadIdentityCredential
 
-    return WorkloadIdentityCredential()
+    log.info("Azure credential: workload identity %s", env.get("AZURE_CLIENT_ID"))
+    return WorkloadIdentityCredential(
+        tenant_id=env.get("AZURE_TENANT_ID"),
+        client_id=env.get("AZURE_CLIENT_ID"),
+        token_file_path=env.get("AZURE_FEDERATED_TOKEN_FILE"),
+    )
 
 
 class EntraTokenProvider:

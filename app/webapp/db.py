@@ -83,9 +83,9 @@ class Database:
         db = settings.database
         if db.entra:
             if password_provider is None:
-                from .azure_auth import EntraTokenProvider, workload_identity_credential
+                from .azure_auth import EntraTokenProvider, azure_credential
 
-                password_provider = EntraTokenProvider(workload_identity_credential()).connection_kwargs
+                password_provider = EntraTokenProvider(azure_credential()).connection_kwargs
             conninfo = make_conninfo(host=db.host, port=db.port, dbname=db.dbname, user=db.user, sslmode=db.sslmode)
         else:
             conninfo = db.url

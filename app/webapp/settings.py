@@ -27,9 +27,13 @@ DEFAULT_MAX_UPLOAD_BYTES = 10 * 1024 * 1024
 DEFAULT_DB_POOL_TIMEOUT = 5.0
 DEFAULT_DB_POOL_MAX_SIZE = 10
 
-# Variables the AKS workload identity webhook injects into a pod whose service account is
-# annotated with a client ID and which carries the label azure.workload.identity/use=true.
+# Workload identity: set by the WebApp's Deployment, which projects the token itself (the AKS
+# webhook injects the same for a pod labelled azure.workload.identity/use=true).
 WORKLOAD_IDENTITY_VARS = ("AZURE_CLIENT_ID", "AZURE_TENANT_ID", "AZURE_FEDERATED_TOKEN_FILE")
+# The app's own service principal instead (a cluster without workload identity): the secret
+# comes from the Kubernetes Secret the platform creates in the app's namespace.
+CLIENT_SECRET_VAR = "AZURE_CLIENT_SECRET"
+SERVICE_PRINCIPAL_VARS = ("AZURE_CLIENT_ID", "AZURE_TENANT_ID", CLIENT_SECRET_VAR)
 
 
 class SettingsError(ValueError):
@@ -231,12 +235,17 @@ def _storage(env: Mapping[str, str]) -> StorageSettings:
 
 
 def _require_workload_identity(env: Mapping[str, str]) -> None:
+    if _get(env, CLIENT_SECRET_VAR) is not None:
+        for name in SERVICE_PRINCIPAL_VARS:
+            _require(env, name, "the app's own service principal: its client ID, tenant and client secret")
+        return
     for name in WORKLOAD_IDENTITY_VARS:
         _require(
             env,
             name,
-            "injected by the AKS workload identity webhook: label the pod azure.workload.identity/use=true "
-            "and annotate its service account with azure.workload.identity/client-id",
+            "set in the pod spec (the WebApp's Deployment does), or injected by the AKS workload identity webhook "
+            "for a pod labelled azure.workload.identity/use=true whose service account is annotated "
+            "azure.workload.identity/client-id",
         )
     token_file = env["AZURE_FEDERATED_TOKEN_FILE"]
     if not os.path.isfile(token_file):

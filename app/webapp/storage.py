@@ -42,9 +42,9 @@ class BlobStore:
             read_timeout=_READ_TIMEOUT,
         )
         if st.entra:
-            from .azure_auth import workload_identity_credential
+            from .azure_auth import azure_credential
 
-            service = BlobServiceClient(st.account_url, credential=workload_identity_credential(), **options)
+            service = BlobServiceClient(st.account_url, credential=azure_credential(), **options)
         else:
             service = BlobServiceClient.from_connection_string(st.connection_string, **options)
         return cls(service, st.container)

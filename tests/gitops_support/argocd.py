@@ -1,12 +1,20 @@
-"""Enough of Argo CD's ApplicationSet templating and of kustomize to render gitops/ offline.
+"""Enough of Argo CD v3.4's ApplicationSet templating and of kustomize to render gitops/ offline.
 
-Only the subset gitops/ uses is implemented, and anything outside it raises, so a test
-that renders through these helpers cannot silently diverge from what Argo CD would do:
+Home-made: Argo CD's goTemplate rendering (Go text/template with Sprig) and kustomize are
+Go, with no Python port. Modelled, and anything outside it raises, so a test that renders
+through these helpers cannot silently diverge from what Argo CD would do:
 
-* goTemplate with ``missingkey=error``: ``{{.a.b.c}}`` lookups only (no pipelines/functions);
-* cluster generator parameters: name, nameNormalized, server, metadata.labels/annotations;
+* goTemplate with ``missingkey=error``: ``{{.a.b.c}}`` lookups only (no pipelines,
+  functions, conditionals or ranges);
+* cluster generator parameters: name, nameNormalized, server, metadata.labels/annotations
+  of the cluster Secret, with its label selector (matchLabels and matchExpressions);
 * kustomize: ``resources`` (plain files) plus the Application's ``kustomize.patches`` as
-  JSON 6902 patches with group/version/kind/name targets.
+  JSON 6902 patches (add/replace/remove/test) with group/version/kind/name targets.
+
+Not modelled: other generators and their merge/matrix combinations, the
+ApplicationSet's ``templatePatch`` and progressive syncs, strategic-merge patches, kustomize components, generators, name prefixes/suffixes, images
+and common labels, Helm sources, and anything Argo CD does at sync time (waves, hooks,
+health, pruning): the tests check those settings by reading the manifests.
 """
 
 from __future__ import annotations

@@ -1,9 +1,17 @@
-"""Turn CRDs' structural schemas into strict JSON Schema validators.
+"""Turn CRDs' structural schemas into strict JSON Schema validators (jsonschema, Draft 7).
 
 The API server prunes or rejects fields a CRD does not declare; jsonschema by default
 accepts them. So every object schema that lists ``properties`` (and does not opt out with
 ``x-kubernetes-preserve-unknown-fields``) is closed with ``additionalProperties: false``,
 which makes a typo in a manifest fail here rather than be silently pruned in the cluster.
+The validation itself is jsonschema's; the translation of Kubernetes' structural-schema
+extensions (int-or-string, nullable, embedded resources, ObjectMeta) is home-made, after
+the apiextensions-apiserver rules of Kubernetes 1.30+.
+
+Not modelled: ``x-kubernetes-validations`` (CEL rules in CRDs are dropped, not run),
+``x-kubernetes-list-type``/``list-map-keys`` uniqueness, defaulting, the API server's
+format checks beyond jsonschema's, and conversion between versions (each manifest is
+checked against the version it names).
 """
 
 from __future__ import annotations

@@ -1,24 +1,32 @@
-"""Static checks of kro ResourceGraphDefinitions that kro itself only does in a cluster.
+"""What kro v0.9.3 does to a ResourceGraphDefinition before CEL sees it, done offline.
 
-* :func:`expressions` finds every ``${...}`` (balanced braces, CEL string literals skipped).
-* :func:`references` lists the field paths an expression reads: ``schema.spec.x``,
-  ``<resource id>.status.y``, iterator variables; CEL functions, macros and their bound
-  variables are told apart so that only data references are returned.
-* :func:`fill_expressions` replaces expressions by values of the type the target schema
-  expects, so a resource template can be validated against its CRD like a manifest.
+Home-made because no Python library implements these parts of kro; the CEL itself is
+parsed, checked and evaluated by a real engine (tests/gitops_support/cel.py).
+
+* :func:`expressions` finds every ``${...}`` in a string (kro's ``pkg/graph/parser``:
+  balanced braces, braces inside CEL string literals skipped) and :func:`is_standalone`
+  tells a whole-value expression (its result keeps its CEL type) from one embedded in a
+  string (kro concatenates the string forms).
+* :func:`fill_expressions` replaces expressions by values (computed by CEL where the test
+  can, else a sample of the type the target schema expects), so a resource template can be
+  validated against its CRD like a manifest.
+* :func:`apply_defaults` applies OpenAPI ``default`` values the way the API server's
+  structural defaulting does.
+
+Not modelled: kro's static type check of each expression against the generated CRD
+schema (the tests evaluate on samples instead, see cel.py), its ``omit()`` and
+``runtime`` libraries, external references, custom status conditions, the graph
+revision machinery and everything that happens in a cluster (apply sets, pruning,
+readiness polling): the readiness and dependency rules the tests rely on are quoted
+from kro's source in the tests that use them.
 """
 
 from __future__ import annotations
 
-import re
-from dataclasses import dataclass
 from typing import Any, Iterator
 
 # Namespaces of kro's CEL libraries (hash.sha256(...), random.seededString(...), ...).
 CEL_NAMESPACES = {"hash", "json", "random", "lists", "strings", "base64", "math", "sets", "optional", "runtime", "ip", "cidr", "url", "quantity", "semver"}
-CEL_KEYWORDS = {"true", "false", "null", "in"}
-# Macros whose first argument binds a variable: list.exists(c, c.type == "Ready").
-MACROS = {"all", "exists", "exists_one", "existsOne", "map", "filter", "transformList", "transformMap", "transformMapEntry", "sortBy"}
 
 
 def expressions(value: str) -> list[str]:
@@ -54,45 +62,6 @@ def is_standalone(value: str) -> bool:
     """True when the whole string is one expression (its result keeps its CEL type)."""
     exprs = expressions(value)
     return len(exprs) == 1 and value.strip() == "${" + exprs[0] + "}"
-
-
-def _strip_strings(expr: str) -> str:
-    return re.sub(r'"(?:\\.|[^"\\])*"|\'(?:\\.|[^\'\\])*\'', '""', expr)
-
-
-@dataclass(frozen=True)
-class Reference:
-    root: str
-    path: tuple[str, ...]
-
-    def __str__(self) -> str:
-        return ".".join((self.root, *self.path))
-
-
-_CHAIN = re.compile(r"(?<![\w.\"])([A-Za-z_]\w*)((?:\s*\.\s*\??[A-Za-z_]\w*)*)(\s*\()?")
-
-
-def references(expr: str) -> list[Reference]:
-    """Data references in one CEL expression (roots other than functions and macro vars)."""
-    code = _strip_strings(expr)
-    bound = set(re.findall(r"\.\s*(?:" + "|".join(MACROS) + r")\s*\(\s*([A-Za-z_]\w*)\s*,", code))
-    # two-variable macros bind a second name
-    bound |= set(re.findall(r"\.\s*(?:all|exists|existsOne|transformList|transformMap|transformMapEntry)\s*\(\s*\w+\s*,\s*([A-Za-z_]\w*)\s*,", code))
-    refs: list[Reference] = []
-    for m in _CHAIN.finditer(code):
-        root = m.group(1)
-        parts = [p.strip().lstrip("?") for p in m.group(2).split(".") if p.strip()] if m.group(2) else []
-        called = bool(m.group(3))
-        if root in CEL_KEYWORDS or root in bound:
-            continue
-        if called:
-            if not parts or root in CEL_NAMESPACES:
-                continue  # a function: string(x), hash.sha256(x)
-            parts = parts[:-1]  # a method: x.y.substring(...) reads x.y
-        if root in CEL_NAMESPACES:
-            continue
-        refs.append(Reference(root, tuple(parts)))
-    return refs
 
 
 def walk_strings(obj: Any, path: tuple = ()) -> Iterator[tuple[tuple, str]]:
@@ -191,17 +160,3 @@ def apply_defaults(schema: dict[str, Any], obj: Any) -> Any:
         if name in out:
             out[name] = apply_defaults(sub, out[name])
     return out
-
-
-def lookup(scope: dict[str, Any], expr: str) -> Any:
-    """Value of a plain reference like ``schema.spec.x`` or ``item.name`` in ``scope``
-    (root name -> object), else None."""
-    m = re.fullmatch(r"\s*([A-Za-z_]\w*)((?:\.[A-Za-z_]\w*)+)\s*", expr)
-    if not m or m.group(1) not in scope:
-        return None
-    cur: Any = scope[m.group(1)]
-    for part in m.group(2)[1:].split("."):
-        if not isinstance(cur, dict) or part not in cur:
-            return None
-        cur = cur[part]
-    return cur

@@ -1,8 +1,19 @@
-"""Offline rendering of function-patch-and-transform input (pt.fn.crossplane.io/v1beta1).
+"""Offline rendering of function-patch-and-transform v0.10.8 input (pt.fn.crossplane.io/v1beta1).
 
-Implements the patch and transform types the WebApp Composition uses, with the
-function's semantics (fromFieldPath is Optional by default: a missing source skips the
-patch). Anything else raises, so the tests cannot pass on a feature this model ignores.
+Home-made: the function is Go and has no Python port. Modelled, with the function's
+semantics: patch types FromCompositeFieldPath, CombineFromComposite (string strategy),
+ToCompositeFieldPath and PatchSet; transforms string (Format with ``%s``, Convert ToSha1/256/512,
+ToUpper/ToLower/ToBase64, Regexp with optional group), map and convert;
+field paths with ``[index]`` and ``[key.with.dots]``; fromFieldPath Optional by default (a
+missing source skips the patch). Anything else raises ``Unsupported``, so a test cannot
+pass on a feature this model ignores.
+
+Not modelled: readiness checks (``readinessChecks``, MatchCondition, the default
+"Ready=True" rule), connection details, policy ``Required``/``toFieldPath`` merge options,
+Environment/Context patches, the order in which Crossplane applies desired state, server-
+side apply merging of composed resources, and everything that needs observed state beyond
+what the test puts on the XR's status. Regexp uses Python's ``re`` where the function uses
+Go's RE2; the Composition's one pattern (``^.{16}``) means the same in both.
 """
 
 from __future__ import annotations

@@ -1,10 +1,18 @@
 """kro SimpleSchema -> OpenAPI v3, following kro v0.9.3's rules (pkg/simpleschema).
 
-Supported: atomic types (string, integer, boolean, float), ``[]T``, ``map[string]T``, custom
-types from ``spec.schema.types``, nested objects, and the markers kro documents. Rules kro
-applies that matter for comparing APIs are reproduced: ``required=true`` lands in the
-parent's ``required`` list (also when set on a custom type alias), and an object with no
-required fields but a defaulted child gets ``default: {}``.
+Home-made: SimpleSchema is kro's own notation, parsed only by kro's Go code. Modelled:
+atomic types (string, integer, boolean, float), ``[]T``, ``map[string]T``, custom types
+from ``spec.schema.types``, nested objects, and the markers kro documents (required,
+default, description, minimum, maximum, enum, pattern, minLength, maxLength, minItems,
+maxItems, uniqueItems, immutable, validation, listType, listMapKey). Rules kro applies
+that matter for comparing APIs are reproduced: ``required=true`` lands in the parent's
+``required`` list (also when set on a custom type alias), and an object with no required
+fields but a defaulted child gets ``default: {}``.
+
+Not modelled: the CRD kro generates around the schema (status conditions, printer
+columns, the ``x-kubernetes-validations`` that ``validation`` and ``immutable`` become are
+carried but not evaluated), ``map`` keys other than string, and error messages worded as
+kro's. A marker this module does not know raises.
 """
 
 from __future__ import annotations

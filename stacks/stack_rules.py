@@ -1,0 +1,331 @@
+"""The rules that span top-level keys, and what a hybrid stack's kubeconfig and secret contain.
+
+Each rule names the top-level fields it reads (`@stack_rule("kind", "hybrid")`) and runs only
+when every one of them is valid on its own, so a problem in one key never produces a second,
+misleading message here. Paths are absolute key paths (aliases).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path as FsPath
+from types import SimpleNamespace
+from typing import Any, Callable, Iterable, Iterator, Mapping, Optional
+
+import yaml
+
+from stacks.config import ADDED_TAG_NAMES, PROJECT, StackConfig, secret_fields
+from stacks.problems import MISSING, Problem
+
+Rule = Callable[[SimpleNamespace, "RuleContext"], Iterable[Problem]]
+RULES: list[tuple[tuple[str, ...], Rule]] = []
+
+# Azure allows at most 50 tag name-value pairs per resource
+# (https://learn.microsoft.com/azure/azure-resource-manager/management/tag-resources#limitations).
+MAX_TAGS = 50
+
+
+class RuleContext:
+    def __init__(self, raw: Mapping[str, Any], secret_keys: frozenset[str]):
+        self.raw = raw
+        self.secret_keys = secret_keys
+
+
+def stack_rule(*needs: str) -> Callable[[Rule], Rule]:
+    unknown = set(needs) - set(StackConfig.model_fields)
+    assert not unknown, f"stack_rule needs unknown fields {unknown}"
+
+    def register(fn: Rule) -> Rule:
+        RULES.append((needs, fn))
+        return fn
+
+    return register
+
+
+def check(values: Mapping[str, Any], failed: set[str], raw: Mapping[str, Any], secret_keys: frozenset[str]) -> list[Problem]:
+    v = SimpleNamespace(**values)
+    ctx = RuleContext(raw, secret_keys)
+    problems: list[Problem] = []
+    for needs, rule in RULES:
+        if not any(n in failed for n in needs):
+            problems.extend(rule(v, ctx))
+    return problems
+
+
+# --- kinds and secrets ----------------------------------------------------------------------
+
+
+@stack_rule("kind")
+def _sections_of_the_other_kind(v: SimpleNamespace, ctx: RuleContext) -> Iterator[Problem]:
+    if v.kind == "hybrid" and ctx.raw.get("cluster") is not None:
+        yield Problem(("cluster",), ctx.raw["cluster"], "nothing: kind 'hybrid' uses an existing cluster")
+    if v.kind == "aks" and ctx.raw.get("hybrid") is not None:
+        yield Problem(("hybrid",), ctx.raw["hybrid"], "nothing unless kind is 'hybrid'")
+
+
+@stack_rule()
+def _secrets_are_secret(v: SimpleNamespace, ctx: RuleContext) -> Iterator[Problem]:
+    for alias in secret_fields():
+        if alias in ctx.raw and alias not in ctx.secret_keys:
+            yield Problem((alias,), ctx.raw[alias], f"a secret: set it with `pulumi config set --secret {PROJECT}:{alias}`")
+
+
+@stack_rule("kind")
+def _secrets_only_for_hybrid(v: SimpleNamespace, ctx: RuleContext) -> Iterator[Problem]:
+    for alias in secret_fields():
+        if alias in ctx.raw and alias in ctx.secret_keys and v.kind != "hybrid":
+            yield Problem((alias,), ctx.raw[alias], "nothing unless kind is 'hybrid'")
+
+
+# --- hybrid ---------------------------------------------------------------------------------
+
+
+@stack_rule("kind", "hybrid", "kubeconfig")
+def _hybrid_kubeconfig(v: SimpleNamespace, ctx: RuleContext) -> Iterator[Problem]:
+    if v.kind != "hybrid" or v.hybrid is None:
+        return
+    path = v.hybrid.kubeconfig_path
+    if (v.kubeconfig is None) == (path is None):
+        yield Problem(
+            ("hybrid", "kubeconfigPath"), path,
+            f"exactly one of hybrid.kubeconfigPath or the secret {PROJECT}:kubeconfig "
+            f"(`pulumi config set --secret {PROJECT}:kubeconfig < file`)",
+        )
+        return
+    if v.kubeconfig is not None:
+        where: tuple = ("kubeconfig",)
+        text = v.kubeconfig.get_secret_value()
+        given: Any = v.kubeconfig
+    else:
+        where, given = ("hybrid", "kubeconfigPath"), path
+        text, problem = read_kubeconfig_file(path)
+        if problem:
+            yield Problem(where, given, problem)
+            return
+    yield from kubeconfig_problems(text, v.hybrid.context, where, given)
+
+
+def read_kubeconfig_file(path: str) -> tuple[str, Optional[str]]:
+    """The file's text, or why it cannot be read (never an exception)."""
+    try:
+        expanded = FsPath(path).expanduser()
+    except RuntimeError:
+        return "", "a path whose ~user can be expanded (no such user's home directory here)"
+    try:
+        if expanded.is_dir():
+            return "", "a kubeconfig file, not a directory"
+        if not expanded.exists():
+            return "", "a readable kubeconfig file (none exists at this path on the machine running pulumi)"
+        return expanded.read_text(encoding="utf-8"), None
+    except OSError as err:
+        reason = os.strerror(err.errno) if err.errno else type(err).__name__
+        return "", f"a readable kubeconfig file ({reason.lower()})"
+    except UnicodeDecodeError:
+        return "", "a kubeconfig file (YAML text); this file is not UTF-8 text"
+
+
+def kubeconfig_problems(text: str, context: Optional[str], where: tuple, given: Any) -> Iterator[Problem]:
+    """Whether `text` is a kubeconfig the Kubernetes provider can use with `context`.
+
+    Never quotes the document: only its shape, and the names of its contexts.
+    """
+    if not text.strip():
+        yield Problem(
+            where, given,
+            "a kubeconfig document; this one is empty, and the Kubernetes provider would fall back to the machine's "
+            "default kubeconfig (possibly another cluster)",
+        )
+        return
+    try:
+        doc = yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        at = f" (line {mark.line + 1})" if mark is not None else ""
+        yield Problem(where, given, f"a kubeconfig document (YAML); this is not YAML{at}")
+        return
+    if not isinstance(doc, dict) or not isinstance(doc.get("contexts"), list) or not isinstance(doc.get("clusters"), list):
+        found = f"a mapping with keys {sorted(map(str, doc))}" if isinstance(doc, dict) else f"a {type(doc).__name__}"
+        yield Problem(where, given, f"a kubeconfig (kind: Config with clusters, contexts and users); found {found}")
+        return
+    contexts = {c.get("name"): c.get("context") or {} for c in doc["contexts"] if isinstance(c, dict)}
+    names = ", ".join(sorted(map(str, contexts))) or "none"
+    chosen = context or doc.get("current-context")
+    if not chosen:
+        yield Problem(
+            ("hybrid", "context"), None,
+            f"required: the kubeconfig sets no current-context; name one of its contexts: {names}",
+        )
+        return
+    if chosen not in contexts:
+        key = ("hybrid", "context") if context else where
+        yield Problem(key, context if context else given, f"a context the kubeconfig has ({names}); it has no {chosen!r}")
+        return
+    clusters = {c.get("name") for c in doc["clusters"] if isinstance(c, dict)}
+    cluster = contexts[chosen].get("cluster")
+    if cluster not in clusters:
+        yield Problem(where, given, f"a kubeconfig whose context {chosen!r} names one of its clusters; it names {cluster!r}")
+
+
+# The JSON `az ad sp create-for-rbac` prints (appId, password, tenant), or with --sdk-auth
+# (clientId, clientSecret, ...): the secret is one field of it, not the document.
+_AZ_SP_FIELDS = {"appId": "password", "clientId": "clientSecret"}
+
+
+def client_secret_problem(secret: str) -> Optional[str]:
+    if not secret.strip():
+        return "a non-empty client secret (an empty one fails every Azure login of ASO and Crossplane)"
+    if secret != secret.strip():
+        return "the client secret without leading or trailing whitespace (Entra ID would refuse it)"
+    try:
+        doc = json.loads(secret)
+    except ValueError:
+        return None
+    if isinstance(doc, dict):
+        for id_field, secret_field in _AZ_SP_FIELDS.items():
+            if secret_field in doc or id_field in doc:
+                return (
+                    f"the client secret alone: this is the JSON `az ad sp create-for-rbac` prints; set the secret to its "
+                    f"`{secret_field}` field and hybrid.servicePrincipalClientId to its `{id_field}`"
+                )
+        return "the client secret alone, not a JSON document"
+    return None
+
+
+@stack_rule("kind", "hybrid", "service_principal_client_secret")
+def _hybrid_identity(v: SimpleNamespace, ctx: RuleContext) -> Iterator[Problem]:
+    if v.kind != "hybrid" or v.hybrid is None:
+        return
+    h, secret = v.hybrid, v.service_principal_client_secret
+    if not h.workload_identity:
+        if h.service_principal_client_id is None:
+            yield Problem(
+                ("hybrid", "servicePrincipalClientId"), None,
+                "one way for the controllers to reach Azure: hybrid.oidcIssuerUrl (the cluster's public issuer), "
+                "hybrid.serviceAccountPublicKeyPath (the platform publishes the issuer; `make kind`), or a service "
+                f"principal: hybrid.servicePrincipalClientId and the secret {PROJECT}:servicePrincipalClientSecret",
+            )
+        elif secret is None:
+            yield Problem(
+                ("servicePrincipalClientSecret",), MISSING,
+                f"with hybrid.servicePrincipalClientId: its client secret (`pulumi config set --secret {PROJECT}:servicePrincipalClientSecret`)",
+            )
+    elif secret is not None and h.service_principal_client_id is None:
+        yield Problem(
+            ("servicePrincipalClientSecret",), secret,
+            "nothing with hybrid.oidcIssuerUrl or hybrid.serviceAccountPublicKeyPath (workload identity): a stray "
+            f"client secret would sit in state unused (`pulumi config rm {PROJECT}:servicePrincipalClientSecret`)",
+        )
+    if secret is not None:
+        problem = client_secret_problem(secret.get_secret_value())
+        if problem:
+            yield Problem(("servicePrincipalClientSecret",), secret, problem)
+
+
+@stack_rule("kind", "hybrid", "app_service_principal_client_secret")
+def _hybrid_app_principal(v: SimpleNamespace, ctx: RuleContext) -> Iterator[Problem]:
+    if v.kind != "hybrid" or v.hybrid is None:
+        return
+    h, secret = v.hybrid, v.app_service_principal_client_secret
+    has_ids = h.app_service_principal_client_id is not None
+    if secret is not None and not has_ids:
+        yield Problem(
+            ("appServicePrincipalClientSecret",), secret,
+            "only with hybrid.appServicePrincipalClientId and hybrid.appServicePrincipalObjectId (the app's own "
+            "service principal, in service-principal mode)",
+        )
+    elif has_ids and secret is None and not h.workload_identity:
+        yield Problem(
+            ("appServicePrincipalClientSecret",), MISSING,
+            f"the app's service principal complete: also appServicePrincipalClientSecret (`pulumi config set --secret "
+            f"{PROJECT}:appServicePrincipalClientSecret`)",
+        )
+    if secret is not None:
+        problem = client_secret_problem(secret.get_secret_value())
+        if problem:
+            yield Problem(("appServicePrincipalClientSecret",), secret, problem.replace("hybrid.servicePrincipalClientId", "hybrid.appServicePrincipalClientId"))
+
+
+@stack_rule("kind", "hybrid", "tenants")
+def _tenants_need_workload_identity(v: SimpleNamespace, ctx: RuleContext) -> Iterator[Problem]:
+    workload_identity = v.kind == "aks" or (v.hybrid is not None and v.hybrid.workload_identity)
+    if v.tenants and not workload_identity:
+        yield Problem(
+            ("tenants",), f"{len(v.tenants)} tenant(s)",
+            "no tenants unless the controllers use workload identity (kind 'aks', or 'hybrid' with hybrid.oidcIssuerUrl or "
+            "hybrid.serviceAccountPublicKeyPath): "
+            "each tenant identity is federated to the controllers' service accounts",
+        )
+
+
+# --- tenants across each other --------------------------------------------------------------
+
+
+@stack_rule("tenants")
+def _tenants_distinct(v: SimpleNamespace, ctx: RuleContext) -> Iterator[Problem]:
+    names: set[str] = set()
+    owners: dict[str, str] = {}
+    for i, tenant in enumerate(v.tenants):
+        if tenant.name in names:
+            yield Problem(("tenants", i, "name"), tenant.name, "a name no other tenant has")
+        names.add(tenant.name)
+        for j, ns in enumerate(tenant.namespaces):
+            owner = owners.get(ns)
+            if owner is not None and owner != tenant.name:
+                yield Problem(("tenants", i, "namespaces", j), ns, f"a namespace no other tenant has (tenant {owner!r} has it)")
+            owners.setdefault(ns, tenant.name)
+
+
+# --- Azure's rules for names and tags -------------------------------------------------------
+
+
+@stack_rule("addons", "app_resource_groups")
+def _aso_needs_a_scope(v: SimpleNamespace, ctx: RuleContext) -> Iterator[Problem]:
+    if v.addons.aso.enabled and not v.app_resource_groups and not v.addons.aso.subscription_scope:
+        yield Problem(
+            ("appResourceGroups",), [],
+            "at least one resource group for ASO to manage (or addons.aso.subscriptionScope: true to grant it the whole subscription)",
+        )
+
+
+@stack_rule("tags")
+def _tags(v: SimpleNamespace, ctx: RuleContext) -> Iterator[Problem]:
+    # Azure tag names are case-insensitive: two names differing in case are one tag, and the
+    # last write wins (https://learn.microsoft.com/azure/azure-resource-manager/management/tag-resources).
+    seen: dict[str, str] = {}
+    for name in v.tags:
+        lowered = name.lower()
+        if lowered in ADDED_TAG_NAMES:
+            yield Problem(
+                ("tags", name), v.tags[name],
+                f"a tag name other than the platform's own {', '.join(ADDED_TAG_NAMES)} (Azure compares names ignoring "
+                "case, so this would silently replace the added tag)",
+            )
+        elif lowered in seen:
+            yield Problem(("tags", name), v.tags[name], f"a name distinct from {seen[lowered]!r} ignoring case (Azure treats them as one tag)")
+        seen.setdefault(lowered, name)
+    total = len({n.lower() for n in v.tags} | set(ADDED_TAG_NAMES))
+    if total > MAX_TAGS:
+        yield Problem(
+            ("tags",), f"{len(v.tags)} tags",
+            f"at most {MAX_TAGS - len(ADDED_TAG_NAMES)} tags: Azure allows {MAX_TAGS} per resource and the platform adds "
+            f"{len(ADDED_TAG_NAMES)} ({', '.join(ADDED_TAG_NAMES)}); Azure would refuse every resource",
+        )
+
+
+@stack_rule("app_resource_groups", "environment", "existing_resource_group")
+def _app_resource_groups(v: SimpleNamespace, ctx: RuleContext) -> Iterator[Problem]:
+    # Resource group names are case-insensitive in Azure: `rg-App` and `rg-app` are one group.
+    platform = (v.existing_resource_group or f"rg-{v.environment}-platform").lower()
+    what = "existingResourceGroup" if v.existing_resource_group else "the platform's own group"
+    seen: dict[str, str] = {}
+    for i, name in enumerate(v.app_resource_groups):
+        lowered = name.lower()
+        if lowered == platform:
+            yield Problem(
+                ("appResourceGroups", i), name,
+                f"a group other than {what} ({platform}): ASO and Crossplane would get Contributor on the cluster's own group",
+            )
+        elif lowered in seen:
+            yield Problem(("appResourceGroups", i), name, f"distinct resource group names ignoring case (Azure treats it as {seen[lowered]!r})")
+        seen.setdefault(lowered, name)

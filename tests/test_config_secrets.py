@@ -1,0 +1,99 @@
+"""No secret value appears in any configuration error, whatever key it was set under.
+
+What is secret is decided by the value's secrecy first: Pulumi tells the program which
+top-level keys were set with `--secret` (PULUMI_CONFIG_SECRET_KEYS; the mocks get the same
+list), so everything under such a key is masked, in the value shown and in the rule texts
+that quote sibling values. Values under the declared secret names or credential-like names
+(kubeconfig, ...Secret, ...Token, ...), and text that reads as a credential, are masked too,
+for a secret set without --secret under a misspelled or unknown key.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import pytest
+
+from stacks.config import ConfigError
+from stacks.validation import load
+from tests.test_config import BASE
+from tests.test_config_hybrid import CLIENT_SECRET, HYBRID, KUBECONFIG, SECRETS, TOKEN
+
+PASSWORD = "P4ssw0rd-very-secret"
+
+
+def put(base: dict[str, Any], path: str, value: Any) -> dict[str, Any]:
+    raw = copy.deepcopy(base)
+    node = raw
+    parts = path.split(".")
+    for part in parts[:-1]:
+        node = node.setdefault(part, {})
+    node[parts[-1]] = value
+    return raw
+
+
+# (id, raw, secret keys, the key the message names, the secret texts that must not appear)
+CASES: list[tuple[str, dict[str, Any], frozenset[str], str, tuple[str, ...]]] = [
+    # Known secret keys.
+    ("plain-kubeconfig", HYBRID, SECRETS - {"kubeconfig"}, "kubeconfig", (TOKEN, "client-key-data")),
+    ("plain-client-secret", HYBRID, SECRETS - {"servicePrincipalClientSecret"}, "servicePrincipalClientSecret", (CLIENT_SECRET,)),
+    ("kubeconfig-on-aks", put(BASE, "kubeconfig", KUBECONFIG), frozenset({"kubeconfig"}), "kubeconfig", (TOKEN,)),
+    ("client-secret-on-aks", put(BASE, "servicePrincipalClientSecret", CLIENT_SECRET), frozenset({"servicePrincipalClientSecret"}), "servicePrincipalClientSecret", (CLIENT_SECRET,)),
+    ("client-secret-not-a-string", put(HYBRID, "servicePrincipalClientSecret", {"password": CLIENT_SECRET}), SECRETS, "servicePrincipalClientSecret", (CLIENT_SECRET,)),
+    # Misspelled top-level keys, with and without --secret.
+    ("kubeConfig-secret", put(BASE, "kubeConfig", KUBECONFIG), frozenset({"kubeConfig"}), "kubeConfig", (TOKEN,)),
+    ("kubeConfig-plain", put(BASE, "kubeConfig", KUBECONFIG), frozenset(), "kubeConfig", (TOKEN,)),
+    ("servicePrincipalSecret-secret", put(BASE, "servicePrincipalSecret", CLIENT_SECRET), frozenset({"servicePrincipalSecret"}), "servicePrincipalSecret", (CLIENT_SECRET,)),
+    ("servicePrincipalSecret-plain", put(BASE, "servicePrincipalSecret", CLIENT_SECRET), frozenset(), "servicePrincipalSecret", (CLIENT_SECRET,)),
+    ("clientsecret-plain", put(BASE, "clientsecret", CLIENT_SECRET), frozenset(), "clientsecret", (CLIENT_SECRET,)),
+    # Unknown keys set with --secret.
+    ("unknown-secret", put(BASE, "dbAdmin", PASSWORD), frozenset({"dbAdmin"}), "dbAdmin", (PASSWORD,)),
+    ("unknown-secret-mapping", put(BASE, "extra", {"user": "u", "pw": PASSWORD}), frozenset({"extra"}), "extra", (PASSWORD,)),
+    ("unknown-plain-password-key", put(BASE, "adminPassword", PASSWORD), frozenset(), "adminPassword", (PASSWORD,)),
+    # Known, non-secret keys set with --secret and given a wrong value.
+    ("environment-secret", put(BASE, "environment", PASSWORD), frozenset({"environment"}), "environment", (PASSWORD,)),
+    ("tags-secret-bad-name", put(BASE, "tags", {"a/b": PASSWORD}), frozenset({"tags"}), "tags.a/b", (PASSWORD, "a/b: got 'a/b")),
+    ("tags-secret-long-value", put(BASE, "tags", {"owner": PASSWORD * 20}), frozenset({"tags"}), "tags.owner", (PASSWORD,)),
+    ("tags-secret-case-duplicate", put(BASE, "tags", {"Owner": PASSWORD, "owner": "x"}), frozenset({"tags"}), "tags.owner", (PASSWORD,)),
+    ("addons-secret-repo-url", put(BASE, "addons.argocd.repoUrl", f"https://x:{PASSWORD}@github.com/a/b.git"), frozenset({"addons"}), "addons.argocd.repoUrl", (PASSWORD,)),
+    # Nested keys: under a key set with --secret --path, or named like a secret.
+    ("nested-under-secret-cluster", put(BASE, "cluster.systemPool.labels", {"team": PASSWORD + " !"}), frozenset({"cluster"}), "cluster.systemPool.labels.team", (PASSWORD,)),
+    ("nested-unknown-under-secret", put(BASE, "cluster.adminPw", PASSWORD), frozenset({"cluster"}), "cluster.adminPw", (PASSWORD,)),
+    ("nested-kubeconfig-in-hybrid", put(HYBRID, "hybrid.kubeconfig", KUBECONFIG), SECRETS, "hybrid.kubeconfig", (TOKEN,)),
+    ("nested-token-plain", put(BASE, "addons.argocd.token", PASSWORD), frozenset(), "addons.argocd.token", (PASSWORD,)),
+    ("nested-secret-plain", put(BASE, "cluster.network.clientSecret", CLIENT_SECRET), frozenset(), "cluster.network.clientSecret", (CLIENT_SECRET,)),
+    # A rule's text quoting a sibling value of a secret key.
+    ("sibling-value-in-rule", put(BASE, "cluster.network", {"podCidr": "10.123.0.0/16", "serviceCidr": "10.123.128.0/17"}), frozenset({"cluster"}), "cluster.network.serviceCidr", ("10.123.0.0/16", "10.123.128.0/17")),
+    ("context-of-secret-hybrid", put(HYBRID, "hybrid.context", "secret-ctx-name"), SECRETS | {"hybrid"}, "hybrid.context", ("secret-ctx-name",)),
+    # A credential document pasted under an ordinary key, not as a secret.
+    ("kubeconfig-pasted-as-context", put(HYBRID, "hybrid.context", KUBECONFIG), SECRETS, "hybrid.context", (TOKEN,)),
+    ("kubeconfig-pasted-as-tag", put(BASE, "tags", {"note": KUBECONFIG}), frozenset(), "tags.note", (TOKEN,)),
+    # Pasted az output in the secret: refused without quoting it.
+    ("az-json-secret", put(HYBRID, "servicePrincipalClientSecret", '{"appId": "a", "password": "%s"}' % CLIENT_SECRET), SECRETS, "servicePrincipalClientSecret", (CLIENT_SECRET,)),
+    ("kubeconfig-not-yaml", put(HYBRID, "kubeconfig", f"users: [{{token: {TOKEN}}}\nclusters: ["), SECRETS, "kubeconfig", (TOKEN,)),
+]
+
+
+@pytest.mark.parametrize("raw, secret_keys, key, hidden", [c[1:] for c in CASES], ids=[c[0] for c in CASES])
+def test_no_secret_in_any_message(raw, secret_keys, key, hidden):
+    with pytest.raises(ConfigError) as err:
+        load(raw, secret_keys)
+    text = str(err.value)
+    assert any(p.startswith(f"aks-platform:{key}: got ") for p in err.value.problems), err.value.problems
+    for secret in hidden:
+        assert secret not in text, text
+
+
+def test_a_masked_value_says_so():
+    with pytest.raises(ConfigError) as err:
+        load(put(BASE, "environment", PASSWORD), frozenset({"environment"}))
+    [msg] = err.value.problems
+    assert msg.startswith("aks-platform:environment: got [secret, not shown]; allowed: 2-16 characters")
+
+
+def test_non_secret_values_are_still_shown():
+    """Masking is not blanket: without secrecy the message quotes the value, so the user can find it."""
+    with pytest.raises(ConfigError) as err:
+        load(put(BASE, "environment", "Dev_1"))
+    assert "got 'Dev_1'" in str(err.value)
