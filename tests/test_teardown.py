@@ -72,11 +72,9 @@ def _platform_resources(ev: Evaluation) -> list[Registration]:
 
 
 def _hybrid_workload_identity(config: dict[str, Any], secret: list[str]) -> tuple[dict[str, Any], list[str]]:
-    hybrid = config["aks-platform:hybrid"]
-    hybrid.pop("servicePrincipalClientId")
-    hybrid.pop("servicePrincipalObjectId", None)
-    hybrid["oidcIssuerUrl"] = "https://oidc.example.com/hybrid/"
-    del config["aks-platform:servicePrincipalClientSecret"]
+    from tests.test_hybrid import workload_identity_config
+
+    config, secret = workload_identity_config(config, secret)
     config["aks-platform:tenants"] = [
         {
             "name": "payments",
@@ -85,7 +83,7 @@ def _hybrid_workload_identity(config: dict[str, Any], secret: list[str]) -> tupl
             "sourceRepos": ["https://github.com/acme/payments.git"],
         }
     ]
-    return config, [k for k in secret if k != "aks-platform:servicePrincipalClientSecret"]
+    return config, secret
 
 
 STACKS = ["dev", "prod", "tenants", "hybrid", "hybrid-workload-identity"]
