@@ -3,7 +3,7 @@
 import pulumi
 
 from stacks import build
-from stacks.config import from_pulumi
+from stacks.validation import from_pulumi
 
 for name, value in build(from_pulumi()).items():
     pulumi.export(name, value)

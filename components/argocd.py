@@ -29,7 +29,6 @@ import pulumi
 import pulumi_kubernetes as k8s
 import yaml
 
-from components.aso import caller_depends_on
 from components.gitops_bridge import (
     ANN_PATH,
     ANN_REPO_URL,
@@ -41,7 +40,7 @@ from components.gitops_bridge import (
     PLATFORM_PROJECT,
     ROOT_APPLICATION,
 )
-from components.helm import install_chart
+from components.helm import caller_depends_on, install_chart
 from components.versions import ARGO_CD
 
 ADMIN_PASSWORD_COMMAND = (

@@ -9,14 +9,14 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Any, Mapping, Optional, Sequence
+from typing import Any, Optional, Sequence
 
 import pulumi
 import pulumi_kubernetes as k8s
 
-from components.helm import install_chart
-from components.identity import RoleGrant, ServiceAccountRef
-from components.roles import constrain_roles_condition
+from components.helm import caller_depends_on, install_chart
+from components.identity import ServiceAccountRef
+from components.roles import app_scope_role_grants
 from components.versions import ASO
 
 # The chart names its service account `azureserviceoperator-default` when serviceAccount.name
@@ -91,43 +91,5 @@ class AzureServiceOperator(pulumi.ComponentResource):
         self.register_outputs({"namespace": self.namespace, "release": self.release.name})
 
 
-def caller_depends_on(opts: Optional[pulumi.ResourceOptions]) -> list[pulumi.Resource]:
-    """The resources in `opts.depends_on`, for children that must wait as the component does."""
-    deps = opts.depends_on if opts else None
-    if deps is None:
-        return []
-    if isinstance(deps, pulumi.Resource):
-        return [deps]
-    if isinstance(deps, (list, tuple)) and all(isinstance(d, pulumi.Resource) for d in deps):
-        return list(deps)
-    raise TypeError("opts.depends_on: allowed: a Resource or a list of Resources (not an Output)")
-
-
-# What a controller's identity may do in each resource group it manages: create the app's
-# Azure resources (Contributor), and grant the app's own identity data-plane roles on them.
-RBAC_ADMIN_ROLE = "Role Based Access Control Administrator"
-
-
-def app_scope_role_grants(
-    scopes: Mapping[str, pulumi.Input[str]],
-    assignable_roles: Sequence[str] = ("Storage Blob Data Contributor",),
-) -> list[RoleGrant]:
-    """Per scope key: Contributor, and RBAC Administrator limited to assigning `assignable_roles`.
-
-    For any controller that creates the app's Azure resources (ASO, Crossplane). The limit
-    is Azure's "Constrain roles" ABAC condition on the RBAC Administrator assignment, so the
-    controller's RoleAssignment kind can hand out only those roles (never Owner, User Access
-    Administrator or RBAC Administrator itself) and delete only those.
-    """
-    if not scopes:
-        raise ValueError("app_scope_role_grants: allowed: at least one scope")
-    condition = constrain_roles_condition(assignable_roles)
-    grants: list[RoleGrant] = []
-    for key, scope in scopes.items():
-        grants.append(RoleGrant(key=f"{key}-contributor", role="Contributor", scope=scope))
-        grants.append(RoleGrant(key=f"{key}-rbac-admin", role=RBAC_ADMIN_ROLE, scope=scope, condition=condition))
-    return grants
-
-
-# The name the ASO interface was specified with; the same grants.
+# The name the ASO interface was specified with: the grants every app-creating controller gets.
 aso_role_grants = app_scope_role_grants

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import base64
+import re
 from dataclasses import dataclass, field
-from typing import Mapping, Optional
+from typing import Mapping, Optional, Sequence
 
 import pulumi
 import pulumi_kubernetes as k8s
@@ -12,22 +13,167 @@ import yaml
 from pulumi_azure_native import authorization, containerservice, resources
 
 from components.roles import assign_role
-from stacks.config import ClusterConfig, MaintenanceWindow, NodePool
 
 # AKS's Entra server application: the audience kubelogin asks tokens for (same in every tenant).
 AKS_AAD_SERVER_APP_ID = "6dae42f8-4368-4678-94ff-3960e28e3630"
-DEPLOYER_ROLE = "Azure Kubernetes Service RBAC Cluster Admin"
+# What the cluster's own identity needs on a subnet it does not own (AKS docs, "Azure CNI
+# overview": at least Network Contributor on the subnet when you bring your own network).
+SUBNET_ROLE = "Network Contributor"
+
+# Auto-upgrade channels that move the Kubernetes version on their own: stable and rapid move
+# the minor, patch moves the patch (AKS docs, "Automatically upgrade an AKS cluster").
+MINOR_MOVING_CHANNELS = frozenset({"stable", "rapid"})
+PATCH_MOVING_CHANNELS = frozenset({"patch"})
+# The ARM ID of a subnet (the casing ARM and the CLIs print, either way for the fixed parts).
+SUBNET_ID_PATTERN = (
+    r"^/subscriptions/[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
+    r"/[Rr]esource[Gg]roups/[-A-Za-z0-9_.()]+/providers/[Mm]icrosoft\.[Nn]etwork"
+    r"/[Vv]irtual[Nn]etworks/[-A-Za-z0-9_.]+/[Ss]ubnets/[-A-Za-z0-9_.]+$"
+)
+_SUBNET_ID = re.compile(SUBNET_ID_PATTERN)
+
+
+def version_conflict(version: Optional[str], channel: str) -> Optional[str]:
+    """Why `version` cannot be held under the auto-upgrade `channel`, or None when it can.
+
+    AKS reports the version it moved to, and azure-native sends every update as a full PUT:
+    a pinned version the channel has moved past would go back as a downgrade (refused), so
+    the two must agree by construction. Re-sending 'MAJOR.MINOR' after a patch upgrade is
+    fine: "Updating the cluster with the same <major.minor> once it has been created (e.g.
+    1.14.x -> 1.14) will not trigger an upgrade" (ManagedClusterProperties.kubernetesVersion).
+    """
+    if version is None:
+        return None
+    if channel in MINOR_MOVING_CHANNELS:
+        return (
+            f"upgradeChannel {channel!r} moves the minor version on its own, so a pinned {version!r} would later be "
+            "sent back as a downgrade; leave the version unset (AKS picks and upgrades it), or pin 'MAJOR.MINOR' with "
+            "upgradeChannel 'patch' (minor upgrades by changing the pin)"
+        )
+    if channel in PATCH_MOVING_CHANNELS and version.count(".") != 1:
+        return (
+            f"upgradeChannel 'patch' moves the patch version on its own, so the pinned patch {version!r} would later be "
+            f"sent back as a downgrade; pin 'MAJOR.MINOR' ({'.'.join(version.split('.')[:2])!r}), or use upgradeChannel "
+            "'none' to own every patch"
+        )
+    return None
+
+
+def subnet_id_problem(subnet_id: str) -> Optional[str]:
+    if _SUBNET_ID.fullmatch(subnet_id):
+        return None
+    return (
+        "the ARM ID of an existing subnet: /subscriptions/<id>/resourceGroups/<group>/providers/"
+        "Microsoft.Network/virtualNetworks/<vnet>/subnets/<subnet>"
+    )
+
+
+def virtual_network_of(subnet_id: str) -> str:
+    return subnet_id.rsplit("/subnets/", 1)[0].lower()
+
+
+@dataclass(frozen=True)
+class NodePoolArgs:
+    """One node pool. Autoscaling is on when `min_count` and `max_count` are set."""
+
+    name: str
+    vm_size: str
+    count: int
+    min_count: Optional[int] = None
+    max_count: Optional[int] = None
+    zones: Sequence[str] = ()
+    max_pods: int = 110
+    os_disk_size_gb: Optional[int] = None
+    labels: Mapping[str, str] = field(default_factory=dict)
+    taints: Sequence[str] = ()
+    # The ARM ID of an existing subnet for the nodes; None: AKS creates and owns the network.
+    vnet_subnet_id: Optional[str] = None
+
+    @property
+    def autoscaling(self) -> bool:
+        return self.min_count is not None
+
+
+@dataclass(frozen=True)
+class NetworkArgs:
+    """Azure CNI overlay: pods get addresses from `pod_cidr`, not from the nodes' subnet."""
+
+    dataplane: str = "cilium"
+    network_policy: str = "cilium"
+    pod_cidr: str = "10.244.0.0/16"
+    service_cidr: str = "10.0.0.0/16"
+    dns_service_ip: str = "10.0.0.10"
+    outbound_type: str = "loadBalancer"
+
+
+@dataclass(frozen=True)
+class MaintenanceWindowArgs:
+    day_of_week: str
+    start_time: str
+    duration_hours: int
+    utc_offset: str
+    interval_weeks: int = 1
 
 
 @dataclass
 class AksClusterArgs:
     cluster_name: str
     location: str
-    cluster: ClusterConfig
-    # None: the component creates `resource_group_name`; else it uses this existing group.
+    # The component creates this group unless `create_resource_group` is False (then it exists).
     resource_group_name: str
+    system_pool: NodePoolArgs
+    user_pools: Sequence[NodePoolArgs] = ()
+    # "MAJOR.MINOR" or "MAJOR.MINOR.PATCH"; None: AKS's default at creation.
+    kubernetes_version: Optional[str] = None
+    sku_tier: str = "Free"
+    upgrade_channel: str = "patch"
+    node_os_upgrade_channel: str = "NodeImage"
+    local_accounts: bool = False
+    admin_group_object_ids: Sequence[str] = ()
+    api_server_authorized_ip_ranges: Sequence[str] = ()
+    network: NetworkArgs = field(default_factory=NetworkArgs)
+    maintenance_window: Optional[MaintenanceWindowArgs] = None
+    # kubelogin's non-interactive login mode for the provider's kubeconfig (Entra-only clusters).
+    kubelogin_mode: str = "azurecli"
+    # With the nodes in your own subnets: grant the cluster's identity Network Contributor on
+    # each (False when the network team grants it, or the deployer may not).
+    assign_subnet_role: bool = True
     create_resource_group: bool = True
     tags: Mapping[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        # Checked here, before the component registers anything (config checks the same,
+        # with the stack's key names).
+        conflict = version_conflict(self.kubernetes_version, self.upgrade_channel)
+        if conflict:
+            raise ValueError(f"AksClusterArgs.kubernetes_version: {conflict}")
+        if not self.local_accounts and not self.admin_group_object_ids:
+            raise ValueError(
+                "AksClusterArgs.admin_group_object_ids: at least one Entra group when local accounts are off "
+                "(its members, people and the CI identity, administer the cluster)"
+            )
+        pools = [self.system_pool, *self.user_pools]
+        for pool in pools:
+            if pool.vnet_subnet_id is not None and subnet_id_problem(pool.vnet_subnet_id):
+                raise ValueError(f"NodePoolArgs({pool.name}).vnet_subnet_id: {pool.vnet_subnet_id!r}: {subnet_id_problem(pool.vnet_subnet_id)}")
+        with_subnet = [p for p in pools if p.vnet_subnet_id]
+        if with_subnet and len(with_subnet) != len(pools):
+            raise ValueError(
+                f"NodePoolArgs.vnet_subnet_id: set on {[p.name for p in with_subnet]} but not on "
+                f"{[p.name for p in pools if not p.vnet_subnet_id]}: all pools or none"
+            )
+        if len({virtual_network_of(p.vnet_subnet_id) for p in with_subnet}) > 1:  # type: ignore[arg-type]
+            raise ValueError("NodePoolArgs.vnet_subnet_id: every pool's subnet must be in one virtual network (AKS requires it)")
+        if self.network.outbound_type == "userDefinedRouting" and not with_subnet:
+            raise ValueError(
+                "NetworkArgs.outbound_type 'userDefinedRouting': needs the pools in your own subnet (vnet_subnet_id) "
+                "whose route table sends egress to a firewall"
+            )
+
+    @property
+    def sends_version(self) -> bool:
+        """Whether the program owns the version: not when the channel moves the minor."""
+        return self.upgrade_channel not in MINOR_MOVING_CHANNELS
 
 
 class AksCluster(pulumi.ComponentResource):
@@ -40,7 +186,7 @@ class AksCluster(pulumi.ComponentResource):
 
     def __init__(self, name: str, args: AksClusterArgs, opts: Optional[pulumi.ResourceOptions] = None):
         super().__init__("aks-platform:cluster:AksCluster", name, None, opts)
-        cfg = args.cluster
+
         child = pulumi.ResourceOptions(parent=self)
         client = authorization.get_client_config_output(opts=pulumi.InvokeOutputOptions(parent=self))
 
@@ -56,35 +202,38 @@ class AksCluster(pulumi.ComponentResource):
         else:
             rg_name = pulumi.Output.from_input(args.resource_group_name)
 
-        system = _pool_profile(cfg.system_pool, mode="System", version=cfg.kubernetes_version)
-        net = cfg.network
+        # With a channel that moves the minor, the version is AKS's: it is never sent, so an
+        # update cannot carry an older one (version_conflict refuses a pin there).
+        version = args.kubernetes_version if args.sends_version else None
+        system = _pool_profile(args.system_pool, mode="System", version=version)
+        net = args.network
         managed = containerservice.ManagedCluster(
             f"{name}-aks",
             resource_name_=args.cluster_name,
             resource_group_name=rg_name,
             location=args.location,
             dns_prefix=args.cluster_name,
-            kubernetes_version=cfg.kubernetes_version,
-            sku=containerservice.ManagedClusterSKUArgs(name="Base", tier=cfg.sku_tier),
+            kubernetes_version=version,
+            sku=containerservice.ManagedClusterSKUArgs(name="Base", tier=args.sku_tier),
             identity=containerservice.ManagedClusterIdentityArgs(type="SystemAssigned"),
             # Only the system pool is inline: AKS cannot add inline pools after creation,
             # so every user pool is its own AgentPool resource below.
-            agent_pool_profiles=[containerservice.ManagedClusterAgentPoolProfileArgs(name=cfg.system_pool.name, **system)],
+            agent_pool_profiles=[containerservice.ManagedClusterAgentPoolProfileArgs(name=args.system_pool.name, **system)],
             enable_rbac=True,
             aad_profile=containerservice.ManagedClusterAADProfileArgs(
                 managed=True,
                 enable_azure_rbac=True,
-                admin_group_object_ids=list(cfg.admin_group_object_ids) or None,
+                admin_group_object_ids=list(args.admin_group_object_ids) or None,
                 tenant_id=client.tenant_id,
             ),
-            disable_local_accounts=not cfg.local_accounts,
+            disable_local_accounts=not args.local_accounts,
             oidc_issuer_profile=containerservice.ManagedClusterOIDCIssuerProfileArgs(enabled=True),
             security_profile=containerservice.ManagedClusterSecurityProfileArgs(
                 workload_identity=containerservice.ManagedClusterSecurityProfileWorkloadIdentityArgs(enabled=True),
             ),
             auto_upgrade_profile=containerservice.ManagedClusterAutoUpgradeProfileArgs(
-                upgrade_channel=cfg.upgrade_channel,
-                node_os_upgrade_channel=cfg.node_os_upgrade_channel,
+                upgrade_channel=args.upgrade_channel,
+                node_os_upgrade_channel=args.node_os_upgrade_channel,
             ),
             network_profile=containerservice.ContainerServiceNetworkProfileArgs(
                 network_plugin="azure",
@@ -98,55 +247,68 @@ class AksCluster(pulumi.ComponentResource):
                 load_balancer_sku="standard",
             ),
             api_server_access_profile=containerservice.ManagedClusterAPIServerAccessProfileArgs(
-                authorized_ip_ranges=list(cfg.api_server_authorized_ip_ranges),
+                authorized_ip_ranges=list(args.api_server_authorized_ip_ranges),
             )
-            if cfg.api_server_authorized_ip_ranges
+            if args.api_server_authorized_ip_ranges
             else None,
             tags=dict(args.tags),
             # The autoscaler owns the node count.
             opts=pulumi.ResourceOptions(
                 parent=self,
-                ignore_changes=["agentPoolProfiles[0].count"] if cfg.system_pool.autoscaling else None,
+                ignore_changes=["agentPoolProfiles[0].count"] if args.system_pool.autoscaling else None,
             ),
         )
         self.managed_cluster = managed
 
-        self.user_pools = [
-            containerservice.AgentPool(
+        # Bring-your-own network: the cluster's identity needs Network Contributor on each
+        # subnet. A system-assigned identity exists only once the cluster does, so (as
+        # `az aks create` does) the grant follows the cluster; the user pools wait for it.
+        self.subnet_role_assignments: list[pulumi.Resource] = []
+        if args.assign_subnet_role:
+            subnets = sorted({p.vnet_subnet_id for p in [args.system_pool, *args.user_pools] if p.vnet_subnet_id})
+            self.subnet_role_assignments = [
+                assign_role(
+                    f"{name}-subnet-{subnet.rsplit('/', 1)[-1]}-network",
+                    principal_id=managed.identity.apply(lambda i: i.principal_id if i else None),
+                    role=SUBNET_ROLE,
+                    scope=subnet,
+                    description=f"AKS {args.cluster_name}: its nodes and load balancers join this subnet",
+                    opts=child,
+                )
+                for subnet in subnets
+            ]
+
+        # AKS refuses a second agent-pool operation on a cluster while one runs (409
+        # OperationNotAllowed), so each user pool waits for the one before it.
+        self.user_pools: list[containerservice.AgentPool] = []
+        previous: list[pulumi.Resource] = list(self.subnet_role_assignments)
+        for pool in args.user_pools:
+            agent_pool = containerservice.AgentPool(
                 f"{name}-pool-{pool.name}",
                 agent_pool_name=pool.name,
                 resource_group_name=rg_name,
                 resource_name_=managed.name,
-                **_pool_profile(pool, mode="User", version=cfg.kubernetes_version),
-                opts=pulumi.ResourceOptions(parent=self, ignore_changes=["count"] if pool.autoscaling else None),
+                **_pool_profile(pool, mode="User", version=version),
+                opts=pulumi.ResourceOptions(
+                    parent=self, depends_on=previous or None, ignore_changes=["count"] if pool.autoscaling else None
+                ),
             )
-            for pool in cfg.user_pools
-        ]
+            self.user_pools.append(agent_pool)
+            previous = [agent_pool]
 
-        self.maintenance = _maintenance(name, cfg, rg_name, managed, self)
+        self.maintenance = _maintenance(name, args, rg_name, managed, self)
 
-        # Deployer access: with local accounts off, the only way in is Entra. The identity
-        # running `pulumi up` (a human or the CI principal) gets cluster-admin through
-        # Azure RBAC at this cluster's scope only, so the Kubernetes provider can install add-ons.
-        self.deployer_role_assignment = None
-        # Add-ons run on the system pool, so they need not wait for the user pools (minutes each).
+        # Deployer access: nothing is granted to whoever runs `pulumi up`. With local accounts
+        # off, the members of admin_group_object_ids (people and the CI identity) are
+        # cluster-admin through the binding AKS creates with the cluster itself, so no fresh
+        # Azure role assignment, still propagating for minutes, stands between the provider
+        # and the cluster. Add-ons run on the system pool: no wait for the user pools.
         provider_deps: list[pulumi.Resource] = [managed]
-        if not cfg.local_accounts:
-            self.deployer_role_assignment = assign_role(
-                f"{name}-deployer-rbac-admin",
-                principal_id=client.object_id,
-                principal_type=cfg.deployer_principal_type,
-                role=DEPLOYER_ROLE,
-                scope=managed.id,
-                description="Identity running pulumi up: installs the platform add-ons",
-                opts=child,
-            )
-            provider_deps.append(self.deployer_role_assignment)
 
         # depends_on keeps the credentials invoke from running in preview against a cluster
         # that does not exist yet: it yields unknown there instead of failing.
         invoke_opts = pulumi.InvokeOutputOptions(parent=self, depends_on=[managed])
-        if cfg.local_accounts:
+        if args.local_accounts:
             creds = containerservice.list_managed_cluster_admin_credentials_output(
                 resource_group_name=rg_name, resource_name=managed.name, opts=invoke_opts
             )
@@ -155,14 +317,14 @@ class AksCluster(pulumi.ComponentResource):
             creds = containerservice.list_managed_cluster_user_credentials_output(
                 resource_group_name=rg_name, resource_name=managed.name, format="exec", opts=invoke_opts
             )
-            mode = cfg.kubelogin_mode
+            mode = args.kubelogin_mode
             kubeconfig = creds.kubeconfigs.apply(lambda kcs: kubelogin_kubeconfig(_decode(kcs[0].value), mode))
 
         self.kubeconfig = pulumi.Output.secret(kubeconfig)
         self.provider = k8s.Provider(
             f"{name}-k8s",
             kubeconfig=self.kubeconfig,
-            # Add-ons install once the cluster and the deployer's RBAC exist.
+            # Add-ons install once the cluster exists.
             opts=pulumi.ResourceOptions(parent=self, depends_on=provider_deps),
         )
 
@@ -182,7 +344,7 @@ class AksCluster(pulumi.ComponentResource):
         )
 
 
-def _pool_profile(pool: NodePool, *, mode: str, version: Optional[str]) -> dict:
+def _pool_profile(pool: NodePoolArgs, *, mode: str, version: Optional[str]) -> dict:
     return dict(
         mode=mode,
         vm_size=pool.vm_size,
@@ -198,20 +360,21 @@ def _pool_profile(pool: NodePool, *, mode: str, version: Optional[str]) -> dict:
         orchestrator_version=version,
         node_labels=dict(pool.labels) or None,
         node_taints=list(pool.taints) or None,
+        vnet_subnet_id=pool.vnet_subnet_id,
     )
 
 
 def _maintenance(
-    name: str, cfg: ClusterConfig, rg_name: pulumi.Input[str], managed: containerservice.ManagedCluster, parent: pulumi.Resource
+    name: str, args: AksClusterArgs, rg_name: pulumi.Input[str], managed: containerservice.ManagedCluster, parent: pulumi.Resource
 ) -> list[containerservice.MaintenanceConfiguration]:
     """AKS reads planned maintenance only from these two well-known configuration names."""
-    window = cfg.maintenance_window
+    window = args.maintenance_window
     if window is None:
         return []
     schedules = []
-    if cfg.upgrade_channel != "none":
+    if args.upgrade_channel != "none":
         schedules.append(("auto-upgrade", "aksManagedAutoUpgradeSchedule"))
-    if cfg.node_os_upgrade_channel not in ("None", "Unmanaged"):
+    if args.node_os_upgrade_channel not in ("None", "Unmanaged"):
         schedules.append(("node-os", "aksManagedNodeOSUpgradeSchedule"))
     return [
         containerservice.MaintenanceConfiguration(
@@ -226,7 +389,7 @@ def _maintenance(
     ]
 
 
-def _window_args(window: MaintenanceWindow) -> containerservice.MaintenanceWindowArgs:
+def _window_args(window: MaintenanceWindowArgs) -> containerservice.MaintenanceWindowArgs:
     return containerservice.MaintenanceWindowArgs(
         duration_hours=window.duration_hours,
         start_time=window.start_time,

@@ -45,9 +45,8 @@ from typing import Any, Mapping, Optional
 import pulumi
 import pulumi_kubernetes as k8s
 
-from components.aso import caller_depends_on
 from components.gitops_bridge import CROSSPLANE_PROVIDER_CONFIG
-from components.helm import install_chart
+from components.helm import caller_depends_on, install_chart
 from components.identity import RoleGrant, ServiceAccountRef
 from components.versions import CROSSPLANE, CROSSPLANE_PROVIDERS
 

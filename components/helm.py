@@ -48,3 +48,19 @@ def install_chart(
         opts=pulumi.ResourceOptions(parent=parent, depends_on=list(depends_on or [])),
     )
     return namespace, release
+
+
+def caller_depends_on(opts: Optional[pulumi.ResourceOptions]) -> list[pulumi.Resource]:
+    """The resources in `opts.depends_on`, for children that must wait as their component does.
+
+    A component's depends_on does not reach its children, so every Helm add-on forwards it to
+    its release with this.
+    """
+    deps = opts.depends_on if opts else None
+    if deps is None:
+        return []
+    if isinstance(deps, pulumi.Resource):
+        return [deps]
+    if isinstance(deps, (list, tuple)) and all(isinstance(d, pulumi.Resource) for d in deps):
+        return list(deps)
+    raise TypeError("opts.depends_on: allowed: a Resource or a list of Resources (not an Output)")

@@ -8,7 +8,7 @@ from typing import Mapping, Optional, Sequence
 import pulumi
 from pulumi_azure_native import managedidentity
 
-from components.roles import assign_role, role_guid
+from components.roles import RoleGrant, assign_role, role_guid
 
 AUDIENCE = "api://AzureADTokenExchange"
 # Azure rejects a 21st federated identity credential on one user-assigned identity.
@@ -23,19 +23,6 @@ class ServiceAccountRef:
     @property
     def subject(self) -> str:
         return f"system:serviceaccount:{self.namespace}:{self.name}"
-
-
-@dataclass(frozen=True)
-class RoleGrant:
-    """`role` is a built-in role name or a role definition GUID; `key` names the Pulumi resource.
-
-    `condition`: an Azure ABAC condition (syntax version 2.0) on the assignment, or None.
-    """
-
-    key: str
-    role: str
-    scope: pulumi.Input[str]
-    condition: Optional[str] = None
 
 
 @dataclass

@@ -7,7 +7,8 @@ Built-in role definition IDs are the same GUIDs in every Azure tenant (see Azure
 from __future__ import annotations
 
 import uuid
-from typing import Optional, Sequence
+from dataclasses import dataclass
+from typing import Mapping, Optional, Sequence
 
 import pulumi
 
@@ -28,6 +29,8 @@ BUILTIN_ROLES: dict[str, str] = {
     "Azure Kubernetes Service RBAC Cluster Admin": "b1ff04bb-8a4e-4dc4-8eb5-8693973ce19b",
     "Azure Kubernetes Service RBAC Admin": "3498e952-d568-435e-9b2c-8d77e338d7f7",
     "Azure Kubernetes Service Cluster User Role": "4abbcc35-e782-43d8-92c5-2d3f1bd2253f",
+    # What an AKS cluster's identity needs on a subnet it does not own (bring-your-own network).
+    "Network Contributor": "4d97b98b-1d4f-4787-a291-c67834d212e7",
 }
 
 # Roles that may grant further access: a subscription-wide grant of one of these is an
@@ -35,6 +38,19 @@ BUILTIN_ROLES: dict[str, str] = {
 PRIVILEGED_ROLES = frozenset(
     {"Owner", "Contributor", "User Access Administrator", "Role Based Access Control Administrator"}
 )
+
+
+@dataclass(frozen=True)
+class RoleGrant:
+    """`role` is a built-in role name or a role definition GUID; `key` names the Pulumi resource.
+
+    `condition`: an Azure ABAC condition (syntax version 2.0) on the assignment, or None.
+    """
+
+    key: str
+    role: str
+    scope: pulumi.Input[str]
+    condition: Optional[str] = None
 
 
 _PRIVILEGED_GUIDS = frozenset(BUILTIN_ROLES[r] for r in PRIVILEGED_ROLES)
@@ -73,13 +89,17 @@ def assignment_name(scope: str, principal_id: str, role: str) -> str:
     return str(uuid.uuid5(uuid.NAMESPACE_URL, f"{scope.lower()}|{principal_id.lower()}|{role_guid(role)}"))
 
 
-def constrain_roles_condition(roles: Sequence[str]) -> str:
-    """Azure's "Constrain roles" condition: role assignments may be written or deleted only for `roles`.
+def constrain_roles_condition(roles: Sequence[str], principal_types: Sequence[str] = ("ServicePrincipal",)) -> str:
+    """Azure's "Constrain roles and principal types" condition: role assignments may be written
+    or deleted only for `roles`, and only for principals of `principal_types`.
 
     The expression is the documented template (Azure ABAC, "Examples to delegate Azure role
-    assignment management with conditions", Example: Constrain roles): the write action is
-    checked on the request's role definition, the delete action on the existing assignment's.
-    GUIDs are sorted so the same set always yields the same string (no diff churn).
+    assignment management with conditions", Example: Constrain roles and principal types):
+    the write action is checked on the request's role definition and principal type, the
+    delete action on the existing assignment's. ARM reports managed identities and app
+    registrations alike as `ServicePrincipal`, so the default lets a controller grant the
+    app's workload identity its data role and never a user or a group. GUIDs and types are
+    sorted so the same sets always yield the same string (no diff churn).
     """
     guids = sorted({role_guid(r) for r in roles})
     if not guids:
@@ -90,14 +110,25 @@ def constrain_roles_condition(roles: Sequence[str]) -> str:
             f"constrain_roles_condition: {privileged} would let the delegate grant further access; "
             f"allowed: roles other than {', '.join(sorted(PRIVILEGED_ROLES))}"
         )
+    types = sorted(set(principal_types))
+    unknown = [t for t in types if t not in PRINCIPAL_TYPES]
+    if not types or unknown:
+        raise ValueError(f"constrain_roles_condition: principal types {unknown or []}: allowed: one or more of {', '.join(PRINCIPAL_TYPES)}")
     allowed = "{" + ", ".join(guids) + "}"
-    return (
-        "((!(ActionMatches{'Microsoft.Authorization/roleAssignments/write'})) OR "
-        f"(@Request[Microsoft.Authorization/roleAssignments:RoleDefinitionId] ForAnyOfAnyValues:GuidEquals {allowed}))"
-        " AND "
-        "((!(ActionMatches{'Microsoft.Authorization/roleAssignments/delete'})) OR "
-        f"(@Resource[Microsoft.Authorization/roleAssignments:RoleDefinitionId] ForAnyOfAnyValues:GuidEquals {allowed}))"
-    )
+    allowed_types = "{" + ", ".join(f"'{t}'" for t in types) + "}"
+
+    def clause(action: str, source: str) -> str:
+        return (
+            f"((!(ActionMatches{{'Microsoft.Authorization/roleAssignments/{action}'}})) OR "
+            f"(@{source}[Microsoft.Authorization/roleAssignments:RoleDefinitionId] ForAnyOfAnyValues:GuidEquals {allowed}"
+            f" AND @{source}[Microsoft.Authorization/roleAssignments:PrincipalType] ForAnyOfAnyValues:StringEqualsIgnoreCase {allowed_types}))"
+        )
+
+    return clause("write", "Request") + " AND " + clause("delete", "Resource")
+
+
+# The principal types a role assignment names (Role Assignments - Create, PrincipalType).
+PRINCIPAL_TYPES = ("ServicePrincipal", "User", "Group", "ForeignGroup", "Device")
 
 
 # The only condition syntax version Azure accepts (Role Assignments - Create, 2022-04-01).
@@ -138,3 +169,30 @@ def assign_role(
         condition_version=CONDITION_VERSION if condition else None,
         opts=opts,
     )
+
+
+# What a controller's identity may do in each resource group it manages: create the app's
+# Azure resources (Contributor), and grant the app's own identity data-plane roles on them.
+RBAC_ADMIN_ROLE = "Role Based Access Control Administrator"
+
+
+def app_scope_role_grants(
+    scopes: Mapping[str, pulumi.Input[str]],
+    assignable_roles: Sequence[str] = ("Storage Blob Data Contributor",),
+) -> list[RoleGrant]:
+    """Per scope key: Contributor, and RBAC Administrator limited to assigning `assignable_roles`.
+
+    For any principal that creates the app's Azure resources (ASO's and Crossplane's
+    identities, a hybrid stack's service principal). The limit is Azure's "Constrain roles"
+    ABAC condition on the RBAC Administrator assignment, so the controller's RoleAssignment
+    kind can hand out only those roles (never Owner, User Access Administrator or RBAC
+    Administrator itself) and delete only those.
+    """
+    if not scopes:
+        raise ValueError("app_scope_role_grants: allowed: at least one scope")
+    condition = constrain_roles_condition(assignable_roles)
+    grants: list[RoleGrant] = []
+    for key, scope in scopes.items():
+        grants.append(RoleGrant(key=f"{key}-contributor", role="Contributor", scope=scope))
+        grants.append(RoleGrant(key=f"{key}-rbac-admin", role=RBAC_ADMIN_ROLE, scope=scope, condition=condition))
+    return grants

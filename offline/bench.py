@@ -58,8 +58,8 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Optional, Sequence
 
 from offline import durations
-from offline.evaluate import REPO_ROOT, Evaluation, evaluate
-from offline.plan import Graph, available_stacks, evaluate_stack, load_stack
+from offline.evaluate import REPO_ROOT, Evaluation, available_stacks, evaluate, evaluate_stack, load_stack
+from offline.plan import Graph
 
 MANAGED_CLUSTER = "azure-native:containerservice:ManagedCluster"
 FLOOR_DESCRIPTION = "one ResourceGroup + one ManagedCluster + the kubeconfig invoke + a Kubernetes provider"
@@ -173,7 +173,7 @@ def hwm_kib():
     raise RuntimeError("no VmHWM in /proc/self/status")
 
 from offline import bench
-from offline.plan import evaluate_stack
+from offline.evaluate import evaluate_stack
 target = {target!r}
 run = (lambda: bench.evaluate_floor(preview=True)) if target == "(floor)" else (lambda: evaluate_stack(target, "preview"))
 run()  # imports every module the program uses

@@ -22,7 +22,10 @@ from pulumi.runtime import rpc
 from pulumi.runtime.config import set_all_config
 from pulumi.runtime.sync_await import _sync_await
 
-from offline.mocks import AzureMocks
+from offline.mocks import AzureMocks, admin_kubeconfig
+from policy.rules import SECRET, UNKNOWN_MARK
+from stacks import build
+from stacks.validation import from_pulumi
 
 UNKNOWN = rpc.UNKNOWN
 _SIG = rpc._special_sig_key
@@ -248,8 +251,20 @@ def evaluate(
             )
         return None
 
-    pulumi.runtime.settings.SETTINGS.rpc_manager.clear()
-    _sync_await(pulumi.runtime.stack.run_pulumi_func(lambda: _sync_await(pulumi.Output.from_input(run()).future())))
+    settings = pulumi.runtime.settings.SETTINGS
+    settings.rpc_manager.clear()
+    try:
+        _sync_await(pulumi.runtime.stack.run_pulumi_func(lambda: _sync_await(pulumi.Output.from_input(run()).future())))
+    except BaseException:
+        # A failed run (a mock refusing a request, as Azure would) leaves its registrations'
+        # tasks behind: drop them, so the next evaluation waits only for its own.
+        with settings.lock:
+            leftover = list(settings.outputs)
+            settings.outputs.clear()
+        for task in leftover:
+            task.cancel()
+        settings.rpc_manager.clear()
+        raise
     outputs: dict[str, OutputValue] = {}
     result = holder.get("result")
     if isinstance(result, Mapping):
@@ -328,10 +343,62 @@ def offline_secret_stand_in(key: str, config: Mapping[str, Any] | None = None) -
     A kubeconfig stand-in has the context the stack names (`hybrid.context`), as the user's
     real kubeconfig does: config validation checks that it is there.
     """
-    from offline.mocks import admin_kubeconfig
-
     if key.lower().endswith("kubeconfig"):
         hybrid = (config or {}).get(f"{PROJECT}:hybrid")
         context = hybrid.get("context") if isinstance(hybrid, Mapping) else None
         return admin_kubeconfig("offline-existing-cluster", "offline", context)
     return f"offline-stand-in-for-{key}"
+
+
+# --- The shipped stacks ----------------------------------------------------------------------
+
+
+class UnknownStack(ValueError):
+    pass
+
+
+def available_stacks(root: Path = REPO_ROOT) -> list[str]:
+    return sorted(p.name[len("Pulumi.") : -len(".yaml")] for p in root.glob("Pulumi.*.yaml"))
+
+
+def load_stack(stack: str, root: Path = REPO_ROOT) -> tuple[dict[str, Any], list[str]]:
+    stacks = available_stacks(root)
+    if stack not in stacks:
+        raise UnknownStack(
+            f"no stack {stack!r}: there is no Pulumi.{stack}.yaml; "
+            f"available: {', '.join(stacks) or '(none)'}"
+        )
+    return stack_config(stack, root)
+
+
+def evaluate_stack(stack: str, mode: str = "preview", root: Path = REPO_ROOT) -> Evaluation:
+    """The program for `stack`, evaluated under fresh mocks in `mode` (preview or update)."""
+    if mode not in ("preview", "update"):
+        raise ValueError(f"mode {mode!r}: allowed: preview, update")
+    config, secret = load_stack(stack, root)
+    return evaluate(lambda: build(from_pulumi()), config=config, secret_keys=secret, stack=stack, preview=mode == "preview")
+
+
+# --- Masking: the one representation the plan and the policy rules share ---------------------
+
+
+def mask(value: Any) -> Any:
+    """Inputs as the plan and the rules see them: secrets -> "[secret]", unknowns -> "[unknown]"."""
+    if isinstance(value, Secret):
+        return SECRET
+    if isinstance(value, dict):
+        return {k: mask(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [mask(v) for v in value]
+    if isinstance(value, str) and value == UNKNOWN:
+        return UNKNOWN_MARK
+    return value
+
+
+def output_value(out: OutputValue) -> Any:
+    """A resolved stack output, with its secret and unknown flags turned into markers for `mask`."""
+    if out.secret:
+        return Secret(out.value)
+    if not out.known:
+        return UNKNOWN
+    return out.value

@@ -4,13 +4,24 @@ In update mode a resource comes back with the computed properties Azure fills in
 the OIDC issuer URL, identity client and principal IDs); in preview mode it comes back
 with its inputs only, so every computed property is unknown, as in a real first preview.
 Every value is derived from names (uuid5), so two runs give the same bytes.
+
+What Azure refuses, the mocks refuse too (the evaluation raises): a role assignment whose
+`principalType` does not match the directory's object (UnmatchedPrincipalType), an AKS
+version older than the one running (AKS never downgrades), a cluster with
+`outboundType: userDefinedRouting` outside a subnet of the caller's own virtual network.
+
+An :class:`AzureCloud` keeps what Azure holds between two `pulumi up`s: pass the same one to
+two evaluations, let AKS upgrade itself in between (:meth:`AzureCloud.auto_upgrade`), and
+the second evaluation meets the cluster as Azure would report it. Not modelled: time (RBAC
+propagation, long-running operations), concurrent-operation conflicts (409s; tests check the
+graph's ordering instead), versions leaving support.
 """
 
 from __future__ import annotations
 
 import base64
 import uuid
-from typing import Any
+from typing import Any, Optional
 
 import pulumi
 import yaml
@@ -27,6 +38,90 @@ TENANT_ID = mock_guid("tenant")
 SUBSCRIPTION_ID = mock_guid("subscription")
 DEPLOYER_OBJECT_ID = mock_guid("deployer-object")
 DEPLOYER_CLIENT_ID = mock_guid("deployer-client")
+# A person running `pulumi up` after `az login`: the client is the Azure CLI's public app.
+PERSON_OBJECT_ID = mock_guid("person-object")
+AZURE_CLI_CLIENT_ID = "04b07795-8ddb-461a-bbee-02f9e1bf7b46"
+
+# Who getClientConfig reports, per kind of caller: (clientId, objectId, directory type).
+CALLERS = {
+    "ci": (DEPLOYER_CLIENT_ID, DEPLOYER_OBJECT_ID, "ServicePrincipal"),
+    "person": (AZURE_CLI_CLIENT_ID, PERSON_OBJECT_ID, "User"),
+}
+
+# The AKS versions on offer when an AzureCloud starts (minor -> patches, oldest first), and
+# the default minor at creation. Time passing (AzureCloud.auto_upgrade) releases newer ones.
+AKS_VERSIONS = {"1.32": ("1.32.7", "1.32.9"), "1.33": ("1.33.3", "1.33.5"), "1.34": ("1.34.1", "1.34.2"), "1.35": ("1.35.0",)}
+AKS_DEFAULT_MINOR = "1.33"
+
+
+def _version_key(version: str) -> tuple[int, ...]:
+    return tuple(int(p) for p in version.split("."))
+
+
+def _minor(version: str) -> str:
+    return ".".join(version.split(".")[:2])
+
+
+class AzureCloud:
+    """What Azure holds between evaluations: each AKS cluster's and agent pool's running version."""
+
+    def __init__(self) -> None:
+        # cluster resource ID -> {"version", "channel", "pools": {pool name: version}}
+        self.clusters: dict[str, dict[str, Any]] = {}
+        self.versions: dict[str, list[str]] = {minor: list(patches) for minor, patches in AKS_VERSIONS.items()}
+
+    def latest_patch(self, minor: str) -> str:
+        return self.versions[minor][-1]
+
+    def resolve_version(self, requested: Optional[str], running: Optional[str], what: str) -> str:
+        """The version AKS runs after a PUT that asks for `requested` (None: the field is absent).
+
+        As the ManagedCluster/AgentPool API documents it: 'MAJOR.MINOR' picks the latest patch
+        of that minor, and re-sending the running minor (1.34.x -> 1.34) changes nothing. An
+        absent version keeps the running one (AKS's default minor on create). Anything older
+        than what runs is refused: AKS does not downgrade.
+        """
+        if requested is None:
+            return running or self.latest_patch(AKS_DEFAULT_MINOR)
+        is_minor = requested.count(".") == 1
+        target = self.latest_patch(requested) if is_minor and requested in self.versions else requested
+        if running is None:
+            return target
+        if is_minor and requested == _minor(running):
+            return running
+        if _version_key(target) < _version_key(running):
+            raise Exception(f"OperationNotAllowed: {what}: downgrading Kubernetes version {running} to {requested} is not allowed")
+        return target
+
+    def auto_upgrade(self) -> None:
+        """Let each cluster's upgrade channel act, as AKS does in its maintenance window.
+
+        patch: the latest patch of the running minor; stable and rapid: the next minor
+        (its latest patch); none and node-image leave the Kubernetes version alone. The
+        node pools follow the control plane.
+        """
+        for cluster in self.clusters.values():
+            running, channel = cluster["version"], cluster["channel"]
+            target = running
+            if channel == "patch":
+                # A newer patch of the running minor is released, and the channel takes it.
+                major, minor, patch = running.split(".")
+                target = f"{major}.{minor}.{int(patch) + 1}"
+                self.versions[_minor(running)].append(target)
+            elif channel in ("stable", "rapid"):
+                minors = sorted(self.versions, key=_version_key)
+                target = self.latest_patch(minors[minors.index(_minor(running)) + 1])
+            cluster["version"] = target
+            cluster["pools"] = {name: target for name in cluster["pools"]}
+
+    def read(self, cluster_id: str) -> dict[str, Any]:
+        """The cluster as a GET (or `pulumi refresh`) reports it."""
+        cluster = self.clusters[cluster_id]
+        return {
+            "kubernetesVersion": cluster["version"],
+            "currentKubernetesVersion": cluster["version"],
+            "agentPools": {name: {"orchestratorVersion": v, "currentOrchestratorVersion": v} for name, v in cluster["pools"].items()},
+        }
 
 
 def issuer_url(location: str, cluster: str) -> str:
@@ -111,20 +206,31 @@ def _computed_unknowns(typ: str, inputs: dict[str, Any]) -> dict[str, Any]:
 
 
 class AzureMocks(pulumi.runtime.Mocks):
-    def __init__(self, preview: bool = False):
+    def __init__(self, preview: bool = False, caller: str = "ci", cloud: Optional[AzureCloud] = None):
+        """`caller`: who runs `pulumi up`: "ci" (a service principal) or "person" (`az login`).
+        `cloud`: Azure's state carried over from an earlier evaluation (a second `up`)."""
         self.preview = preview
-        # Explicit azure-native providers (one per tenant subscription): provider ID -> subscription.
-        self._provider_subscriptions: dict[str, str] = {}
+        self.caller = caller
+        self.cloud = cloud if cloud is not None else AzureCloud()
+        # Explicit azure-native providers (one per tenant subscription): provider ID -> (subscription, Entra tenant).
+        self._providers: dict[str, tuple[str, str]] = {}
+        # The directory: object ID -> type, for every principal the mocks know.
+        _, caller_object, caller_type = CALLERS[caller]
+        self.directory: dict[str, str] = {caller_object: caller_type}
+
+    def _provider(self, provider_ref: str) -> tuple[str, str]:
+        provider_id = provider_ref.rsplit("::", 1)[-1] if provider_ref else ""
+        return self._providers.get(provider_id, (SUBSCRIPTION_ID, TENANT_ID))
 
     def _subscription(self, provider_ref: str) -> str:
-        provider_id = provider_ref.rsplit("::", 1)[-1] if provider_ref else ""
-        return self._provider_subscriptions.get(provider_id, SUBSCRIPTION_ID)
+        return self._provider(provider_ref)[0]
 
     def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str, dict]:
         inputs = dict(args.inputs)
         if args.typ == "pulumi:providers:azure-native":
             provider_id = f"{args.name}-provider-id"
-            self._provider_subscriptions[provider_id] = inputs.get("subscriptionId") or SUBSCRIPTION_ID
+            # A subscription in another Entra tenant is reached by naming that tenant.
+            self._providers[provider_id] = (inputs.get("subscriptionId") or SUBSCRIPTION_ID, inputs.get("tenantId") or TENANT_ID)
             return provider_id, inputs
         if self.preview:
             # A resource being created has no ID and its computed outputs are unknown.
@@ -140,6 +246,7 @@ class AzureMocks(pulumi.runtime.Mocks):
         elif typ == "azure-native:containerservice:ManagedCluster":
             name = inputs["resourceName"]
             rid = f"{_rg_id(sub, inputs['resourceGroupName'])}/providers/Microsoft.ContainerService/managedClusters/{name}"
+            outputs.update(self._put_cluster(rid, inputs))
             outputs.update(
                 name=name,
                 fqdn=f"{name}-{mock_guid('dns', name)[:8]}.hcp.{inputs['location']}.azmk8s.io",
@@ -147,14 +254,18 @@ class AzureMocks(pulumi.runtime.Mocks):
                 oidcIssuerProfile={"enabled": True, "issuerURL": issuer_url(inputs["location"], name)},
                 identity={"type": "SystemAssigned", "principalId": mock_guid("aks-principal", name), "tenantId": TENANT_ID},
             )
+            self.directory[mock_guid("aks-principal", name)] = "ServicePrincipal"
         elif typ == "azure-native:managedidentity:UserAssignedIdentity":
             name = inputs["resourceName"]
             rid = f"{_rg_id(sub, inputs['resourceGroupName'])}/providers/Microsoft.ManagedIdentity/userAssignedIdentities/{name}"
+            principal = mock_guid("principal", sub, name)
+            self.directory[principal] = "ServicePrincipal"
             outputs.update(
                 name=name,
                 clientId=mock_guid("client", sub, name),
-                principalId=mock_guid("principal", sub, name),
-                tenantId=TENANT_ID,
+                principalId=principal,
+                # The Entra tenant the subscription trusts, not the deployer's.
+                tenantId=self._provider(args.provider)[1],
             )
         elif typ == "azure-native:managedidentity:FederatedIdentityCredential":
             name = inputs["federatedIdentityCredentialResourceName"]
@@ -164,6 +275,13 @@ class AzureMocks(pulumi.runtime.Mocks):
             )
             outputs["name"] = name
         elif typ == "azure-native:authorization:RoleAssignment":
+            known = self.directory.get(inputs["principalId"])
+            given = inputs.get("principalType")
+            if known is not None and given is not None and given != known:
+                raise Exception(
+                    f"UnmatchedPrincipalType: the principal {inputs['principalId']} is a {known}, "
+                    f"the role assignment says {given}"
+                )
             name = inputs["roleAssignmentName"]
             rid = f"{inputs['scope']}/providers/Microsoft.Authorization/roleAssignments/{name}"
             outputs["name"] = name
@@ -188,6 +306,7 @@ class AzureMocks(pulumi.runtime.Mocks):
             outputs.update(name=name, url=rid)
         elif typ == "azure-native:containerservice:AgentPool":
             outputs["name"] = inputs["agentPoolName"]
+            outputs.update(self._put_pool(sub, inputs))
         elif typ == "azure-native:containerservice:MaintenanceConfiguration":
             outputs["name"] = inputs["configName"]
         elif typ.startswith("kubernetes:helm.sh/v3:Release"):
@@ -206,12 +325,50 @@ class AzureMocks(pulumi.runtime.Mocks):
             rid = f"{meta.get('namespace', '')}/{meta['name']}".lstrip("/")
         return rid, outputs
 
+    def _put_cluster(self, rid: str, inputs: dict[str, Any]) -> dict[str, Any]:
+        """A PUT of a managed cluster: what AKS refuses, and the versions it then runs."""
+        profiles = inputs.get("agentPoolProfiles") or []
+        network = inputs.get("networkProfile") or {}
+        if network.get("outboundType") == "userDefinedRouting" and not all(p.get("vnetSubnetID") for p in profiles):
+            raise Exception(
+                "InvalidUserDefinedRoutingWithLoadBalancerProfile: outboundType userDefinedRouting needs every "
+                "agent pool in a subnet of your own virtual network (vnetSubnetID) whose route table sends egress to a firewall"
+            )
+        existing = self.cloud.clusters.get(rid)
+        version = self.cloud.resolve_version(inputs.get("kubernetesVersion"), existing["version"] if existing else None, "kubernetesVersion")
+        pools = dict(existing["pools"]) if existing else {}
+        for profile in profiles:
+            # A pool's version may not exceed the control plane's.
+            pool_version = self.cloud.resolve_version(profile.get("orchestratorVersion"), pools.get(profile["name"]) or version, f"agentPoolProfiles[{profile['name']}].orchestratorVersion")
+            pools[profile["name"]] = pool_version
+        channel = (inputs.get("autoUpgradeProfile") or {}).get("upgradeChannel") or "none"
+        self.cloud.clusters[rid] = {"version": version, "channel": channel, "pools": pools}
+        return {
+            "kubernetesVersion": inputs.get("kubernetesVersion") or version,
+            "currentKubernetesVersion": version,
+            "agentPoolProfiles": [
+                {**p, "orchestratorVersion": p.get("orchestratorVersion") or pools[p["name"]], "currentOrchestratorVersion": pools[p["name"]]}
+                for p in profiles
+            ],
+        }
+
+    def _put_pool(self, sub: str, inputs: dict[str, Any]) -> dict[str, Any]:
+        rid = f"{_rg_id(sub, inputs['resourceGroupName'])}/providers/Microsoft.ContainerService/managedClusters/{inputs['resourceName']}"
+        cluster = self.cloud.clusters.get(rid)
+        if cluster is None:
+            return {}
+        name = inputs["agentPoolName"]
+        version = self.cloud.resolve_version(inputs.get("orchestratorVersion"), cluster["pools"].get(name) or cluster["version"], f"agentPool {name} orchestratorVersion")
+        cluster["pools"][name] = version
+        return {"orchestratorVersion": inputs.get("orchestratorVersion") or version, "currentOrchestratorVersion": version}
+
     def call(self, args: pulumi.runtime.MockCallArgs) -> tuple[dict, list] | dict:
         token = args.token
         if token == "azure-native:authorization:getClientConfig":
+            client_id, object_id, _ = CALLERS[self.caller]
             return {
-                "clientId": DEPLOYER_CLIENT_ID,
-                "objectId": DEPLOYER_OBJECT_ID,
+                "clientId": client_id,
+                "objectId": object_id,
                 "subscriptionId": SUBSCRIPTION_ID,
                 "tenantId": TENANT_ID,
             }

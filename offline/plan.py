@@ -32,55 +32,22 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Optional
 
-from offline.evaluate import PROJECT, REPO_ROOT, UNKNOWN, Evaluation, Registration, Secret, evaluate, stack_config
+from offline.evaluate import (
+    PROJECT,
+    REPO_ROOT,
+    Evaluation,
+    Registration,
+    UnknownStack,
+    available_stacks,
+    evaluate_stack,
+    load_stack,
+    mask,
+    output_value,
+)
+from policy.check import check_evaluation
 from policy.rules import SECRET, UNKNOWN_MARK
 
 ROOT_COMPONENT = "(stack)"  # where resources registered at the top level are counted
-
-
-class UnknownStack(ValueError):
-    pass
-
-
-def available_stacks(root: Path = REPO_ROOT) -> list[str]:
-    return sorted(p.name[len("Pulumi.") : -len(".yaml")] for p in root.glob("Pulumi.*.yaml"))
-
-
-def load_stack(stack: str, root: Path = REPO_ROOT) -> tuple[dict[str, Any], list[str]]:
-    stacks = available_stacks(root)
-    if stack not in stacks:
-        raise UnknownStack(
-            f"no stack {stack!r}: there is no Pulumi.{stack}.yaml; "
-            f"available: {', '.join(stacks) or '(none)'}"
-        )
-    return stack_config(stack, root)
-
-
-def evaluate_stack(stack: str, mode: str = "preview", root: Path = REPO_ROOT) -> Evaluation:
-    """The program for `stack`, evaluated under fresh mocks in `mode` (preview or update)."""
-    if mode not in ("preview", "update"):
-        raise ValueError(f"mode {mode!r}: allowed: preview, update")
-    config, secret = load_stack(stack, root)
-    from stacks import build
-    from stacks.config import from_pulumi
-
-    return evaluate(lambda: build(from_pulumi()), config=config, secret_keys=secret, stack=stack, preview=mode == "preview")
-
-
-# --- Masking ---------------------------------------------------------------------------------
-
-
-def mask(value: Any) -> Any:
-    """Inputs as the plan shows them: secrets -> "[secret]", unknowns -> "[unknown]"."""
-    if isinstance(value, Secret):
-        return SECRET
-    if isinstance(value, dict):
-        return {k: mask(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [mask(v) for v in value]
-    if isinstance(value, str) and value == UNKNOWN:
-        return UNKNOWN_MARK
-    return value
 
 
 def _count(value: Any, mark: str) -> int:
@@ -200,8 +167,6 @@ def component_graph(graph: Graph) -> tuple[dict[str, set[str]], dict[str, set[st
 
 
 def plan_document(ev: Evaluation, stack: str, mode: str, environment: Optional[str] = None) -> dict[str, Any]:
-    from policy.check import check_evaluation
-
     graph = Graph(ev)
     root_urn = f"urn:pulumi:{stack}::{PROJECT}::pulumi:pulumi:Stack::{PROJECT}-{stack}"
     resources = []
@@ -277,14 +242,6 @@ def plan_document(ev: Evaluation, stack: str, mode: str, environment: Optional[s
         "outputs": outputs,
         "policy": {"violations": [v.as_dict() for v in violations]},
     }
-
-
-def output_value(out: Any) -> Any:
-    if out.secret:
-        return Secret(out.value)
-    if not out.known:
-        return UNKNOWN
-    return out.value
 
 
 def render_json(doc: dict[str, Any]) -> str:

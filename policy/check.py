@@ -1,5 +1,8 @@
 """The policy rules, offline: the same rules.py functions over the graph the mocks record.
 
+Layering: this module sits above offline/evaluate.py (it evaluates stacks and masks values
+with it) and below offline/plan.py (which puts its violations into the plan document).
+
 ``check_evaluation`` takes an :class:`offline.evaluate.Evaluation` (tests, ``make plan``);
 ``check_plan`` takes a plan document (``build/plan-<stack>.json``). Unlike inside the
 policy pack, secretness is known here (the recording monitor keeps the engine's secret
@@ -17,6 +20,7 @@ import sys
 from dataclasses import dataclass
 from typing import Any, Iterable, Mapping, Optional
 
+from offline.evaluate import PROJECT, Evaluation, UnknownStack, available_stacks, evaluate_stack, load_stack, mask, output_value
 from policy import rules
 
 
@@ -46,11 +50,9 @@ def _check(
 
 
 def check_evaluation(
-    ev: Any, stack: str, environment: Optional[str] = None, config: Optional[Mapping[str, Any]] = None
+    ev: Evaluation, stack: str, environment: Optional[str] = None, config: Optional[Mapping[str, Any]] = None
 ) -> list[Violation]:
     """Violations in an Evaluation of `stack` (policy `config` as the pack would get it)."""
-    from offline.plan import mask, output_value
-
     ctx = rules.Context(stack=stack, environment=environment, config=dict(config or {}))
     resources = [
         (r.urn, rules.Resource(type=r.type, name=r.name, inputs=mask(r.inputs), protect=r.protect))
@@ -71,9 +73,6 @@ def check_plan(doc: Mapping[str, Any], config: Optional[Mapping[str, Any]] = Non
 
 
 def check_stack(stack: str, mode: str = "update", config: Optional[Mapping[str, Any]] = None) -> list[Violation]:
-    from offline.evaluate import PROJECT
-    from offline.plan import evaluate_stack, load_stack
-
     stack_cfg, _ = load_stack(stack)
     env = stack_cfg.get(f"{PROJECT}:environment")
     ev = evaluate_stack(stack, mode)
@@ -81,8 +80,6 @@ def check_stack(stack: str, mode: str = "update", config: Optional[Mapping[str, 
 
 
 def main(argv: Optional[Iterable[str]] = None) -> int:
-    from offline.plan import UnknownStack, available_stacks
-
     parser = argparse.ArgumentParser(prog="python -m policy.check", description="Run the policy rules offline.")
     parser.add_argument("stacks", nargs="*", help="default: every Pulumi.<stack>.yaml")
     parser.add_argument("--mode", choices=("preview", "update"), default="update")

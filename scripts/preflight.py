@@ -222,8 +222,6 @@ class Needs:
     role_assignment_subscriptions: frozenset[str]
     pools: tuple[Pool, ...] = ()
     postgres: bool = False
-    # The principal type the program declares on the deployer's own role assignment, if any.
-    deployer_principal_type: Optional[str] = None
     platform_subscription: Optional[str] = None  # from azure-native:subscriptionId, when set
     unmapped: tuple[str, ...] = ()
 
@@ -232,7 +230,7 @@ def stack_needs(stack: str, root: Path = ROOT) -> Needs:
     """Evaluate the program offline (raises stacks.config.ConfigError on bad config)."""
     from offline.evaluate import stack_config
     from offline.plan import evaluate_stack
-    from stacks.config import load
+    from stacks.validation import load
 
     config, secret = stack_config(stack, root)
     prefix = f"{PROJECT}:"
@@ -271,7 +269,6 @@ def stack_needs(stack: str, root: Path = ROOT) -> Needs:
         providers.setdefault(PLATFORM, set()).update(APP_PROVIDERS)
 
     pools: list[Pool] = []
-    deployer_type = None
     if cfg.cluster is not None:
         c = cfg.cluster
         for key, pool in [("cluster.systemPool", c.system_pool)] + [
@@ -279,8 +276,6 @@ def stack_needs(stack: str, root: Path = ROOT) -> Needs:
         ]:
             nodes = pool.max_count if pool.autoscaling and pool.max_count is not None else pool.count
             pools.append(Pool(key, pool.name, pool.vm_size, nodes, pool.zones))
-        if not c.local_accounts:
-            deployer_type = c.deployer_principal_type
 
     return Needs(
         stack=stack,
@@ -290,7 +285,6 @@ def stack_needs(stack: str, root: Path = ROOT) -> Needs:
         role_assignment_subscriptions=frozenset(assignments),
         pools=tuple(pools),
         postgres=app,
-        deployer_principal_type=deployer_type,
         platform_subscription=config.get("azure-native:subscriptionId"),
         unmapped=tuple(sorted(unmapped)),
     )
@@ -437,14 +431,6 @@ def _applies_to_subscription(scope: str, subscription: str) -> bool:
 
 def check_rbac(needs: Needs, login: Login) -> Findings:
     found = Findings()
-    login_type = {"user": "User", "servicePrincipal": "ServicePrincipal"}.get(login.user_type)
-    if needs.deployer_principal_type in ("User", "ServicePrincipal") and login_type and login_type != needs.deployer_principal_type:
-        found.problems.append(
-            f"{PROJECT}:cluster.deployerPrincipalType is {needs.deployer_principal_type!r} but you are signed in as a "
-            f"{login_type} ({login.user_name}): Azure refuses the deployer's role assignment on the cluster whose "
-            f"principal type does not match: `pulumi config set --path --stack {needs.stack} "
-            f"'{PROJECT}:cluster.deployerPrincipalType' {login_type}`"
-        )
     for key in sorted(needs.resource_subscriptions):
         sub = _subscription(login, key)
         assigns = key in needs.role_assignment_subscriptions

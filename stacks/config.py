@@ -6,11 +6,12 @@ in docs/configuration.md; the JSON Schema for `Pulumi.<stack>.yaml` is generated
 same models (stacks/reference.py). Rules about one section live on its model (`rules`);
 rules that span top-level keys are the `@stack_rule` functions in stacks/rules.py.
 
-`load(raw, secret_keys)` is a pure function of the stack's config (already JSON-decoded):
-it returns the frozen models, or raises one :class:`ConfigError` listing every problem,
-each naming the key, the value given (secrets masked) and what is allowed. Nothing here
-registers a resource, so an invalid stack registers nothing. `from_pulumi()` reads the
-running stack's config and secret keys and calls `load`.
+`stacks.validation.load(raw, secret_keys)` runs this declaration: a pure function of the
+stack's config (already JSON-decoded) that returns the frozen models, or raises one
+:class:`ConfigError` listing every problem, each naming the key, the value given (secrets
+masked) and what is allowed. Nothing registers a resource, so an invalid stack registers
+nothing. `stacks.validation.from_pulumi()` reads the running stack's config and secret keys
+and calls `load`. (This module is below them: it declares, they run it, so imports go one way.)
 
 Adding a key: add one field to the model of its section with `setting(default, "allowed
 text")` (or `required("allowed text")`), using a type from this module (Bool, an `Int`
@@ -31,11 +32,12 @@ from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Fie
 from pydantic.alias_generators import to_camel
 from pydantic_core import PydanticCustomError, PydanticUndefined
 
+from components.cluster import SUBNET_ID_PATTERN, version_conflict, virtual_network_of
 from components.roles import BUILTIN_ROLES
 from components.versions import CHARTS
 from stacks.problems import PROJECT, ConfigError, Problem
 
-__all__ = ["ConfigError", "StackConfig", "load", "from_pulumi"]
+__all__ = ["ConfigError", "StackConfig", "decode"]
 
 
 # --- declaring a key ------------------------------------------------------------------------
@@ -360,7 +362,18 @@ class Network(Section):
         default_text="the 10th address of `serviceCidr` (`10.0.0.10`), as AKS chooses",
     )
     outbound_type: Literal["loadBalancer", "managedNATGateway", "userDefinedRouting"] = setting(
-        "loadBalancer", one_of(OUTBOUND_TYPES)
+        "loadBalancer", one_of(OUTBOUND_TYPES) + "; 'userDefinedRouting' needs vnetSubnetId (a subnet whose route table sends egress to your firewall)"
+    )
+    vnet_subnet_id: Optional[Text(SUBNET_ID_PATTERN)] = setting(
+        None,
+        "the ARM ID of an existing subnet for every node pool (/subscriptions/<id>/resourceGroups/<group>/providers/"
+        "Microsoft.Network/virtualNetworks/<vnet>/subnets/<subnet>); required with outboundType 'userDefinedRouting'",
+        default_text="none: AKS creates and owns the virtual network",
+    )
+    assign_subnet_role: Bool = setting(
+        True,
+        "true or false; true: the cluster's identity gets Network Contributor on each node subnet (the deployer needs "
+        "roleAssignments/write there); false: your network team grants it",
     )
 
     def complete(self) -> None:
@@ -428,6 +441,11 @@ class NodePool(Section):
         {}, "Kubernetes node labels (key rules of Kubernetes; no kubernetes.azure.com/, kubernetes.io/ or k8s.io/ prefix)"
     )
     taints: tuple[Taint, ...] = setting((), "taints 'key=value:Effect', Effect one of NoSchedule, PreferNoSchedule, NoExecute")
+    vnet_subnet_id: Optional[Text(SUBNET_ID_PATTERN)] = setting(
+        None,
+        "the ARM ID of a subnet for this pool's nodes, in the same virtual network as network.vnetSubnetId",
+        default_text="`network.vnetSubnetId`",
+    )
 
     @property
     def autoscaling(self) -> bool:
@@ -486,7 +504,8 @@ class ClusterConfig(Section):
     kubernetes_version: Optional[Text(K8S_VERSION)] = setting(
         None,
         "an explicit AKS version 'MAJOR.MINOR' or 'MAJOR.MINOR.PATCH' such as '1.34' (not 'latest'; "
-        "`az aks get-versions -l <location>` lists them), or unset for the AKS default",
+        "`az aks get-versions -l <location>` lists them), or unset for the AKS default; what the upgrade channel "
+        "moves stays unpinned: unset with 'stable' or 'rapid', 'MAJOR.MINOR' with 'patch'",
         default_text="AKS default",
     )
     sku_tier: Literal["Free", "Standard", "Premium"] = setting("Free", one_of(SKU_TIERS))
@@ -498,7 +517,8 @@ class ClusterConfig(Section):
         False, "true or false; false: Entra only (needs adminGroupObjectIds, kubelogin); true: the provider uses the admin credentials"
     )
     admin_group_object_ids: tuple[Guid, ...] = setting(
-        (), "Entra ID group object IDs (GUIDs); at least one when localAccounts is false"
+        (), "Entra ID group object IDs (GUIDs); at least one when localAccounts is false: its members are cluster admins, "
+        "and whoever runs `pulumi up` (the CI identity, a person) must be one"
     )
     api_server_authorized_ip_ranges: tuple[Cidr, ...] = setting((), "IPv4 CIDRs such as '203.0.113.0/24'")
     system_pool: SystemPool = setting(SystemPool, "the system node pool")
@@ -510,20 +530,26 @@ class ClusterConfig(Section):
     kubelogin_mode: Literal["azurecli", "workloadidentity", "spn", "msi", "azd"] = setting(
         "azurecli", one_of(KUBELOGIN_MODES) + " (how kubelogin gets a token non-interactively)"
     )
-    deployer_principal_type: Literal["ServicePrincipal", "User", "Group"] = setting(
-        "ServicePrincipal", one_of(PRINCIPAL_TYPES) + " (who runs `pulumi up`: CI, a person, a group)"
-    )
 
     @property
     def pools(self) -> tuple[NodePool, ...]:
         return (self.system_pool, *self.user_pools)
 
+    def subnet_of(self, pool: NodePool) -> Optional[str]:
+        """Where a pool's nodes go: its own vnetSubnetId, else network.vnetSubnetId, else AKS's network."""
+        return pool.vnet_subnet_id or self.network.vnet_subnet_id
+
     def rules(self) -> Iterator[Problem]:
         if not self.local_accounts and not self.admin_group_object_ids:
             yield Problem(
                 ("adminGroupObjectIds",), [],
-                "at least one Entra group object ID when localAccounts is false (else no human can administer the cluster)",
+                "at least one Entra group object ID when localAccounts is false: its members (people and the CI "
+                "identity that runs `pulumi up`) are the cluster's administrators",
             )
+        conflict = version_conflict(self.kubernetes_version, self.upgrade_channel)
+        if conflict:
+            yield Problem(("kubernetesVersion",), self.kubernetes_version, conflict)
+        yield from self._subnet_rules()
         seen = {self.system_pool.name}
         for i, pool in enumerate(self.user_pools):
             if pool.name in seen:
@@ -552,6 +578,32 @@ class ClusterConfig(Section):
                 f"overlay every node takes a /24, this one holds {capacity}, and AKS would fail to add the rest",
             )
 
+
+    def _subnet_rules(self) -> Iterator[Problem]:
+        paths = [("systemPool",)] + [("userPools", i) for i in range(len(self.user_pools))]
+        subnets = [self.subnet_of(p) for p in self.pools]
+        if self.network.outbound_type == "userDefinedRouting" and not self.network.vnet_subnet_id and not all(subnets):
+            yield Problem(
+                ("network", "vnetSubnetId"), None,
+                "required with outboundType 'userDefinedRouting': the ARM ID of your subnet whose route table sends "
+                "egress to your firewall (AKS creates no egress path of its own)",
+            )
+            return
+        if any(subnets) and not all(subnets):
+            path = next(p for p, s in zip(paths, subnets) if not s)
+            yield Problem(
+                (*path, "vnetSubnetId"), None,
+                "a subnet for every pool once one has its own (or network.vnetSubnetId for all): AKS cannot mix its "
+                "own network with yours",
+            )
+            return
+        vnets = {virtual_network_of(s) for s in subnets if s}
+        if len(vnets) > 1:
+            path, subnet = next((p, s) for p, s in zip(paths, subnets) if s and virtual_network_of(s) != virtual_network_of(subnets[0] or ""))
+            yield Problem(
+                (*path, "vnetSubnetId"), subnet,
+                f"a subnet of the same virtual network as the system pool's ({subnets[0]}): AKS keeps all pools in one",
+            )
 
 # --- add-ons ------------------------------------------------------------------------------------
 
@@ -972,13 +1024,6 @@ def secret_fields() -> dict[str, str]:
     }
 
 
-def load(raw: Mapping[str, Any], secret_keys: frozenset[str] = frozenset()) -> StackConfig:
-    """Validate the stack's `aks-platform:*` settings (keys without the namespace)."""
-    from stacks.validation import validate
-
-    return validate(raw, frozenset(secret_keys))
-
-
 def decode(value: Any) -> Any:
     """Pulumi hands structured config to programs as JSON text; plain strings stay strings."""
     if isinstance(value, str) and value[:1] in ("{", "["):
@@ -987,19 +1032,3 @@ def decode(value: Any) -> Any:
         except json.JSONDecodeError:
             return value
     return value
-
-
-def from_pulumi() -> StackConfig:
-    """Read every `aks-platform:*` key of the running stack and which are secret, and validate."""
-    from pulumi.runtime import config as runtime_config
-
-    full: dict[str, Any] = {**runtime_config.get_config_env(), **runtime_config.CONFIG.get()}
-    prefix = f"{PROJECT}:"
-    raw = {k[len(prefix):]: decode(v) for k, v in sorted(full.items()) if k.startswith(prefix)}
-    # The keys set with --secret: PULUMI_CONFIG_SECRET_KEYS, or what the mocks were given.
-    secret = frozenset(
-        k[len(prefix):]
-        for k in (*runtime_config.get_config_secret_keys_env(), *runtime_config._SECRET_KEYS.get())
-        if k.startswith(prefix)
-    )
-    return load(raw, secret)

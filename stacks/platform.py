@@ -30,11 +30,12 @@ from components import gitops_bridge as bridge
 from components.app_principal import AppPrincipalCredentials, AppPrincipalCredentialsArgs
 from components.argocd import ArgoCd, ArgoCdArgs
 from components import crossplane as crossplane_module
-from components.aso import AsoArgs, AzureServiceOperator, app_scope_role_grants
+from components.aso import AsoArgs, AzureServiceOperator
 from components.cert_manager import CertManager, CertManagerArgs
 from components.crossplane import Crossplane, CrossplaneArgs
 from components.identity import PrincipalRoles, PrincipalRolesArgs, WorkloadIdentity, WorkloadIdentityArgs
 from components.kro import Kro, KroArgs
+from components.roles import app_scope_role_grants
 from components.tenant import Tenant, TenantArgs, TenantGuard, TenantRoleGrant
 from stacks.config import StackConfig
 

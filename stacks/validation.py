@@ -16,7 +16,8 @@ from typing import Annotated, Any, Mapping, Optional, Union
 from pydantic import BaseModel, TypeAdapter, ValidationError
 from pydantic.fields import FieldInfo
 
-from stacks.config import StackConfig, secret_fields
+from stacks import stack_rules
+from stacks.config import PROJECT, StackConfig, decode, secret_fields
 from stacks.problems import MISSING, ConfigError, Masker, Path, Problem, distinct_problems, message, unknown_key_text
 
 # Key names whose values are never shown, wherever they appear: the declared secrets, and
@@ -131,8 +132,6 @@ def _adapter(field_name: str) -> TypeAdapter:
 
 
 def validate(raw: Mapping[str, Any], secret_keys: frozenset[str]) -> StackConfig:
-    from stacks import stack_rules
-
     masker = masker_for(secret_keys, raw)
     problems: list[Problem] = []
     fields = _fields_by_alias(StackConfig)
@@ -181,3 +180,24 @@ def validate(raw: Mapping[str, Any], secret_keys: frozenset[str]) -> StackConfig
 
 
 __all__ = ["validate", "translate", "field_at", "masker_for", "ConfigError"]
+
+
+def load(raw: Mapping[str, Any], secret_keys: frozenset[str] = frozenset()) -> StackConfig:
+    """Validate the stack's `aks-platform:*` settings (keys without the namespace)."""
+    return validate(raw, frozenset(secret_keys))
+
+
+def from_pulumi() -> StackConfig:
+    """Read every `aks-platform:*` key of the running stack and which are secret, and validate."""
+    from pulumi.runtime import config as runtime_config
+
+    full: dict[str, Any] = {**runtime_config.get_config_env(), **runtime_config.CONFIG.get()}
+    prefix = f"{PROJECT}:"
+    raw = {k[len(prefix):]: decode(v) for k, v in sorted(full.items()) if k.startswith(prefix)}
+    # The keys set with --secret: PULUMI_CONFIG_SECRET_KEYS, or what the mocks were given.
+    secret = frozenset(
+        k[len(prefix):]
+        for k in (*runtime_config.get_config_secret_keys_env(), *runtime_config._SECRET_KEYS.get())
+        if k.startswith(prefix)
+    )
+    return load(raw, secret)

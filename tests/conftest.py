@@ -15,7 +15,7 @@ if str(ROOT) not in sys.path:
 
 from offline.evaluate import Evaluation, evaluate, stack_config  # noqa: E402
 from stacks import build  # noqa: E402
-from stacks.config import from_pulumi  # noqa: E402
+from stacks.validation import from_pulumi  # noqa: E402
 
 UPSTREAM = ROOT.parent / "shared" / "upstream"
 

@@ -176,17 +176,89 @@ def test_abac_condition_names_exactly_the_assignable_roles(ev: Evaluation):
     assert condition_guids(condition) == [{BLOB_CONTRIBUTOR}, {BLOB_CONTRIBUTOR}]
 
 
-def test_condition_is_the_documented_constrain_roles_template():
+def test_condition_is_the_documented_constrain_roles_and_principal_types_template():
     # Azure docs, "Examples to delegate Azure role assignment management with conditions",
-    # Example: Constrain roles (the PowerShell one-line form), for two roles.
+    # Example: Constrain roles and principal types (the one-line form), for two roles.
     reader = BUILTIN_ROLES["Reader"]
+    roles = f"{{{reader}, {BLOB_CONTRIBUTOR}}}"
     assert constrain_roles_condition(["Storage Blob Data Contributor", "Reader"]) == (
         "((!(ActionMatches{'Microsoft.Authorization/roleAssignments/write'})) OR "
-        f"(@Request[Microsoft.Authorization/roleAssignments:RoleDefinitionId] ForAnyOfAnyValues:GuidEquals {{{reader}, {BLOB_CONTRIBUTOR}}}))"
+        f"(@Request[Microsoft.Authorization/roleAssignments:RoleDefinitionId] ForAnyOfAnyValues:GuidEquals {roles}"
+        " AND @Request[Microsoft.Authorization/roleAssignments:PrincipalType] ForAnyOfAnyValues:StringEqualsIgnoreCase {'ServicePrincipal'}))"
         " AND "
         "((!(ActionMatches{'Microsoft.Authorization/roleAssignments/delete'})) OR "
-        f"(@Resource[Microsoft.Authorization/roleAssignments:RoleDefinitionId] ForAnyOfAnyValues:GuidEquals {{{reader}, {BLOB_CONTRIBUTOR}}}))"
+        f"(@Resource[Microsoft.Authorization/roleAssignments:RoleDefinitionId] ForAnyOfAnyValues:GuidEquals {roles}"
+        " AND @Resource[Microsoft.Authorization/roleAssignments:PrincipalType] ForAnyOfAnyValues:StringEqualsIgnoreCase {'ServicePrincipal'}))"
     )
+
+
+def evaluate_condition(condition: str, action: str, request: dict[str, str], resource: dict[str, str]) -> bool:
+    """Evaluate an Azure ABAC role-assignment condition for one request.
+
+    Models only what constrain_roles_condition emits: ActionMatches, `@Request`/`@Resource`
+    attributes compared with ForAnyOfAnyValues:GuidEquals or :StringEqualsIgnoreCase (one
+    value per attribute, so any-of-any is set membership; a missing attribute matches
+    nothing), NOT (`!`), AND, OR and parentheses. Not modelled: other operators, multi-valued
+    attributes, principal or environment attributes. No maintained evaluator exists outside
+    Azure; this translates the expression to Python and evaluates it.
+    """
+    values = {"Request": request, "Resource": resource}
+
+    def attribute(match: re.Match) -> str:
+        source, name, operator, items = match.groups()
+        wanted = {v.strip().strip("'").lower() for v in items.split(",")}
+        got = values[source].get(name)
+        assert operator in ("GuidEquals", "StringEqualsIgnoreCase"), operator
+        return repr(got is not None and got.lower() in wanted)
+
+    expr = re.sub(
+        r"@(Request|Resource)\[Microsoft\.Authorization/roleAssignments:(\w+)\] ForAnyOfAnyValues:(\w+) \{([^}]*)\}",
+        attribute,
+        condition,
+    )
+    expr = re.sub(r"ActionMatches\{'([^']*)'\}", lambda m: repr(m.group(1) == action), expr)
+    expr = expr.replace("!", " not ").replace(" AND ", " and ").replace(" OR ", " or ")
+    assert re.fullmatch(r"[()\s]*((True|False|not|and|or)[()\s]*)+", expr), expr
+    return bool(eval(expr))  # noqa: S307 (only True/False/not/and/or/parentheses remain)
+
+
+WRITE = "Microsoft.Authorization/roleAssignments/write"
+DELETE = "Microsoft.Authorization/roleAssignments/delete"
+
+
+@pytest.mark.parametrize(
+    "action,role,principal_type,allowed",
+    [
+        (WRITE, BLOB_CONTRIBUTOR, "ServicePrincipal", True),
+        (WRITE, BLOB_CONTRIBUTOR, "User", False),
+        (WRITE, BLOB_CONTRIBUTOR, "Group", False),
+        (WRITE, BUILTIN_ROLES["Owner"], "ServicePrincipal", False),
+        (DELETE, BLOB_CONTRIBUTOR, "ServicePrincipal", True),
+        (DELETE, BLOB_CONTRIBUTOR, "User", False),
+        (DELETE, BUILTIN_ROLES["Contributor"], "ServicePrincipal", False),
+        ("Microsoft.Resources/subscriptions/resourceGroups/read", BUILTIN_ROLES["Owner"], "User", True),
+    ],
+)
+def test_the_controller_may_grant_only_blob_access_and_only_to_service_principals(ev: Evaluation, action, role, principal_type, allowed):
+    """The condition on ASO's RBAC Administrator grant, as Azure would evaluate it: the app's
+    workload identity may get Storage Blob Data Contributor; a user or a group may not."""
+    condition = ev.one(ROLE_ASSIGNMENT, "aso-ra-app-rbac-admin").plain("condition")
+    attrs = {"RoleDefinitionId": role, "PrincipalType": principal_type}
+    request, resource = (attrs, {}) if action == WRITE else ({}, attrs) if action == DELETE else ({}, {})
+    assert evaluate_condition(condition, action, request, resource) is allowed
+
+
+def test_the_gitops_role_assignments_pass_the_condition(ev: Evaluation):
+    """What gitops/ asks ASO and Crossplane to assign is inside what the condition allows."""
+    condition = ev.one(ROLE_ASSIGNMENT, "aso-ra-app-rbac-admin").plain("condition")
+    root = Path(__file__).resolve().parent.parent / "gitops"
+    found = 0
+    for path in sorted(root.rglob("*.yaml")):
+        for match in re.finditer(r"principalType: (\w+)", path.read_text()):
+            found += 1
+            request = {"RoleDefinitionId": BLOB_CONTRIBUTOR, "PrincipalType": match.group(1)}
+            assert evaluate_condition(condition, WRITE, request, {}), f"{path.relative_to(root)}: principalType {match.group(1)}"
+    assert found >= 2
 
 
 def test_grants_for_several_scopes_and_roles():

@@ -2,13 +2,35 @@
 
 from __future__ import annotations
 
-import yaml
-import pytest
+import copy
+import json
 
-from components.cluster import AKS_AAD_SERVER_APP_ID, kubelogin_kubeconfig
-from components.roles import BUILTIN_ROLES
-from offline.evaluate import UNKNOWN, Secret
-from offline.mocks import DEPLOYER_OBJECT_ID, SUBSCRIPTION_ID, TENANT_ID, exec_kubeconfig
+import pulumi
+import pytest
+import yaml
+
+from components.cluster import (
+    AKS_AAD_SERVER_APP_ID,
+    AksCluster,
+    AksClusterArgs,
+    NetworkArgs,
+    NodePoolArgs,
+    kubelogin_kubeconfig,
+)
+from components.roles import BUILTIN_ROLES, assign_role
+from offline.evaluate import UNKNOWN, Secret, evaluate
+from offline.mocks import (
+    DEPLOYER_OBJECT_ID,
+    PERSON_OBJECT_ID,
+    SUBSCRIPTION_ID,
+    TENANT_ID,
+    AzureCloud,
+    AzureMocks,
+    exec_kubeconfig,
+    mock_guid,
+)
+from stacks import build
+from stacks.validation import from_pulumi
 from tests.conftest import run_program
 
 MC = "azure-native:containerservice:ManagedCluster"
@@ -45,7 +67,7 @@ def test_prod_cluster_settings(shipped):
         "adminGroupObjectIDs": ["3f2b7c1e-6d4a-4f0b-9b8e-2a1c5d7e9f10"],
         "tenantID": TENANT_ID,
     }
-    assert mc.plain("autoUpgradeProfile") == {"upgradeChannel": "stable", "nodeOSUpgradeChannel": "NodeImage"}
+    assert mc.plain("autoUpgradeProfile") == {"upgradeChannel": "patch", "nodeOSUpgradeChannel": "NodeImage"}
     assert mc.plain("networkProfile") == {
         "networkPlugin": "azure",
         "networkPluginMode": "overlay",
@@ -98,22 +120,20 @@ def test_prod_maintenance_windows(shipped):
         }
 
 
-def test_entra_only_cluster_grants_deployer_and_uses_kubelogin(shipped):
+def test_entra_only_cluster_grants_no_one_and_uses_kubelogin(shipped):
+    """Cluster admin comes from cluster.adminGroupObjectIds (AKS binds those groups when it
+    creates the cluster): no role assignment names whoever runs `up`, and none stands
+    between the Kubernetes provider and the cluster, so nothing is still propagating when the
+    add-ons install."""
     ev = shipped("prod")
     mc = ev.one(MC)
-    [grant] = [r for r in ev.by_type(RA) if "deployer" in r.name]
-    assert grant.plain("principalId") == DEPLOYER_OBJECT_ID
-    assert grant.plain("principalType") == "ServicePrincipal"
-    assert grant.plain("scope") == (
-        f"/subscriptions/{SUBSCRIPTION_ID}/resourceGroups/rg-prod-platform"
-        "/providers/Microsoft.ContainerService/managedClusters/aks-prod"
-    )
-    assert grant.plain("roleDefinitionId").endswith(BUILTIN_ROLES["Azure Kubernetes Service RBAC Cluster Admin"])
+    assert mc.plain("aadProfile.adminGroupObjectIDs") == ["3f2b7c1e-6d4a-4f0b-9b8e-2a1c5d7e9f10"]
+    assert not [r for r in ev.by_type(RA) if r.plain("principalId") == DEPLOYER_OBJECT_ID]
+    assert not [r for r in ev.by_type(RA) if r.plain("scope") == mc_id("prod")]
     provider = ev.one(K8S_PROVIDER)
-    # The provider waits for the grant, so add-ons install with access in place; not for
-    # the user pools: add-ons fit on the system pool and the pools take minutes each.
-    assert ev.depends_on(provider, grant)
     assert ev.depends_on(provider, mc)
+    assert not [r.name for r in ev.by_type(RA) if ev.depends_on(provider, r)]
+    # Not on the user pools either: add-ons fit on the system pool and the pools take minutes each.
     assert not ev.depends_on(provider, ev.one(POOL))
     kubeconfig = provider.input("kubeconfig")
     assert isinstance(kubeconfig, Secret)
@@ -122,6 +142,47 @@ def test_entra_only_cluster_grants_deployer_and_uses_kubelogin(shipped):
     assert user["args"][:3] == ["get-token", "--login", "azurecli"]
     assert user["args"][user["args"].index("--server-id") + 1] == AKS_AAD_SERVER_APP_ID
     assert "devicecode" not in user["args"]
+
+
+def mc_id(environment: str) -> str:
+    return (
+        f"/subscriptions/{SUBSCRIPTION_ID}/resourceGroups/rg-{environment}-platform"
+        f"/providers/Microsoft.ContainerService/managedClusters/aks-{environment}"
+    )
+
+
+@pytest.mark.parametrize("stack", ["prod", "tenants"])
+def test_who_runs_up_changes_no_role_assignment(stack_file, stack):
+    """CI's service principal and a person (`az login`) get the same graph: the mocks answer
+    getClientConfig for each and refuse a role assignment whose principalType does not match
+    the directory (UnmatchedPrincipalType), as Azure does."""
+    config, secret = stack_file(stack)
+    runs = {
+        caller: evaluate(lambda: build(from_pulumi()), config=copy.deepcopy(config), secret_keys=secret, stack=stack, mocks=AzureMocks(caller=caller))
+        for caller in ("ci", "person")
+    }
+    assignments = {
+        caller: sorted((r.name, json.dumps(r.plain(), sort_keys=True)) for r in ev.by_type(RA)) for caller, ev in runs.items()
+    }
+    assert assignments["ci"] == assignments["person"]
+    assert not [r for r in runs["person"].by_type(RA) if r.plain("principalId") == PERSON_OBJECT_ID]
+
+
+def test_mocks_refuse_a_mismatched_principal_type():
+    """What the test above relies on: a person's object ID named as a ServicePrincipal fails."""
+
+    def program():
+        assign_role(
+            "grant",
+            principal_id=PERSON_OBJECT_ID,
+            principal_type="ServicePrincipal",
+            role="Reader",
+            scope=f"/subscriptions/{SUBSCRIPTION_ID}/resourceGroups/rg",
+            opts=pulumi.ResourceOptions(),
+        )
+
+    with pytest.raises(Exception, match="UnmatchedPrincipalType"):
+        evaluate(program, mocks=AzureMocks(caller="person"))
 
 
 @pytest.mark.parametrize("mode", ["azurecli", "workloadidentity", "spn", "msi"])
@@ -161,3 +222,187 @@ def test_oidc_issuer_url_flows_from_the_cluster(stack_file):
     url = ev.outputs["oidcIssuerUrl"].value
     assert url.startswith("https://westeurope.oic.prod-aks.azure.com/") and url.endswith("/")
     assert SUBSCRIPTION_ID not in url
+
+
+# --- the second `up`, after AKS upgraded itself -------------------------------------------
+
+
+def _versions_sent(ev) -> list[tuple[str, object]]:
+    mc = ev.one(MC)
+    sent = [("kubernetesVersion", mc.get("kubernetesVersion"))]
+    sent += [(f"agentPoolProfiles[{p['name']}]", p.get("orchestratorVersion")) for p in mc.plain("agentPoolProfiles")]
+    sent += [(f"AgentPool {p.name}", p.get("orchestratorVersion")) for p in ev.by_type(POOL)]
+    return sent
+
+
+def _not_older(sent: object, running: str) -> bool:
+    """Whether AKS accepts `sent` while `running` runs: absent, the same minor, or newer."""
+    if sent is None:
+        return True
+    parts = [int(p) for p in str(sent).split(".")]
+    run = [int(p) for p in running.split(".")]
+    return parts == run[: len(parts)] or parts > run[: len(parts)]
+
+
+def _second_up(config: dict, secret: list, stack: str):
+    cloud = AzureCloud()
+    first = evaluate(lambda: build(from_pulumi()), config=copy.deepcopy(config), secret_keys=secret, stack=stack, mocks=AzureMocks(cloud=cloud))
+    cluster_id = mc_id(config["aks-platform:environment"])
+    before = cloud.read(cluster_id)["currentKubernetesVersion"]
+    cloud.auto_upgrade()
+    after = cloud.read(cluster_id)
+    second = evaluate(lambda: build(from_pulumi()), config=copy.deepcopy(config), secret_keys=secret, stack=stack, mocks=AzureMocks(cloud=cloud))
+    return first, second, before, after
+
+
+@pytest.mark.parametrize(
+    "stack,changes",
+    [
+        pytest.param("prod", {}, id="prod-as-shipped"),
+        pytest.param("prod", {"upgradeChannel": "stable", "kubernetesVersion": None}, id="stable-channel-unpinned"),
+        pytest.param("dev", {}, id="dev-as-shipped"),
+        pytest.param("tenants", {"upgradeChannel": "rapid", "kubernetesVersion": None}, id="rapid-channel-unpinned"),
+    ],
+)
+def test_the_next_update_after_an_automatic_upgrade_sends_no_older_version(stack_file, stack, changes):
+    config, secret = stack_file(stack)
+    for key, value in changes.items():
+        if value is None:
+            config["aks-platform:cluster"].pop(key, None)
+        else:
+            config["aks-platform:cluster"][key] = value
+    first, second, before, after = _second_up(config, secret, stack)
+    # The read after the upgrade reports the newer version, on the cluster and its pools.
+    running = after["currentKubernetesVersion"]
+    assert [int(p) for p in running.split(".")] > [int(p) for p in before.split(".")]
+    assert {v["currentOrchestratorVersion"] for v in after["agentPools"].values()} == {running}
+    # The second update (it ran: the mocks refuse a downgrade as AKS does) sent nothing older.
+    assert [(where, sent) for where, sent in _versions_sent(second) if not _not_older(sent, running)] == []
+    # Same config, same inputs: the program does not chase the version AKS moved to.
+    assert _versions_sent(first) == _versions_sent(second)
+
+
+def test_mocks_refuse_a_downgrade_after_an_upgrade():
+    """What the test above relies on: the cloud remembers the version and AKS's rules."""
+    cloud = AzureCloud()
+    assert cloud.resolve_version("1.34", None, "v") == "1.34.2"
+    assert cloud.resolve_version("1.34", "1.34.7", "v") == "1.34.7"  # same minor: no change
+    assert cloud.resolve_version(None, "1.35.0", "v") == "1.35.0"
+    with pytest.raises(Exception, match="downgrading Kubernetes version 1.35.0 to 1.34"):
+        cloud.resolve_version("1.34", "1.35.0", "v")
+    with pytest.raises(Exception, match="downgrading"):
+        cloud.resolve_version("1.34.1", "1.34.2", "v")
+
+
+@pytest.mark.parametrize(
+    "channel,version",
+    [("stable", "1.34"), ("rapid", "1.34.2"), ("patch", "1.34.1")],
+)
+def test_cluster_args_refuse_a_version_the_channel_would_move(channel, version):
+    with pytest.raises(ValueError, match="kubernetes_version.*would later be sent back as a downgrade"):
+        _args(kubernetes_version=version, upgrade_channel=channel)
+
+
+def test_a_channel_that_moves_the_minor_leaves_the_version_to_aks():
+    ev = evaluate(lambda: AksCluster("c", _args(upgrade_channel="stable", user_pools=[_pool("apps")])))
+    assert _versions_sent(ev) == [("kubernetesVersion", None), ("agentPoolProfiles[system]", None), ("AgentPool c-pool-apps", None)]
+
+
+# --- user pools, one at a time --------------------------------------------------------------
+
+
+def test_user_pools_are_created_and_changed_one_at_a_time(stack_file):
+    """AKS refuses concurrent agent-pool operations on one cluster (409 OperationNotAllowed)."""
+    config, secret = stack_file("prod")
+    apps = config["aks-platform:cluster"]["userPools"][0]
+    config["aks-platform:cluster"]["userPools"] = [dict(apps, name=n, labels={"workload": n}) for n in ("apps", "batch", "gpu")]
+    ev = run_program(config, secret, stack="prod")
+    pools = {p.plain("agentPoolName"): p for p in ev.by_type(POOL)}
+    assert list(pools) == ["apps", "batch", "gpu"] or sorted(pools) == ["apps", "batch", "gpu"]
+    assert ev.depends_on(pools["batch"], pools["apps"]) and ev.depends_on(pools["gpu"], pools["batch"])
+    assert not ev.depends_on(pools["apps"], pools["batch"])
+
+
+# --- bring-your-own network ----------------------------------------------------------------
+
+SPOKE = f"/subscriptions/{SUBSCRIPTION_ID}/resourceGroups/rg-network/providers/Microsoft.Network/virtualNetworks/vnet-spoke"
+
+
+def _pool(name: str, subnet: str | None = None, mode_system: bool = False) -> NodePoolArgs:
+    return NodePoolArgs(name=name, vm_size="Standard_D4ds_v5", count=2, vnet_subnet_id=subnet)
+
+
+def _args(**overrides) -> AksClusterArgs:
+    base = dict(
+        cluster_name="aks-byo",
+        location="westeurope",
+        resource_group_name="rg-byo",
+        system_pool=_pool("system"),
+        admin_group_object_ids=["3f2b7c1e-6d4a-4f0b-9b8e-2a1c5d7e9f10"],
+    )
+    base.update(overrides)
+    return AksClusterArgs(**base)
+
+
+def test_pools_in_your_own_subnets_and_the_cluster_identity_may_use_them():
+    args = _args(
+        system_pool=_pool("system", f"{SPOKE}/subnets/nodes"),
+        user_pools=[_pool("apps", f"{SPOKE}/subnets/apps"), _pool("batch", f"{SPOKE}/subnets/apps")],
+        network=NetworkArgs(outbound_type="userDefinedRouting"),
+    )
+    ev = evaluate(lambda: AksCluster("c", args))
+    mc = ev.one(MC)
+    assert mc.plain("networkProfile.outboundType") == "userDefinedRouting"
+    assert mc.plain("agentPoolProfiles")[0]["vnetSubnetID"] == f"{SPOKE}/subnets/nodes"
+    pools = {p.plain("agentPoolName"): p for p in ev.by_type(POOL)}
+    assert {n: p.plain("vnetSubnetID") for n, p in pools.items()} == {"apps": f"{SPOKE}/subnets/apps", "batch": f"{SPOKE}/subnets/apps"}
+    grants = {r.plain("scope"): r for r in ev.by_type(RA)}
+    # One grant per distinct subnet, to the cluster's own (system-assigned) identity.
+    assert sorted(grants) == [f"{SPOKE}/subnets/apps", f"{SPOKE}/subnets/nodes"]
+    for scope, grant in grants.items():
+        assert grant.plain("principalId") == mock_guid("aks-principal", "aks-byo")
+        assert grant.plain("principalType") == "ServicePrincipal"
+        assert grant.plain("roleDefinitionId") == (
+            f"/subscriptions/{SUBSCRIPTION_ID}/providers/Microsoft.Authorization/roleDefinitions/{BUILTIN_ROLES['Network Contributor']}"
+        )
+        for pool in pools.values():
+            assert ev.depends_on(pool, grant)
+
+
+def test_no_subnet_grant_when_the_network_team_owns_it():
+    args = _args(system_pool=_pool("system", f"{SPOKE}/subnets/nodes"), assign_subnet_role=False)
+    ev = evaluate(lambda: AksCluster("c", args))
+    assert ev.by_type(RA) == []
+    assert ev.one(MC).plain("agentPoolProfiles")[0]["vnetSubnetID"] == f"{SPOKE}/subnets/nodes"
+
+
+@pytest.mark.parametrize(
+    "overrides,message",
+    [
+        ({"network": NetworkArgs(outbound_type="userDefinedRouting")}, "userDefinedRouting.*vnet_subnet_id"),
+        ({"system_pool": _pool("system", "/subscriptions/x/subnets/y")}, "ARM ID of an existing subnet"),
+        (
+            {"system_pool": _pool("system", f"{SPOKE}/subnets/nodes"), "user_pools": [_pool("apps")]},
+            "all pools or none",
+        ),
+        (
+            {
+                "system_pool": _pool("system", f"{SPOKE}/subnets/nodes"),
+                "user_pools": [_pool("apps", f"{SPOKE}-2/subnets/apps")],
+            },
+            "one virtual network",
+        ),
+        ({"admin_group_object_ids": []}, "at least one Entra group"),
+    ],
+)
+def test_cluster_args_refuse_networks_aks_cannot_build(overrides, message):
+    with pytest.raises(ValueError, match=message):
+        _args(**overrides)
+
+
+def test_mocks_refuse_user_defined_routing_outside_your_own_subnet():
+    """What AKS answers a UDR cluster without a subnet (the args above refuse it first)."""
+    args = _args()
+    args.network = NetworkArgs(outbound_type="userDefinedRouting")  # past the args' own check
+    with pytest.raises(Exception, match="userDefinedRouting needs every agent pool in a subnet"):
+        evaluate(lambda: AksCluster("c", args))

@@ -10,8 +10,11 @@ from typing import Any
 import pytest
 
 from stacks import config as stack_config
-from stacks.config import ConfigError, load
+from stacks.config import ConfigError
+from stacks.validation import load
 from tests.conftest import run_program
+
+SUBNET = "/subscriptions/8c1d2e3f-4a5b-4c6d-8e7f-9a0b1c2d3e4f/resourceGroups/rg-network/providers/Microsoft.Network/virtualNetworks/vnet-spoke/subnets/"
 
 BASE: dict[str, Any] = {
     "environment": "dev",
@@ -55,7 +58,8 @@ def test_defaults_are_documented_values():
     assert (c.network.dataplane, c.network.network_policy) == ("cilium", "cilium")
     assert (c.network.pod_cidr, c.network.service_cidr, c.network.dns_service_ip) == ("10.244.0.0/16", "10.0.0.0/16", "10.0.0.10")
     assert c.system_pool.name == "system" and c.system_pool.max_pods == 110 and not c.system_pool.autoscaling
-    assert c.kubelogin_mode == "azurecli" and c.deployer_principal_type == "ServicePrincipal"
+    assert c.kubelogin_mode == "azurecli"
+    assert (c.network.vnet_subnet_id, c.network.assign_subnet_role) == (None, True)
     assert cfg.addons.enabled() == {"cert_manager": True, "aso": True, "kro": True, "crossplane": True, "argocd": True}
     assert cfg.addons.aso.crd_pattern == stack_config.DEFAULT_ASO_CRD_PATTERN
     assert cfg.addons.argocd.path == "gitops" and cfg.addons.argocd.revision == "main"
@@ -197,7 +201,17 @@ INVALID = [
     ("cluster.userPools", [{"name": "a", "vmSize": "Standard_D8ds_v5", "taints": ["-k=v:NoSchedule"]}], "cluster.userPools[0].taints[0]", "label"),
     ("cluster.userPools", {"name": "a"}, "cluster.userPools", "a list"),
     ("cluster.kubeloginMode", "devicecode", "cluster.kubeloginMode", "'azurecli'"),
-    ("cluster.deployerPrincipalType", "Robot", "cluster.deployerPrincipalType", "'ServicePrincipal'"),
+    # Who runs `up` is not config: cluster admin comes from adminGroupObjectIds.
+    ("cluster.deployerPrincipalType", "ServicePrincipal", "cluster.deployerPrincipalType", "no such setting"),
+    # A version the upgrade channel would move is later sent back as a downgrade.
+    ("cluster", {"localAccounts": True, "kubernetesVersion": "1.34", "upgradeChannel": "stable"}, "cluster.kubernetesVersion", "moves the minor version on its own"),
+    ("cluster", {"localAccounts": True, "kubernetesVersion": "1.34", "upgradeChannel": "rapid"}, "cluster.kubernetesVersion", "leave the version unset"),
+    ("cluster", {"localAccounts": True, "kubernetesVersion": "1.34.2"}, "cluster.kubernetesVersion", "pin 'MAJOR.MINOR' ('1.34')"),
+    # Bring-your-own network.
+    ("cluster.network.outboundType", "userDefinedRouting", "cluster.network.vnetSubnetId", "required with outboundType 'userDefinedRouting'"),
+    ("cluster.network.vnetSubnetId", "/subscriptions/x/subnets/y", "cluster.network.vnetSubnetId", "ARM ID of an existing subnet"),
+    ("cluster", {"localAccounts": True, "systemPool": {"vnetSubnetId": SUBNET + "nodes"}, "userPools": [{"name": "apps", "vmSize": "Standard_D8ds_v5"}]}, "cluster.userPools[0].vnetSubnetId", "a subnet for every pool"),
+    ("cluster", {"localAccounts": True, "network": {"vnetSubnetId": SUBNET + "nodes"}, "userPools": [{"name": "apps", "vmSize": "Standard_D8ds_v5", "vnetSubnetId": SUBNET.replace("vnet-spoke", "vnet-other") + "apps"}]}, "cluster.userPools[0].vnetSubnetId", "same virtual network"),
     ("cluster.network.dataplane", "calico", "cluster.network.dataplane", "'cilium', 'azure'"),
     ("cluster.network.podCidr", "10.244.0.1/16", "cluster.network.podCidr", "no host bits"),
     ("cluster.network.podCidr", "10.244.0.0", "cluster.network.podCidr", "CIDR"),
@@ -372,3 +386,26 @@ def test_shipped_stacks_are_valid(stack_file):
         raw = {k.split(":", 1)[1]: v for k, v in raw_config.items() if k.startswith("aks-platform:")}
         cfg = load(raw, frozenset(s.split(":", 1)[1] for s in secret))
         assert cfg.environment == stack
+
+
+def test_pools_in_your_own_network_with_user_defined_routing():
+    raw = with_(
+        "cluster",
+        {
+            "localAccounts": True,
+            "network": {"outboundType": "userDefinedRouting", "vnetSubnetId": SUBNET + "nodes"},
+            "userPools": [
+                {"name": "apps", "vmSize": "Standard_D8ds_v5"},
+                {"name": "batch", "vmSize": "Standard_D8ds_v5", "vnetSubnetId": SUBNET + "batch"},
+            ],
+        },
+    )
+    c = load(raw).cluster
+    assert [c.subnet_of(p) for p in c.pools] == [SUBNET + "nodes", SUBNET + "nodes", SUBNET + "batch"]
+    ev = run_program({f"aks-platform:{k}": v for k, v in raw.items()})
+    mc = ev.one("azure-native:containerservice:ManagedCluster")
+    assert mc.plain("agentPoolProfiles")[0]["vnetSubnetID"] == SUBNET + "nodes"
+    pools = {p.plain("agentPoolName"): p.plain("vnetSubnetID") for p in ev.by_type("azure-native:containerservice:AgentPool")}
+    assert pools == {"apps": SUBNET + "nodes", "batch": SUBNET + "batch"}
+    grants = sorted(r.plain("scope") for r in ev.by_type("azure-native:authorization:RoleAssignment") if r.plain("scope").startswith(SUBNET))
+    assert grants == [SUBNET + "batch", SUBNET + "nodes"]

@@ -16,7 +16,8 @@ import pytest
 import yaml
 
 from offline.mocks import admin_kubeconfig
-from stacks.config import ConfigError, load
+from stacks.config import ConfigError
+from stacks.validation import load
 from tests.test_config import BASE
 
 CLIENT_ID = "5b9c3f0e-2d7a-4e1b-8c6f-0a9d8e7f6c5b"

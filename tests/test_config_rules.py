@@ -7,7 +7,8 @@ from typing import Any
 
 import pytest
 
-from stacks.config import ConfigError, load
+from stacks.config import ConfigError
+from stacks.validation import load
 from tests.test_config import BASE, with_
 from tests.test_config_tenants import SUB_A, tenant, with_tenants
 

@@ -15,7 +15,8 @@ from typing import Any
 
 import pytest
 
-from stacks.config import ConfigError, load
+from stacks.config import ConfigError
+from stacks.validation import load
 from tests.test_config import BASE
 from tests.test_config_hybrid import CLIENT_SECRET, HYBRID, KUBECONFIG, SECRETS, TOKEN
 

@@ -8,7 +8,8 @@ from typing import Any
 import pytest
 
 from offline.mocks import admin_kubeconfig
-from stacks.config import PLATFORM_NAMESPACES, ConfigError, load
+from stacks.config import PLATFORM_NAMESPACES, ConfigError
+from stacks.validation import load
 from tests.conftest import run_program
 from tests.test_config import BASE
 

@@ -393,15 +393,13 @@ def test_dev_needs_the_aks_identity_and_app_providers_and_one_small_pool():
         {"Microsoft.ContainerService", "Microsoft.ManagedIdentity", "Microsoft.DBforPostgreSQL", "Microsoft.Storage"})}
     assert n.pools == (preflight.Pool("cluster.systemPool", "system", "Standard_D4ds_v5", 1, ()),)
     assert n.postgres and n.role_assignment_subscriptions == {preflight.PLATFORM}
-    assert n.deployer_principal_type is None  # local accounts: no deployer role assignment
     assert n.unmapped == ()
 
 
-def test_autoscaled_pools_count_at_their_maximum_and_the_deployer_type_comes_from_config():
+def test_autoscaled_pools_count_at_their_maximum():
     n = _needs("prod")
     assert [(p.key, p.vm_size, p.nodes) for p in n.pools] == [
         ("cluster.systemPool", "Standard_D4ds_v5", 5), ("cluster.userPools[0]", "Standard_D8ds_v5", 10)]
-    assert n.deployer_principal_type == "ServicePrincipal"
 
 
 def test_tenant_subscriptions_need_identities_and_role_assignments_there():
@@ -526,15 +524,6 @@ def test_custom_roles_and_conditions_are_could_not_check(fake_az):
     conditioned = _rbac(fake_az, [assignment("Contributor"), assignment(
         "Role Based Access Control Administrator", condition="@Request[Microsoft.Authorization/roleAssignments:RoleDefinitionId] ...")])
     assert conditioned.problems == [] and "under a condition" in conditioned.unchecked[0]
-
-
-def test_a_person_deploying_a_stack_declared_for_ci_is_told_to_change_the_principal_type(fake_az):
-    found = _rbac(fake_az, [assignment("Owner")], deployer_principal_type="ServicePrincipal")
-    assert found.problems == [
-        "aks-platform:cluster.deployerPrincipalType is 'ServicePrincipal' but you are signed in as a User (ada@contoso.com): "
-        "Azure refuses the deployer's role assignment on the cluster whose principal type does not match: "
-        "`pulumi config set --path --stack prod 'aks-platform:cluster.deployerPrincipalType' User`"]
-    assert _rbac(fake_az, [assignment("Owner")], user_type="servicePrincipal", deployer_principal_type="ServicePrincipal").problems == []
 
 
 def test_each_tenant_subscription_is_checked_with_its_own_token(fake_az):

@@ -292,7 +292,7 @@ def test_tenants_objects_go_while_the_controllers_and_argo_cd_still_run(tenant_s
 
 
 def _platform_on_existing_cluster():
-    from stacks.config import from_pulumi
+    from stacks.validation import from_pulumi
     from stacks.platform import PlatformTarget, build_platform
 
     def program():

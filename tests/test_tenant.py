@@ -528,3 +528,32 @@ def test_platform_namespaces_cover_the_charts_and_the_gitops_layer():
     assert {"webapp-aso", "webapp-crossplane"} <= gitops
     assert gitops <= PLATFORM_NAMESPACES
     assert {pin.namespace for pin in CHARTS.values()} <= PLATFORM_NAMESPACES
+
+
+def test_identity_in_another_entra_tenant_reports_that_tenant():
+    """A user-assigned identity created in a subscription of another Entra tenant belongs to
+    that tenant: Azure reports its tenantId, not the deployer's (the mocks answer so)."""
+    import pulumi
+    import pulumi_azure_native as azure_native
+
+    from components.identity import WorkloadIdentity, WorkloadIdentityArgs
+    from offline.evaluate import evaluate
+
+    analytics = cfg("analytics")
+
+    def run():
+        provider = azure_native.Provider("analytics", subscription_id=analytics["subscriptionId"], tenant_id=analytics["tenantId"])
+        identity = WorkloadIdentity(
+            "analytics",
+            WorkloadIdentityArgs(identity_name="id-x", resource_group_name="rg-x", location="westeurope", oidc_issuer_url="https://issuer/"),
+            opts=pulumi.ResourceOptions(providers={"azure-native": provider}),
+        )
+        home = WorkloadIdentity(
+            "home",
+            WorkloadIdentityArgs(identity_name="id-y", resource_group_name="rg-y", location="westeurope", oidc_issuer_url="https://issuer/"),
+        )
+        return {"analytics": identity.tenant_id, "home": home.tenant_id}
+
+    ev = evaluate(run)
+    assert ev.outputs["analytics"].value == analytics["tenantId"] != TENANT_ID
+    assert ev.outputs["home"].value == TENANT_ID

@@ -94,7 +94,8 @@ def resolve(purpose: str, tmp_path: Path, **variables: str) -> tuple[int, dict[s
 def program_config(stack: str):
     """The program's own reading of a shipped stack (stacks/config.py)."""
     from offline.evaluate import stack_config
-    from stacks.config import PROJECT, load as load_config
+    from stacks.config import PROJECT
+    from stacks.validation import load as load_config
 
     config, secret = stack_config(stack)
     prefix = f"{PROJECT}:"
