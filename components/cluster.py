@@ -324,6 +324,12 @@ class AksCluster(pulumi.ComponentResource):
         self.provider = k8s.Provider(
             f"{name}-k8s",
             kubeconfig=self.kubeconfig,
+            # The provider, and with it every Kubernetes object, is replaced only when the
+            # cluster is: without this, any kubeconfig change (a rotated certificate, or an
+            # unknown kubeconfig in the preview of any cluster update) replaces the provider
+            # and so every object, the root Application's cascade included
+            # (pulumi-kubernetes provider.go DiffConfig, `clusterIdentifier`).
+            cluster_identifier=managed.id,
             # Add-ons install once the cluster exists.
             opts=pulumi.ResourceOptions(parent=self, depends_on=provider_deps),
         )

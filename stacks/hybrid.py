@@ -10,15 +10,25 @@ service principal whose secret stays a secret end to end.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 import pulumi
 import pulumi_kubernetes as k8s
+import yaml
 from pulumi_azure_native import authorization, resources
 
 from components.oidc_issuer import PublishedIssuer, PublishedIssuerArgs
 from stacks.config import StackConfig
 from stacks.platform import AppPrincipal, PlatformTarget, ServicePrincipalAuth, build_platform
+
+
+def api_server(kubeconfig: str, context: Optional[str]) -> str:
+    """The API server URL of `context` (or the current one) in a kubeconfig the config step
+    has already checked."""
+    doc = yaml.safe_load(kubeconfig)
+    name = context or doc["current-context"]
+    cluster = next(c["context"]["cluster"] for c in doc["contexts"] if c["name"] == name)
+    return next(c["cluster"]["server"] for c in doc["clusters"] if c["name"] == cluster)
 
 
 def build(cfg: StackConfig) -> dict[str, Any]:
@@ -33,7 +43,14 @@ def build(cfg: StackConfig) -> dict[str, Any]:
     else:
         # Read at run time so the file's content is a secret in state, never a plain input.
         kubeconfig = pulumi.Output.secret(Path(hybrid.kubeconfig_path or "").expanduser().read_text())
-    provider = k8s.Provider("existing-cluster", kubeconfig=kubeconfig, context=hybrid.context)
+    provider = k8s.Provider(
+        "existing-cluster",
+        kubeconfig=kubeconfig,
+        context=hybrid.context,
+        # Replaced (with every object on it) only when the API server changes, not when a
+        # credential in the kubeconfig is rotated (pulumi-kubernetes DiffConfig).
+        cluster_identifier=kubeconfig.apply(lambda text: api_server(text, hybrid.context)),
+    )
 
     # The controllers' identities (workload identity only) live in the platform resource
     # group; with a service principal there is nothing to put there, so none is created.

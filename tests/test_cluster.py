@@ -406,3 +406,17 @@ def test_mocks_refuse_user_defined_routing_outside_your_own_subnet():
     args.network = NetworkArgs(outbound_type="userDefinedRouting")  # past the args' own check
     with pytest.raises(Exception, match="userDefinedRouting needs every agent pool in a subnet"):
         evaluate(lambda: AksCluster("c", args))
+
+
+@pytest.mark.parametrize("preview", [False, True])
+def test_the_provider_is_replaced_only_with_the_cluster(shipped, preview):
+    """A changed kubeconfig (rotated certificate; unknown in the preview of any cluster update)
+    must not replace the provider and so every object on it: the provider names the cluster."""
+    ev = shipped("prod", preview=preview)
+    provider, mc = ev.one(K8S_PROVIDER), ev.one(MC)
+    assert ev.depends_on(provider, mc)
+    if preview:
+        # A first preview: the cluster's ID is not known yet, so neither is the identifier.
+        assert provider.input("clusterIdentifier") == UNKNOWN
+    else:
+        assert provider.plain("clusterIdentifier") == mc_id("prod")

@@ -12,6 +12,8 @@ import json
 from typing import Any
 
 import pytest
+import copy
+
 import yaml
 
 from components.roles import BUILTIN_ROLES
@@ -30,6 +32,7 @@ from components.gitops_bridge import (
 from components.identity import AUDIENCE
 from components.versions import CHARTS, CROSSPLANE, CROSSPLANE_PROVIDERS
 from offline.evaluate import Evaluation, Registration, Secret
+from stacks.hybrid import api_server
 from offline.mocks import SUBSCRIPTION_ID, TENANT_ID, admin_kubeconfig
 from stacks.config import ConfigError
 from tests.conftest import run_program
@@ -529,3 +532,28 @@ def test_aks_relies_on_the_webhook_instead(shipped):
         template = runtime.plain("spec.deploymentTemplate.spec.template")
         assert template["metadata"]["labels"] == {WORKLOAD_IDENTITY_USE_LABEL: "true"}
         assert "volumes" not in template["spec"]
+
+
+def test_the_provider_is_replaced_only_when_the_api_server_changes(hybrid_config):
+    """The provider names the API server of the chosen context: a rotated credential in the
+    kubeconfig updates it in place; another server (a recreated kind cluster) replaces it and
+    every object on it."""
+    config, secret = hybrid_config
+    ev = run_program(copy.deepcopy(config), list(secret), stack="hybrid")
+    provider = ev.one(K8S_PROVIDER)
+    identifier = provider.input("clusterIdentifier")
+    kubeconfig = yaml.safe_load(provider.input("kubeconfig").value)
+    context = config["aks-platform:hybrid"].get("context") or kubeconfig["current-context"]
+    cluster = next(c["context"]["cluster"] for c in kubeconfig["contexts"] if c["name"] == context)
+    server = next(c["cluster"]["server"] for c in kubeconfig["clusters"] if c["name"] == cluster)
+    # Derived from the secret kubeconfig, so kept secret too.
+    assert isinstance(identifier, Secret) and identifier.value == server
+
+    rotated = copy.deepcopy(kubeconfig)
+    for user in rotated["users"]:
+        user["user"] = {"token": "rotated-token"}
+    assert api_server(yaml.safe_dump(rotated), context) == server
+    moved = copy.deepcopy(kubeconfig)
+    for c in moved["clusters"]:
+        c["cluster"]["server"] = "https://127.0.0.1:40123"
+    assert api_server(yaml.safe_dump(moved), context) == "https://127.0.0.1:40123"
