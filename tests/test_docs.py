@@ -371,21 +371,30 @@ KEY_REFERENCE = re.compile(
 )
 
 
+def _comment_words(stack_file: Path) -> Iterator[Snippet]:
+    for n, line in enumerate(stack_file.read_text().splitlines(), 1):
+        if line.strip().startswith("#"):
+            for word in re.findall(r"(?<![\w/.-])[A-Za-z][\w:.\[\]-]*[\w\]](?![\w/])", line):
+                yield Snippet(f"{_rel(stack_file)}:{n}", word)
+
+
 def key_references() -> Iterator[tuple[Snippet, list[Any], Optional[str]]]:
-    """Inline code naming a config key: `aks-platform:<path>`, or a nested path under a top-level key."""
-    for doc in DOCS:
-        for span in inline_code(doc):
-            match = KEY_REFERENCE.match(span.text.strip())
-            if not match:
-                continue
-            path = property_path(match["path"])
-            if match["prefix"] or (path[0] in TOP_LEVEL and len(path) > 1):
-                yield span, path, match["value"]
+    """Inline code naming a config key (`aks-platform:<path>`, or a nested path under a top-level
+    key), and such paths in the stack files' comments."""
+    spans = [span for doc in DOCS for span in inline_code(doc)] + [w for f in STACK_FILES for w in _comment_words(f)]
+    for span in spans:
+        match = KEY_REFERENCE.match(span.text.strip())
+        if not match:
+            continue
+        path = property_path(match["path"])
+        if match["prefix"] or (path[0] in TOP_LEVEL and len(path) > 1):
+            yield span, path, match["value"]
 
 
 def test_key_references_are_found():
     found = {".".join(map(str, path)) for _, path, _ in key_references()}
     assert {"addons.argocd.repoUrl", "cluster.apiServerAuthorizedIpRanges", "hybrid.oidcIssuerUrl"} <= found
+    assert any(span.where.startswith("Pulumi.hybrid.yaml") for span, _, _ in key_references())
 
 
 @pytest.mark.parametrize("ref", list(key_references()), ids=lambda r: f"{r[0].where}:{r[0].text}")
@@ -592,3 +601,31 @@ def test_quoted_figures_are_what_the_model_computes(stack, shipped):
     assert quoted_figures()[stack] == computed, (
         f"docs/testing.md's row for {stack} is stale: | {stack} | {computed[0]} | {computed[1]} | {computed[2] or '–'} |"
     )
+
+
+# --- the README's lists of stacks and outputs -----------------------------------------------------
+
+
+def readme_paragraph_code(start: str) -> list[str]:
+    for tok in tokens(ROOT / "README.md"):
+        if tok.type == "inline" and tok.content.startswith(start):
+            return [c.content for c in tok.children or () if c.type == "code_inline"]
+    raise AssertionError(f"README.md has no paragraph starting {start!r}")
+
+
+def test_the_readme_lists_every_shipped_stack():
+    toks = tokens(ROOT / "README.md")
+    heading = next(i for i, t in enumerate(toks) if t.type == "inline" and t.content == "Stacks")
+    first_cells = []
+    for i in range(heading, len(toks)):
+        if toks[i].type == "table_close":
+            break
+        if toks[i].type == "td_open" and toks[i - 1].type == "tr_open":
+            first_cells.append(toks[i + 1].content.strip("`"))
+    assert sorted(first_cells) == [p.name for p in STACK_FILES]
+
+
+def test_the_readme_lists_every_stack_output(shipped):
+    documented = {name for name in readme_paragraph_code("Outputs:") if re.fullmatch(r"[a-z][A-Za-z]+", name)}
+    produced = {name for stack in STACKS for name in shipped(stack).outputs}
+    assert documented == produced
