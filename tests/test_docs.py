@@ -449,8 +449,14 @@ def make_invocation(command: Command) -> tuple[list[str], dict[str, str]]:
 
 def dry_run(targets: list[str], variables: dict[str, str]) -> subprocess.CompletedProcess:
     concrete = {k: ("dev" if has_placeholder(v) else v) for k, v in variables.items()}
+    return _dry_run(tuple(targets), tuple(sorted(concrete.items())))
+
+
+@functools.lru_cache(maxsize=None)
+def _dry_run(targets: tuple[str, ...], variables: tuple[tuple[str, str], ...]) -> subprocess.CompletedProcess:
+    """`make -n`: make itself reads the Makefile and prints the recipes without running them."""
     return subprocess.run(
-        ["make", "-n", "--no-print-directory", "-C", str(ROOT), *targets, *(f"{k}={v}" for k, v in concrete.items()),
+        ["make", "-n", "--no-print-directory", "-C", str(ROOT), *targets, *(f"{k}={v}" for k, v in variables),
          "PY=python", "PYTHON=python"],
         capture_output=True, text=True, timeout=30,
     )
