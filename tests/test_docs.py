@@ -505,6 +505,24 @@ def test_every_relative_link_resolves(link):
         assert anchor in github_anchors(path), f"{snippet.where}: #{anchor}: no such heading in {_rel(path)}"
 
 
+REPO_PATH = re.compile(r"^(components|stacks|offline|policy|scripts|tests|docs|gitops|app|\.github|\.ci)/[\w./-]*[\w/]$")
+
+
+def file_references() -> Iterator[tuple[Path, Snippet]]:
+    """Inline code naming a file or folder of the repository (`components/cluster.py`)."""
+    for doc in DOCS:
+        for span in inline_code(doc):
+            if REPO_PATH.match(span.text):
+                yield doc, span
+
+
+@pytest.mark.parametrize("ref", list(file_references()), ids=lambda d: f"{d[1].where}:{d[1].text}")
+def test_every_file_the_docs_name_exists(ref):
+    doc, span = ref
+    # From the repository root, or (gitops/README.md, app/README.md) from the document's folder.
+    assert (ROOT / span.text).exists() or (doc.parent / span.text).exists(), f"{span.where}: `{span.text}`: no such file"
+
+
 def test_anchors_follow_github():
     anchors = github_anchors(ROOT / "docs" / "configuration.md")
     assert {"aks-platformtenants", "aks-platformhybrid", "aks-platformclustersystempool"} <= anchors
