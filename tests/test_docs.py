@@ -19,7 +19,9 @@ What is checked, each against the program, not a hand list:
 * every `make` command parses with make itself (`make -n`): the target exists, and `STACK=`
   names a shipped stack;
 * every relative link points to an existing file, and to an existing heading where it names
-  an anchor (GitHub's slugs);
+  an anchor (GitHub's slugs); every repository file named in inline code exists;
+* the README's stack table lists exactly the shipped stack files, and its outputs list exactly
+  the outputs the shipped stacks export;
 * the documented offline commands run: `make plan STACK=…` / `python -m offline.plan …` and
   `make policy` (`python -m policy.check`) through their real `main`, on the evaluations the
   session already holds (tests/conftest.py `shipped`), and `python -m stacks.reference
