@@ -5,6 +5,7 @@
 #   make preview STACK=x   pulumi preview against Azure
 #   make plan STACK=x      offline preview under mocks: build/plan-<stack>.{json,md}
 #   make bench             build/bench.json
+#   make docs              the config tables in docs/configuration.md and docs/stack.schema.json
 
 SHELL := /bin/bash
 STACK ?= dev
@@ -18,7 +19,7 @@ export PULUMI_BACKEND_URL
 
 APP_REQUIREMENTS := $(wildcard app/requirements.txt app/requirements-test.txt)
 
-.PHONY: venv test lint preflight login stack up preview destroy plan bench policy clean kubeconfig argocd app kind
+.PHONY: venv test lint preflight login stack up preview destroy plan bench policy docs clean kubeconfig argocd app kind
 
 $(VENV)/.installed: requirements.txt $(APP_REQUIREMENTS)
 	$(PYTHON) -m venv $(VENV)
@@ -73,6 +74,10 @@ bench: venv
 # The guardrails over every shipped stack, offline (the same rules as policy/ in pulumi).
 policy: venv
 	$(PY) -m policy.check
+
+# Regenerates the config reference tables and the stack-file JSON Schema from stacks/config.py.
+docs: venv
+	$(PY) -m stacks.reference
 
 # After `make up`: a kubeconfig for the stack's cluster (AKS stacks; a hybrid stack uses the
 # kubeconfig you gave it: pass KUBECONFIG_FILE=<that file>), then port-forwards to Argo CD and

@@ -4,7 +4,7 @@ Each key is one pydantic field (camelCase in the stack file, snake_case in the p
 whose description is the "allowed" text of the error messages and of the reference tables
 in docs/configuration.md; the JSON Schema for `Pulumi.<stack>.yaml` is generated from the
 same models (stacks/reference.py). Rules about one section live on its model (`rules`);
-rules that span top-level keys are the `@stack_rule` functions in stacks/rules.py.
+rules that span top-level keys are the `@stack_rule` functions in stacks/stack_rules.py.
 
 `stacks.validation.load(raw, secret_keys)` runs this declaration: a pure function of the
 stack's config (already JSON-decoded) that returns the frozen models, or raises one

@@ -11,11 +11,13 @@ The schema checks what JSON Schema can say: keys, types, enums, patterns, bounds
 Python (CIDR arithmetic, label syntax, rules spanning keys, kubeconfig content) run when
 the program loads the config (`pulumi preview`/`up`, and the tests).
 
-`python -m stacks.reference` rewrites both files; tests fail while either is stale.
+`python -m stacks.reference` (`make docs`) rewrites both files; `--check` only says which is
+stale (exit 1), as the tests do.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 import typing
@@ -181,8 +183,17 @@ def document_with_tables(document: str) -> str:
 
 
 def main(argv: list[str]) -> int:
-    DOC.write_text(document_with_tables(DOC.read_text()))
-    SCHEMA.write_text(schema_text())
+    parser = argparse.ArgumentParser(prog="python -m stacks.reference", description=__doc__.splitlines()[0])
+    parser.add_argument("--check", action="store_true", help="write nothing; exit 1 naming each stale file")
+    args = parser.parse_args(argv)
+    wanted = {DOC: document_with_tables(DOC.read_text()), SCHEMA: schema_text()}
+    if args.check:
+        stale = [path for path, text in wanted.items() if path.read_text() != text]
+        for path in stale:
+            print(f"{path.relative_to(ROOT)} is stale: run `python -m stacks.reference`", file=sys.stderr)
+        return 1 if stale else 0
+    for path, text in wanted.items():
+        path.write_text(text)
     print(f"wrote {DOC.relative_to(ROOT)} and {SCHEMA.relative_to(ROOT)}")
     return 0
 
