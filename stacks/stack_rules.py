@@ -125,10 +125,40 @@ def read_kubeconfig_file(path: str) -> tuple[str, Optional[str]]:
         return "", "a kubeconfig file (YAML text); this file is not UTF-8 text"
 
 
+def _entries(doc: Mapping[str, Any], section: str, body_key: str) -> tuple[dict[str, Mapping[str, Any]], Optional[str]]:
+    """A kubeconfig list section (`contexts`, `clusters`, `users`) as name -> body, or why it is malformed.
+
+    client-go refuses to load a kubeconfig whose entries are not `{name: <text>, <body_key>: {...}}`;
+    the reason names the entry by index, never by its content.
+    """
+    entries = doc.get(section)
+    if entries is None:
+        return {}, None
+    if not isinstance(entries, list):
+        return {}, f"`{section}` is a {type(entries).__name__}, not a list"
+    found: dict[str, Mapping[str, Any]] = {}
+    for i, entry in enumerate(entries):
+        if not isinstance(entry, dict):
+            return {}, f"{section}[{i}] is a {type(entry).__name__}, not a mapping {{name, {body_key}}}"
+        name = entry.get("name")
+        if not isinstance(name, str) or not name:
+            return {}, f"{section}[{i}] has no name (a non-empty text)"
+        body = entry.get(body_key)
+        if body is None:
+            body = {}
+        if not isinstance(body, dict):
+            return {}, f"{section}[{i}] has a {type(body).__name__} as its `{body_key}`, not a mapping"
+        found[name] = body
+    return found, None
+
+
 def kubeconfig_problems(text: str, context: Optional[str], where: tuple, given: Any) -> Iterator[Problem]:
     """Whether `text` is a kubeconfig the Kubernetes provider can use with `context`.
 
-    Never quotes the document: only its shape, and the names of its contexts.
+    Never quotes the document: only its shape, and the names of its contexts and clusters.
+    The chosen context must name a cluster with a server and a user that the document
+    defines, as client-go's validation requires (k8s.io/client-go/tools/clientcmd/validation.go:
+    validateContext, validateClusterInfo).
     """
     if not text.strip():
         yield Problem(
@@ -144,12 +174,22 @@ def kubeconfig_problems(text: str, context: Optional[str], where: tuple, given: 
         at = f" (line {mark.line + 1})" if mark is not None else ""
         yield Problem(where, given, f"a kubeconfig document (YAML); this is not YAML{at}")
         return
+    shape = "a kubeconfig (kind: Config with clusters, contexts and users)"
     if not isinstance(doc, dict) or not isinstance(doc.get("contexts"), list) or not isinstance(doc.get("clusters"), list):
-        found = f"a mapping with keys {sorted(map(str, doc))}" if isinstance(doc, dict) else f"a {type(doc).__name__}"
-        yield Problem(where, given, f"a kubeconfig (kind: Config with clusters, contexts and users); found {found}")
+        found = f"a mapping with {len(doc)} keys" if isinstance(doc, dict) else f"a {type(doc).__name__}"
+        if isinstance(doc, dict):
+            present = [k for k in ("apiVersion", "kind", "clusters", "contexts", "users") if k in doc]
+            found += f" ({', '.join(present)} among them)" if present else ", none of them a kubeconfig's"
+        yield Problem(where, given, f"{shape}; found {found}")
         return
-    contexts = {c.get("name"): c.get("context") or {} for c in doc["contexts"] if isinstance(c, dict)}
-    names = ", ".join(sorted(map(str, contexts))) or "none"
+    sections = {}
+    for section, body_key in (("contexts", "context"), ("clusters", "cluster"), ("users", "user")):
+        sections[section], malformed = _entries(doc, section, body_key)
+        if malformed:
+            yield Problem(where, given, f"{shape}; in this one {malformed}")
+            return
+    contexts, clusters, users = sections["contexts"], sections["clusters"], sections["users"]
+    names = ", ".join(sorted(contexts)) or "none"
     chosen = context or doc.get("current-context")
     if not chosen:
         yield Problem(
@@ -157,14 +197,23 @@ def kubeconfig_problems(text: str, context: Optional[str], where: tuple, given: 
             f"required: the kubeconfig sets no current-context; name one of its contexts: {names}",
         )
         return
-    if chosen not in contexts:
+    if not isinstance(chosen, str) or chosen not in contexts:
         key = ("hybrid", "context") if context else where
-        yield Problem(key, context if context else given, f"a context the kubeconfig has ({names}); it has no {chosen!r}")
+        shown = repr(chosen) if isinstance(chosen, str) else f"a {type(chosen).__name__} as current-context"
+        yield Problem(key, context if context else given, f"a context the kubeconfig has ({names}); it has no {shown}")
         return
-    clusters = {c.get("name") for c in doc["clusters"] if isinstance(c, dict)}
-    cluster = contexts[chosen].get("cluster")
-    if cluster not in clusters:
-        yield Problem(where, given, f"a kubeconfig whose context {chosen!r} names one of its clusters; it names {cluster!r}")
+    cluster, user = contexts[chosen].get("cluster"), contexts[chosen].get("user")
+    if not isinstance(cluster, str) or cluster not in clusters:
+        named = repr(cluster) if isinstance(cluster, str) else "none" if cluster is None else f"a {type(cluster).__name__}"
+        yield Problem(where, given, f"a kubeconfig whose context {chosen!r} names one of its clusters; it names {named}")
+    elif not isinstance(clusters[cluster].get("server"), str) or not clusters[cluster]["server"]:
+        yield Problem(where, given, f"a kubeconfig whose cluster {cluster!r} has a server URL; it has none")
+    elif not isinstance(user, str) or user not in users:
+        named = "none" if user is None else "an undefined one" if isinstance(user, str) else f"a {type(user).__name__}"
+        yield Problem(
+            where, given,
+            f"a kubeconfig whose context {chosen!r} names one of its users (client-go refuses it otherwise); it names {named}",
+        )
 
 
 # The JSON `az ad sp create-for-rbac` prints (appId, password, tenant), or with --sdk-auth

@@ -57,6 +57,30 @@ def kubeconfig_without_current_context() -> str:
     return yaml.safe_dump(doc)
 
 
+def kubeconfig_with(change: Callable[[dict[str, Any]], Any]) -> str:
+    doc = yaml.safe_load(KUBECONFIG)
+    change(doc)
+    return yaml.safe_dump(doc)
+
+
+# Malformed kubeconfig content: each refused with a reason, never a traceback or the document.
+MALFORMED_KUBECONFIGS: list[tuple[str, Callable[[dict[str, Any]], Any], str]] = [
+    ("context-is-a-string", lambda d: d["contexts"][0].__setitem__("context", "foo"), "contexts[0] has a str as its `context`"),
+    ("context-name-is-a-list", lambda d: d["contexts"][0].__setitem__("name", ["a"]), "contexts[0] has no name"),
+    ("context-entry-is-a-string", lambda d: d["contexts"].append("x"), "contexts[1] is a str, not a mapping"),
+    ("cluster-name-is-a-list", lambda d: d["clusters"][0].__setitem__("name", ["a"]), "clusters[0] has no name"),
+    ("cluster-body-is-a-list", lambda d: d["clusters"][0].__setitem__("cluster", [1]), "clusters[0] has a list as its `cluster`"),
+    ("user-name-is-a-mapping", lambda d: d["users"][0].__setitem__("name", {"a": 1}), "users[0] has no name"),
+    ("users-is-a-mapping", lambda d: d.__setitem__("users", {"a": 1}), "`users` is a dict, not a list"),
+    ("contexts-null", lambda d: d.__setitem__("contexts", None), "found a mapping with 6 keys"),
+    ("no-users", lambda d: d.pop("users"), "names one of its users"),
+    ("user-missing", lambda d: d["contexts"][0]["context"].__setitem__("user", "ghost"), "names one of its users (client-go refuses it otherwise); it names an undefined one"),
+    ("user-not-text", lambda d: d["contexts"][0]["context"].__setitem__("user", ["ghost"]), "it names a list"),
+    ("cluster-not-text", lambda d: d["contexts"][0]["context"].__setitem__("cluster", {"a": 1}), "names one of its clusters; it names a dict"),
+    ("cluster-without-server", lambda d: d["clusters"][0]["cluster"].pop("server"), "has a server URL; it has none"),
+]
+
+
 def kubeconfig_with_dangling_context() -> str:
     doc = yaml.safe_load(KUBECONFIG)
     doc["contexts"][0]["context"]["cluster"] = "gone"
@@ -85,7 +109,8 @@ CASES: list[Case] = [
     ("blank-kubeconfig", hybrid(kubeconfig="  \n"), "kubeconfig", "fall back to the machine's default kubeconfig"),
     ("not-yaml", hybrid(kubeconfig=f"users: [{{token: {TOKEN}}}\nclusters: ["), "kubeconfig", "not YAML"),
     ("a-plain-string", hybrid(kubeconfig=f"just-a-token-{TOKEN}"), "kubeconfig", "found a str"),
-    ("not-a-kubeconfig", hybrid(kubeconfig=AZ_SP_JSON), "kubeconfig", "found a mapping with keys ['appId'"),
+    ("not-a-kubeconfig", hybrid(kubeconfig=AZ_SP_JSON), "kubeconfig", "found a mapping with 4 keys, none of them a kubeconfig's"),
+    ("keys-not-quoted", hybrid(kubeconfig=f"{TOKEN}: 1\n"), "kubeconfig", "found a mapping with 1 keys"),
     ("no-such-context", hybrid(hybrid_context="kind-other"), "hybrid.context", "kubeconfig has (kind-platform)"),
     ("no-current-context", hybrid(kubeconfig=kubeconfig_without_current_context(), hybrid_context=...), "hybrid.context", "no current-context"),
     ("dangling-context", hybrid(kubeconfig=kubeconfig_with_dangling_context()), "kubeconfig", "names one of its clusters"),
@@ -117,6 +142,18 @@ CASES: list[Case] = [
     ("unknown-hybrid-key", hybrid(hybrid_oidcIssuer=ISSUER), "hybrid.oidcIssuer", "did you mean 'oidcIssuerUrl'?"),
     ("hybrid-not-a-mapping", hybrid(hybrid=None) | {"hybrid": "kind-platform"}, "hybrid", "a mapping"),
     ("cluster-on-hybrid", hybrid(cluster={"skuTier": "Free"}), "cluster", "existing cluster"),
+    ("current-context-a-list", hybrid(kubeconfig=kubeconfig_with(lambda d: d.__setitem__("current-context", ["x"])), hybrid_context=...),
+     "kubeconfig", "it has no a list as current-context"),
+    *(
+        (f"kubeconfig-{name}", hybrid(kubeconfig=kubeconfig_with(change)), "kubeconfig", allowed)
+        for name, change, allowed in MALFORMED_KUBECONFIGS
+    ),
+    *(
+        (f"kubeconfig-path-{name}",
+         lambda tmp, change=change: hybrid(kubeconfig=..., hybrid_kubeconfigPath=file_with(kubeconfig_with(change).encode())(tmp)),
+         "hybrid.kubeconfigPath", allowed)
+        for name, change, allowed in MALFORMED_KUBECONFIGS
+    ),
 ]
 
 
