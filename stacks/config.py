@@ -25,6 +25,7 @@ import ipaddress
 import json
 import re
 from pathlib import Path
+from urllib.parse import parse_qsl, urlsplit
 from typing import Annotated, Any, ClassVar, Iterator, Literal, Mapping, Optional, Union
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, SecretStr, Strict, StringConstraints, model_validator
@@ -33,7 +34,7 @@ from pydantic_core import PydanticCustomError, PydanticUndefined
 
 from components.roles import BUILTIN_ROLES
 from components.versions import CHARTS
-from stacks.problems import PROJECT, ConfigError, Problem
+from stacks.problems import CREDENTIAL_PARAM, PROJECT, ConfigError, Problem
 
 __all__ = ["ConfigError", "StackConfig", "load", "from_pulumi"]
 
@@ -287,10 +288,13 @@ def _ipv4(value: str) -> str:
 def _git_url(value: str) -> str:
     """Refuse credentials in a Git URL: they would be stored in plain text (Argo CD, state)."""
     match = re.match(r"^(https|ssh)://([^@/]*)@", value)
-    if match and (match.group(1) == "https" or ":" in match.group(2)):
+    scp = re.match(r"^[^/@:]+:[^/@]*@", value)
+    query = urlsplit(value).query if "://" in value else ""
+    in_query = [n for n, _ in parse_qsl(query, keep_blank_values=True) if CREDENTIAL_PARAM.match(n)]
+    if (match and (match.group(1) == "https" or ":" in match.group(2))) or scp or in_query:
         raise invalid(
-            "a Git URL without credentials (no user:password@ or token@): they would sit in plain text in "
-            "Pulumi state and Argo CD's Application; give Argo CD a repository Secret instead"
+            "a Git URL without credentials (no user:password@ or token@, no token or password in the query): they "
+            "would sit in plain text in Pulumi state and Argo CD's Application; give Argo CD a repository Secret instead"
         )
     return value
 

@@ -71,6 +71,23 @@ CASES: list[tuple[str, dict[str, Any], frozenset[str], str, tuple[str, ...]]] = 
     # Pasted az output in the secret: refused without quoting it.
     ("az-json-secret", put(HYBRID, "servicePrincipalClientSecret", '{"appId": "a", "password": "%s"}' % CLIENT_SECRET), SECRETS, "servicePrincipalClientSecret", (CLIENT_SECRET,)),
     ("kubeconfig-not-yaml", put(HYBRID, "kubeconfig", f"users: [{{token: {TOKEN}}}\nclusters: ["), SECRETS, "kubeconfig", (TOKEN,)),
+    # A rule compares Azure names ignoring case and quotes them lowercased: still masked.
+    ("existing-group-quoted-lowercased", put(put(BASE, "existingResourceGroup", "rg-" + PASSWORD), "appResourceGroups", ["RG-" + PASSWORD.upper()]),
+     frozenset({"existingResourceGroup"}), "appResourceGroups[0]", (PASSWORD, PASSWORD.lower(), PASSWORD.upper())),
+    # A plain value that contains a secret one (the platform group derived from a secret environment).
+    ("derived-from-secret-environment", put(put(BASE, "environment", "hush42"), "appResourceGroups", ["rg-hush42-platform"]),
+     frozenset({"environment"}), "appResourceGroups[0]", ("hush42",)),
+    # Credentials in a Git URL are refused, and the refusal quotes the URL without them.
+    ("repo-url-user-password", put(BASE, "addons.argocd.repoUrl", f"https://oauth2:{PASSWORD}@gitlab.com/a/b.git"), frozenset(), "addons.argocd.repoUrl", (PASSWORD, "oauth2:")),
+    ("repo-url-token-user", put(BASE, "addons.argocd.repoUrl", f"https://{PASSWORD}@github.com/a/b"), frozenset(), "addons.argocd.repoUrl", (PASSWORD,)),
+    ("repo-url-ssh-password", put(BASE, "addons.argocd.repoUrl", f"ssh://git:{PASSWORD}@github.com/a/b.git"), frozenset(), "addons.argocd.repoUrl", (PASSWORD,)),
+    ("repo-url-scp-password", put(BASE, "addons.argocd.repoUrl", f"git:{PASSWORD}@github.com:a/b.git"), frozenset(), "addons.argocd.repoUrl", (PASSWORD,)),
+    ("repo-url-query-access-token", put(BASE, "addons.argocd.repoUrl", f"https://github.com/a/b.git?access_token={PASSWORD}"), frozenset(), "addons.argocd.repoUrl", (PASSWORD,)),
+    ("repo-url-query-private-token", put(BASE, "addons.argocd.repoUrl", f"https://gitlab.com/a/b.git?ref=main&private_token={PASSWORD}"), frozenset(), "addons.argocd.repoUrl", (PASSWORD,)),
+    ("tenant-source-repo-user-password", put(BASE, "tenants", [{"name": "pay", "subscriptionId": "8c1d2e3f-4a5b-4c6d-8e7f-9a0b1c2d3e4f", "namespaces": ["pay"], "sourceRepos": [f"https://u:{PASSWORD}@github.com/a/b.git"]}]),
+     frozenset(), "tenants[0].sourceRepos[0]", (PASSWORD,)),
+    ("tenant-source-repo-query-token", put(BASE, "tenants", [{"name": "pay", "subscriptionId": "8c1d2e3f-4a5b-4c6d-8e7f-9a0b1c2d3e4f", "namespaces": ["pay"], "sourceRepos": [f"https://github.com/a/b.git?token={PASSWORD}"]}]),
+     frozenset(), "tenants[0].sourceRepos[0]", (PASSWORD,)),
 ]
 
 
@@ -82,6 +99,26 @@ def test_no_secret_in_any_message(raw, secret_keys, key, hidden):
     assert any(p.startswith(f"aks-platform:{key}: got ") for p in err.value.problems), err.value.problems
     for secret in hidden:
         assert secret not in text, text
+
+
+# (raw, secret keys, text the message must keep): masking hides the secret's leaf values as
+# whole tokens, never the schema's key names nor words that merely contain a secret.
+READABLE: list[tuple[str, dict[str, Any], frozenset[str], str]] = [
+    ("known-keys-of-a-secret-section", put(BASE, "cluster.systemPool.foo", "x"), frozenset({"cluster"}), "known: name, vmSize, count, minCount"),
+    ("a-word-containing-a-secret-value", put(put(BASE, "tenants", [{"name": "nam", "subscriptionId": "8c1d2e3f-4a5b-4c6d-8e7f-9a0b1c2d3e4f", "namespaces": ["nam"], "sourceRepos": ["https://github.com/a/b.git"], "roles": [{"role": "Reader", "scope": "/subscriptions/x"}]}]), "environment", "dev"),
+     frozenset({"tenants"}), "a resource group ID names the group: .../resourceGroups/<name>"),
+    ("a-secret-context-keeps-the-word-context", put(HYBRID, "hybrid.context", "ctx-" + PASSWORD), SECRETS | {"hybrid"}, "a context the kubeconfig has"),
+    ("ssh-user-is-no-credential", put(BASE, "tenants", [{"name": "pay", "subscriptionId": "8c1d2e3f-4a5b-4c6d-8e7f-9a0b1c2d3e4f", "namespaces": ["pay"], "sourceRepos": ["ssh://git@github.com/a/*.git"]}]), frozenset(), "got 'ssh://git@github.com/a/*.git'"),
+]
+
+
+@pytest.mark.parametrize("raw, secret_keys, kept", [c[1:] for c in READABLE], ids=[c[0] for c in READABLE])
+def test_masking_keeps_the_message_readable(raw, secret_keys, kept):
+    with pytest.raises(ConfigError) as err:
+        load(raw, secret_keys)
+    [msg] = err.value.problems
+    assert kept in msg, msg
+    assert "[secret]s" not in msg and "<[secret]>" not in msg, msg
 
 
 def test_a_masked_value_says_so():
