@@ -34,6 +34,10 @@ class _NameMasker(Masker):
         return any(isinstance(p, str) and _norm(p).endswith(SECRET_NAME_ENDINGS) for p in path)
 
 
+# The top-level keys only a hybrid stack takes.
+HYBRID_ONLY_KEYS = ("hybrid", *secret_fields())
+
+
 def _norm(name: str) -> str:
     return "".join(c for c in name if c not in "-_. ").lower()
 
@@ -141,6 +145,18 @@ def validate(raw: Mapping[str, Any], secret_keys: frozenset[str]) -> StackConfig
             problems.append(Problem((name,), raw[name], unknown_key_text(name, list(fields))))
 
     data = dict(raw)
+    # A stack without `kind` is 'aks'. One with keys only a hybrid stack takes most likely
+    # forgot `kind: hybrid`: one message on `kind`, and none of what follows from the default
+    # (the AKS cluster's own rules, "only with kind 'hybrid'" on every hybrid key).
+    hybrid_only = [k for k in HYBRID_ONLY_KEYS if raw.get(k) is not None]
+    kind_failed = "kind" not in raw and bool(hybrid_only)
+    if kind_failed:
+        problems.append(Problem(
+            ("kind",), MISSING,
+            f"'hybrid' for a stack with {', '.join(hybrid_only)} (keys only kind 'hybrid' takes): without `kind` the "
+            "stack is 'aks', which creates an AKS cluster and takes none of them; set `kind: hybrid`",
+        ))
+        data["kind"] = None
     # Sections whose absence means "all defaults" for the kind: their rules still apply.
     kind = data.get("kind", "aks")
     if kind == "aks" and data.get("cluster") is None:
@@ -156,6 +172,9 @@ def validate(raw: Mapping[str, Any], secret_keys: frozenset[str]) -> StackConfig
         name = next(n for n, i in StackConfig.model_fields.items() if i is info)
         if alias == other_kind:
             values[name] = None
+            continue
+        if alias == "kind" and kind_failed:
+            failed.add(name)
             continue
         if alias not in data:
             if info.is_required():

@@ -142,6 +142,11 @@ CASES: list[Case] = [
     ("unknown-hybrid-key", hybrid(hybrid_oidcIssuer=ISSUER), "hybrid.oidcIssuer", "did you mean 'oidcIssuerUrl'?"),
     ("hybrid-not-a-mapping", hybrid(hybrid=None) | {"hybrid": "kind-platform"}, "hybrid", "a mapping"),
     ("cluster-on-hybrid", hybrid(cluster={"skuTier": "Free"}), "cluster", "existing cluster"),
+    # A hybrid stack that forgot `kind: hybrid`: one message on kind, none on the AKS defaults.
+    ("forgot-kind", hybrid(kind=...), "kind", "set `kind: hybrid`"),
+    ("forgot-kind-workload-identity", hybrid(kind=..., servicePrincipalClientSecret=..., hybrid_servicePrincipalClientId=..., hybrid_servicePrincipalObjectId=..., hybrid_oidcIssuerUrl=ISSUER), "kind", "a stack with hybrid, kubeconfig (keys"),
+    ("forgot-kind-secrets-only", hybrid(kind=..., hybrid=...), "kind", "a stack with kubeconfig, servicePrincipalClientSecret"),
+    ("forgot-kind-file", lambda tmp: hybrid(kind=..., kubeconfig=..., hybrid_kubeconfigPath=file_with(KUBECONFIG.encode())(tmp)), "kind", "creates an AKS cluster"),
     ("current-context-a-list", hybrid(kubeconfig=kubeconfig_with(lambda d: d.__setitem__("current-context", ["x"])), hybrid_context=...),
      "kubeconfig", "it has no a list as current-context"),
     *(
@@ -171,6 +176,19 @@ def test_each_hybrid_refusal_is_one_message_without_the_secret(raw, key, allowed
     assert allowed in msg, msg
     for secret in (TOKEN, CLIENT_SECRET, "client-key-data"):
         assert secret not in str(err.value)
+
+
+def test_a_forgotten_kind_does_not_hide_independent_problems():
+    """Only what follows from the defaulted kind is suppressed: a bad hybrid key or environment still shows."""
+    with pytest.raises(ConfigError) as err:
+        load(hybrid(kind=..., environment="Hybrid!", hybrid_servicePrincipalClientId="not-a-guid"), SECRETS)
+    assert [p.split(": got ")[0] for p in err.value.problems] == [
+        "aks-platform:kind", "aks-platform:environment", "aks-platform:hybrid.servicePrincipalClientId",
+    ], err.value.problems
+    # An explicit `kind: aks` is a choice: each hybrid key is refused on its own.
+    with pytest.raises(ConfigError) as err:
+        load(hybrid(kind="aks"), SECRETS)
+    assert "aks-platform:kind" not in str(err.value)
 
 
 def test_the_shipped_form_and_its_variants_load(tmp_path):
