@@ -326,8 +326,10 @@ SecretText = Annotated[SecretStr, BeforeValidator(_secret_text, json_schema_inpu
 
 # --- cluster ----------------------------------------------------------------------------------
 
-# AKS reserves these ranges for itself; a service CIDR overlapping one is refused by AKS
-# (https://learn.microsoft.com/azure/aks/azure-cni-overlay#ip-address-planning).
+# AKS reserves these ranges for itself; a pod or service CIDR overlapping one is refused by
+# AKS (https://learn.microsoft.com/azure/aks/azure-cni-overlay#ip-address-planning: "the pod
+# CIDR ... 169.254.0.0/16, 172.30.0.0/16, 172.31.0.0/16, and 192.0.2.0/24" are reserved;
+# https://learn.microsoft.com/azure/aks/configure-azure-cni#deployment-parameters for the service CIDR).
 AKS_RESERVED_RANGES = tuple(
     ipaddress.IPv4Network(n) for n in ("169.254.0.0/16", "172.30.0.0/16", "172.31.0.0/16", "192.0.2.0/24")
 )
@@ -350,8 +352,9 @@ class Network(Section):
     )
     pod_cidr: Cidr = setting(
         "10.244.0.0/16",
-        "an IPv4 CIDR such as '10.244.0.0/16', not overlapping serviceCidr; under CNI overlay each node takes a /24 "
-        "of it, so it must hold every node the pools may reach (counts and maxCounts)",
+        "an IPv4 CIDR such as '10.244.0.0/16', overlapping neither serviceCidr nor AKS's reserved 169.254.0.0/16, "
+        "172.30.0.0/16, 172.31.0.0/16, 192.0.2.0/24; under CNI overlay each node takes a /24 of it, so it must hold "
+        "every node the pools may reach (counts and maxCounts)",
     )
     service_cidr: Cidr = setting(
         "10.0.0.0/16",
@@ -388,6 +391,9 @@ class Network(Section):
         elif any(svc.overlaps(r) for r in AKS_RESERVED_RANGES):
             reserved = ", ".join(str(r) for r in AKS_RESERVED_RANGES if svc.overlaps(r))
             yield Problem(("serviceCidr",), self.service_cidr, f"a range outside AKS's reserved {reserved}: AKS refuses the cluster")
+        if any(pod.overlaps(r) for r in AKS_RESERVED_RANGES):
+            reserved = ", ".join(str(r) for r in AKS_RESERVED_RANGES if pod.overlaps(r))
+            yield Problem(("podCidr",), self.pod_cidr, f"a range outside AKS's reserved {reserved}: AKS refuses the cluster")
         if self.dns_service_ip is None:
             yield Problem(("dnsServiceIp",), None, "required when serviceCidr is smaller than a /27: an address inside it")
             return

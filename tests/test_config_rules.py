@@ -63,6 +63,13 @@ REFUSED: list[tuple[str, dict[str, Any], str, str]] = [
     ("svc-cidr-/8", with_("cluster.network", {"serviceCidr": "10.0.0.0/8"}), "cluster.network.serviceCidr", "at most /12"),
     ("svc-cidr-/11", with_("cluster.network", {"serviceCidr": "100.64.0.0/11"}), "cluster.network.serviceCidr", "kube-apiserver"),
     ("svc-cidr-tiny-no-dns", with_("cluster.network", {"serviceCidr": "10.0.0.0/28"}), "cluster.network.dnsServiceIp", "required"),
+    # Pod CIDR: not AKS's reserved ranges either.
+    ("pod-cidr-169.254", with_("cluster.network.podCidr", "169.254.0.0/16"), "cluster.network.podCidr", "AKS's reserved 169.254.0.0/16"),
+    ("pod-cidr-172.30", with_("cluster.network.podCidr", "172.30.0.0/16"), "cluster.network.podCidr", "172.30.0.0/16"),
+    ("pod-cidr-inside-172.31", with_("cluster.network.podCidr", "172.31.64.0/18"), "cluster.network.podCidr", "172.31.0.0/16"),
+    ("pod-cidr-192.0.2", with_("cluster.network.podCidr", "192.0.2.0/24", with_("cluster.systemPool.count", 1)), "cluster.network.podCidr", "192.0.2.0/24"),
+    ("pod-cidr-wraps-two-reserved", with_("cluster.network.podCidr", "172.16.0.0/12"), "cluster.network.podCidr", "172.30.0.0/16, 172.31.0.0/16"),
+    ("pod-cidr-wraps-192.0.2", with_("cluster.network.podCidr", "192.0.0.0/16"), "cluster.network.podCidr", "192.0.2.0/24: AKS refuses"),
     # Pod CIDR under overlay: a /24 per node, for the largest node count of all pools.
     ("pod-/24-two-nodes", with_("cluster.network.podCidr", "10.244.0.0/24", with_("cluster.systemPool.count", 2)), "cluster.network.podCidr", "2 nodes"),
     ("pod-/23-autoscaler", with_("cluster.network.podCidr", "10.244.0.0/23", with_("cluster.systemPool", {"minCount": 1, "maxCount": 3})), "cluster.network.podCidr", "holds 2"),
