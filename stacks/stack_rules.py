@@ -15,6 +15,7 @@ from typing import Any, Callable, Iterable, Iterator, Mapping, Optional
 
 import yaml
 
+from components.oidc_issuer import PURPOSE_TAG
 from stacks.config import ADDED_TAG_NAMES, PROJECT, StackConfig, secret_fields
 from stacks.problems import MISSING, Problem
 
@@ -27,9 +28,11 @@ MAX_TAGS = 50
 
 
 class RuleContext:
-    def __init__(self, raw: Mapping[str, Any], secret_keys: frozenset[str]):
+    def __init__(self, raw: Mapping[str, Any], secret_keys: frozenset[str], failed: frozenset[str] = frozenset()):
         self.raw = raw
         self.secret_keys = secret_keys
+        # Fields with a problem of their own (field names): a rule may still run without them.
+        self.failed = failed
 
 
 def stack_rule(*needs: str) -> Callable[[Rule], Rule]:
@@ -45,7 +48,7 @@ def stack_rule(*needs: str) -> Callable[[Rule], Rule]:
 
 def check(values: Mapping[str, Any], failed: set[str], raw: Mapping[str, Any], secret_keys: frozenset[str]) -> list[Problem]:
     v = SimpleNamespace(**values)
-    ctx = RuleContext(raw, secret_keys)
+    ctx = RuleContext(raw, secret_keys, frozenset(failed))
     problems: list[Problem] = []
     for needs, rule in RULES:
         if not any(n in failed for n in needs):
@@ -337,28 +340,52 @@ def _aso_needs_a_scope(v: SimpleNamespace, ctx: RuleContext) -> Iterator[Problem
         )
 
 
+# Azure limits storage account tag names to 128 characters (other resources: 512)
+# (https://learn.microsoft.com/azure/azure-resource-manager/management/tag-resources#limitations).
+MAX_STORAGE_TAG_NAME = 128
+
+
+def _publishes_the_issuer(v: SimpleNamespace, ctx: RuleContext) -> bool:
+    """Whether the stack creates the OIDC issuer's storage account (components/oidc_issuer.py)."""
+    if {"kind", "hybrid"} & ctx.failed:
+        return False
+    return v.kind == "hybrid" and v.hybrid is not None and v.hybrid.service_account_public_key_path is not None
+
+
 @stack_rule("tags")
 def _tags(v: SimpleNamespace, ctx: RuleContext) -> Iterator[Problem]:
     # Azure tag names are case-insensitive: two names differing in case are one tag, and the
     # last write wins (https://learn.microsoft.com/azure/azure-resource-manager/management/tag-resources).
+    added = list(ADDED_TAG_NAMES)
+    issuer = _publishes_the_issuer(v, ctx)
+    if issuer:
+        # The issuer's storage account carries one more tag (the guardrail reads it).
+        added.append(PURPOSE_TAG)
     seen: dict[str, str] = {}
     for name in v.tags:
         lowered = name.lower()
-        if lowered in ADDED_TAG_NAMES:
+        if lowered in added:
+            where = " (on the OIDC issuer's storage account)" if lowered == PURPOSE_TAG else ""
             yield Problem(
                 ("tags", name), v.tags[name],
-                f"a tag name other than the platform's own {', '.join(ADDED_TAG_NAMES)} (Azure compares names ignoring "
+                f"a tag name other than the platform's own {', '.join(added)}{where} (Azure compares names ignoring "
                 "case, so this would silently replace the added tag)",
             )
         elif lowered in seen:
             yield Problem(("tags", name), v.tags[name], f"a name distinct from {seen[lowered]!r} ignoring case (Azure treats them as one tag)")
+        elif issuer and len(name) > MAX_STORAGE_TAG_NAME:
+            yield Problem(
+                ("tags", name), v.tags[name],
+                f"a tag name of at most {MAX_STORAGE_TAG_NAME} characters with hybrid.serviceAccountPublicKeyPath: the "
+                "OIDC issuer's storage account carries every tag and Azure limits storage account tag names to 128",
+            )
         seen.setdefault(lowered, name)
-    total = len({n.lower() for n in v.tags} | set(ADDED_TAG_NAMES))
+    total = len({n.lower() for n in v.tags} | set(added))
     if total > MAX_TAGS:
         yield Problem(
             ("tags",), f"{len(v.tags)} tags",
-            f"at most {MAX_TAGS - len(ADDED_TAG_NAMES)} tags: Azure allows {MAX_TAGS} per resource and the platform adds "
-            f"{len(ADDED_TAG_NAMES)} ({', '.join(ADDED_TAG_NAMES)}); Azure would refuse every resource",
+            f"at most {MAX_TAGS - len(added)} tags: Azure allows {MAX_TAGS} per resource and the platform adds "
+            f"{len(added)} ({', '.join(added)}); Azure would refuse every resource",
         )
 
 

@@ -15,6 +15,7 @@ from typing import Any, Callable
 import pytest
 import yaml
 
+from offline.evaluate import OFFLINE_KIND_PUBLIC_KEY
 from offline.mocks import admin_kubeconfig
 from stacks.config import ConfigError, load
 from tests.test_config import BASE
@@ -37,6 +38,18 @@ HYBRID: dict[str, Any] = {
     "servicePrincipalClientSecret": CLIENT_SECRET,
     "addons": BASE["addons"],
 }
+
+
+def published(**changes: Any) -> dict[str, Any]:
+    """A hybrid stack whose issuer the platform publishes (`make kind`): it creates a storage account."""
+    return hybrid(
+        servicePrincipalClientSecret=..., hybrid_servicePrincipalClientId=..., hybrid_servicePrincipalObjectId=...,
+        hybrid_serviceAccountPublicKeyPath=str(OFFLINE_KIND_PUBLIC_KEY), **changes,
+    )
+
+
+def many_tags(n: int) -> dict[str, str]:
+    return {f"t{i:02d}": "x" for i in range(n)}
 
 
 def hybrid(**changes: Any) -> dict[str, Any]:
@@ -142,6 +155,10 @@ CASES: list[Case] = [
     ("unknown-hybrid-key", hybrid(hybrid_oidcIssuer=ISSUER), "hybrid.oidcIssuer", "did you mean 'oidcIssuerUrl'?"),
     ("hybrid-not-a-mapping", hybrid(hybrid=None) | {"hybrid": "kind-platform"}, "hybrid", "a mapping"),
     ("cluster-on-hybrid", hybrid(cluster={"skuTier": "Free"}), "cluster", "existing cluster"),
+    # The published issuer's storage account: its added purpose tag, Azure's 128-character names there.
+    ("issuer-purpose-tag", published(tags={"AKS-Platform-Purpose": "mine"}), "tags.AKS-Platform-Purpose", "on the OIDC issuer's storage account"),
+    ("issuer-47-tags", published(tags=many_tags(47)), "tags", "at most 46 tags"),
+    ("issuer-tag-name-129", published(tags={"n" * 129: "x"}), "tags." + "n" * 129, "at most 128 characters"),
     # A hybrid stack that forgot `kind: hybrid`: one message on kind, none on the AKS defaults.
     ("forgot-kind", hybrid(kind=...), "kind", "set `kind: hybrid`"),
     ("forgot-kind-workload-identity", hybrid(kind=..., servicePrincipalClientSecret=..., hybrid_servicePrincipalClientId=..., hybrid_servicePrincipalObjectId=..., hybrid_oidcIssuerUrl=ISSUER), "kind", "a stack with hybrid, kubeconfig (keys"),
@@ -176,6 +193,13 @@ def test_each_hybrid_refusal_is_one_message_without_the_secret(raw, key, allowed
     assert allowed in msg, msg
     for secret in (TOKEN, CLIENT_SECRET, "client-key-data"):
         assert secret not in str(err.value)
+
+
+def test_the_storage_account_rules_apply_only_where_the_issuer_is_published():
+    tags = {**many_tags(45), "AKS-Platform-Purpose": "mine", "n" * 300: "x"}
+    assert len(load(hybrid(tags=tags), SECRETS).tag_map) == 50
+    tags = {**many_tags(45), "n" * 128: "x"}
+    assert len(load(published(tags=tags), SECRETS).tag_map) == 49
 
 
 def test_a_forgotten_kind_does_not_hide_independent_problems():

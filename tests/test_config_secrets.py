@@ -37,8 +37,11 @@ CASES: list[tuple[str, dict[str, Any], frozenset[str], str, tuple[str, ...]]] = 
     # Known secret keys.
     ("plain-kubeconfig", HYBRID, SECRETS - {"kubeconfig"}, "kubeconfig", (TOKEN, "client-key-data")),
     ("plain-client-secret", HYBRID, SECRETS - {"servicePrincipalClientSecret"}, "servicePrincipalClientSecret", (CLIENT_SECRET,)),
-    ("kubeconfig-on-aks", put(BASE, "kubeconfig", KUBECONFIG), frozenset({"kubeconfig"}), "kubeconfig", (TOKEN,)),
-    ("client-secret-on-aks", put(BASE, "servicePrincipalClientSecret", CLIENT_SECRET), frozenset({"servicePrincipalClientSecret"}), "servicePrincipalClientSecret", (CLIENT_SECRET,)),
+    # Without `kind` the stack most likely forgot `kind: hybrid` (the message is on kind); with `kind: aks` on the key.
+    ("kubeconfig-without-kind", put(BASE, "kubeconfig", KUBECONFIG), frozenset({"kubeconfig"}), "kind", (TOKEN,)),
+    ("client-secret-without-kind", put(BASE, "servicePrincipalClientSecret", CLIENT_SECRET), frozenset({"servicePrincipalClientSecret"}), "kind", (CLIENT_SECRET,)),
+    ("kubeconfig-on-aks", put(put(BASE, "kind", "aks"), "kubeconfig", KUBECONFIG), frozenset({"kubeconfig"}), "kubeconfig", (TOKEN,)),
+    ("client-secret-on-aks", put(put(BASE, "kind", "aks"), "servicePrincipalClientSecret", CLIENT_SECRET), frozenset({"servicePrincipalClientSecret"}), "servicePrincipalClientSecret", (CLIENT_SECRET,)),
     ("client-secret-not-a-string", put(HYBRID, "servicePrincipalClientSecret", {"password": CLIENT_SECRET}), SECRETS, "servicePrincipalClientSecret", (CLIENT_SECRET,)),
     # Misspelled top-level keys, with and without --secret.
     ("kubeConfig-secret", put(BASE, "kubeConfig", KUBECONFIG), frozenset({"kubeConfig"}), "kubeConfig", (TOKEN,)),
