@@ -65,6 +65,11 @@ CASES: list[tuple[str, dict[str, Any], frozenset[str], str, tuple[str, ...]]] = 
     ("nested-kubeconfig-in-hybrid", put(HYBRID, "hybrid.kubeconfig", KUBECONFIG), SECRETS, "hybrid.kubeconfig", (TOKEN,)),
     ("nested-token-plain", put(BASE, "addons.argocd.token", PASSWORD), frozenset(), "addons.argocd.token", (PASSWORD,)),
     ("nested-secret-plain", put(BASE, "cluster.network.clientSecret", CLIENT_SECRET), frozenset(), "cluster.network.clientSecret", (CLIENT_SECRET,)),
+    # `pulumi config set --path --secret tenants[0].subscriptionId ...`: Pulumi lists the top-level key
+    # (`tenants`) as secret (config.Map.SecureKeys: a value is secure when any leaf is), so every
+    # leaf under it is masked, here the subscription quoted by the scope rule.
+    ("path-secret-leaf-quoted-by-a-rule", put(BASE, "tenants", [{"name": "pay", "subscriptionId": "8c1d2e3f-4a5b-4c6d-8e7f-9a0b1c2d3e4f", "namespaces": ["pay"], "sourceRepos": ["https://github.com/a/b.git"], "roles": [{"role": "Reader", "scope": "/subscriptions/x"}]}]),
+     frozenset({"tenants"}), "tenants[0].roles[0].scope", ("8c1d2e3f-4a5b-4c6d-8e7f-9a0b1c2d3e4f", "8C1D2E3F")),
     # A rule's text quoting a sibling value of a secret key.
     ("sibling-value-in-rule", put(BASE, "cluster.network", {"podCidr": "10.123.0.0/16", "serviceCidr": "10.123.128.0/17"}), frozenset({"cluster"}), "cluster.network.serviceCidr", ("10.123.0.0/16", "10.123.128.0/17")),
     ("context-of-secret-hybrid", put(HYBRID, "hybrid.context", "secret-ctx-name"), SECRETS | {"hybrid"}, "hybrid.context", ("secret-ctx-name",)),
