@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import os
 import re
 from pathlib import Path
 from urllib.parse import parse_qsl, urlsplit
@@ -882,15 +883,36 @@ class HybridConfig(Section):
             )
 
 
+def read_text_file(path: str, what: str) -> tuple[str, Optional[str]]:
+    """The text of the file at `path` (~ expanded), or why it is not a readable `what` (never an exception)."""
+    if "\x00" in path:
+        return "", f"a path to a {what} without a NUL character (no file name can hold one)"
+    try:
+        expanded = Path(path).expanduser()
+    except RuntimeError:
+        return "", "a path whose ~user can be expanded (no such user's home directory here)"
+    try:
+        if expanded.is_dir():
+            return "", f"a {what}, not a directory"
+        if not expanded.exists():
+            return "", f"a readable {what} (none exists at this path on the machine running pulumi)"
+        return expanded.read_text(encoding="utf-8"), None
+    except OSError as err:
+        reason = os.strerror(err.errno) if err.errno else type(err).__name__
+        return "", f"a readable {what} ({reason.lower()})"
+    except UnicodeDecodeError:
+        return "", f"a {what} (text); this file is not UTF-8 text"
+
+
 def public_key_file_problem(path: str) -> Optional[str]:
     """Why `path` is not the service-account public key `make kind` writes, or None."""
     from components.oidc_issuer import InvalidPublicKey, load_public_key
 
-    try:
-        text = Path(path).expanduser().read_text()
-    except (OSError, RuntimeError, UnicodeDecodeError) as err:
-        reason = getattr(err, "strerror", None) or type(err).__name__
-        return f"a readable public key file ({reason}): run `make kind STACK=<stack>` first, which creates the key pair and the cluster"
+    text, problem = read_text_file(path, "public key file")
+    if problem and problem.startswith("a readable"):
+        return f"{problem}: run `make kind STACK=<stack>` first, which creates the key pair and the cluster"
+    if problem:
+        return problem
     try:
         load_public_key(text)
     except InvalidPublicKey as err:

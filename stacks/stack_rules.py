@@ -8,15 +8,13 @@ misleading message here. Paths are absolute key paths (aliases).
 from __future__ import annotations
 
 import json
-import os
-from pathlib import Path as FsPath
 from types import SimpleNamespace
 from typing import Any, Callable, Iterable, Iterator, Mapping, Optional
 
 import yaml
 
 from components.oidc_issuer import PURPOSE_TAG
-from stacks.config import ADDED_TAG_NAMES, PROJECT, StackConfig, secret_fields
+from stacks.config import ADDED_TAG_NAMES, PROJECT, StackConfig, read_text_file, secret_fields
 from stacks.problems import MISSING, Problem
 
 Rule = Callable[[SimpleNamespace, "RuleContext"], Iterable[Problem]]
@@ -111,21 +109,7 @@ def _hybrid_kubeconfig(v: SimpleNamespace, ctx: RuleContext) -> Iterator[Problem
 
 def read_kubeconfig_file(path: str) -> tuple[str, Optional[str]]:
     """The file's text, or why it cannot be read (never an exception)."""
-    try:
-        expanded = FsPath(path).expanduser()
-    except RuntimeError:
-        return "", "a path whose ~user can be expanded (no such user's home directory here)"
-    try:
-        if expanded.is_dir():
-            return "", "a kubeconfig file, not a directory"
-        if not expanded.exists():
-            return "", "a readable kubeconfig file (none exists at this path on the machine running pulumi)"
-        return expanded.read_text(encoding="utf-8"), None
-    except OSError as err:
-        reason = os.strerror(err.errno) if err.errno else type(err).__name__
-        return "", f"a readable kubeconfig file ({reason.lower()})"
-    except UnicodeDecodeError:
-        return "", "a kubeconfig file (YAML text); this file is not UTF-8 text"
+    return read_text_file(path, "kubeconfig file")
 
 
 def _entries(doc: Mapping[str, Any], section: str, body_key: str) -> tuple[dict[str, Mapping[str, Any]], Optional[str]]:

@@ -42,10 +42,8 @@ HYBRID: dict[str, Any] = {
 
 def published(**changes: Any) -> dict[str, Any]:
     """A hybrid stack whose issuer the platform publishes (`make kind`): it creates a storage account."""
-    return hybrid(
-        servicePrincipalClientSecret=..., hybrid_servicePrincipalClientId=..., hybrid_servicePrincipalObjectId=...,
-        hybrid_serviceAccountPublicKeyPath=str(OFFLINE_KIND_PUBLIC_KEY), **changes,
-    )
+    changes = {"hybrid_serviceAccountPublicKeyPath": str(OFFLINE_KIND_PUBLIC_KEY), **changes}
+    return hybrid(servicePrincipalClientSecret=..., hybrid_servicePrincipalClientId=..., hybrid_servicePrincipalObjectId=..., **changes)
 
 
 def many_tags(n: int) -> dict[str, str]:
@@ -129,6 +127,19 @@ CASES: list[Case] = [
     ("dangling-context", hybrid(kubeconfig=kubeconfig_with_dangling_context()), "kubeconfig", "names one of its clusters"),
     ("both", lambda tmp: hybrid(hybrid_kubeconfigPath=file_with(KUBECONFIG.encode())(tmp)), "hybrid.kubeconfigPath", "exactly one"),
     ("neither", hybrid(kubeconfig=...), "hybrid.kubeconfigPath", "exactly one"),
+    ("path-nul", hybrid(kubeconfig=..., hybrid_kubeconfigPath="/tmp/a\x00b"), "hybrid.kubeconfigPath", "without a NUL character"),
+    *(
+        (f"public-key-{name}", (lambda tmp, path=path: published(hybrid_serviceAccountPublicKeyPath=path(tmp))), "hybrid.serviceAccountPublicKeyPath", allowed)
+        for name, path, allowed in (
+            ("nul", lambda tmp: "/tmp/a\x00b", "a path to a public key file without a NUL character"),
+            ("no-such-user", lambda tmp: "~nosuchuser-xyz/k.pub", "a path whose ~user can be expanded"),
+            ("too-long", lambda tmp: "/tmp/" + "a" * 5000, "a readable public key file (file name too long)"),
+            ("directory", lambda tmp: str(tmp), "a public key file, not a directory"),
+            ("missing", lambda tmp: str(tmp / "absent.pub"), "none exists at this path"),
+            ("not-text", lambda tmp: file_with(b"\xff\xfe\x00bin")(tmp), "not UTF-8 text"),
+            ("not-a-key", lambda tmp: file_with(KUBECONFIG.encode())(tmp), "an RSA public key in PEM"),
+        )
+    ),
     ("path-no-such-user", hybrid(kubeconfig=..., hybrid_kubeconfigPath="~nosuchuser-xyz/.kube/config"), "hybrid.kubeconfigPath", "~user"),
     ("path-too-long", hybrid(kubeconfig=..., hybrid_kubeconfigPath="/tmp/" + "a" * 5000), "hybrid.kubeconfigPath", "too long"),
     ("path-is-a-directory", lambda tmp: hybrid(kubeconfig=..., hybrid_kubeconfigPath=str(tmp)), "hybrid.kubeconfigPath", "not a directory"),
