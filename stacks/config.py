@@ -678,6 +678,11 @@ def _namespace(value: str) -> str:
     return value
 
 
+# Argo CD matches an AppProject's sourceRepos with github.com/gobwas/glob (util/glob): `*`, `**`,
+# `?`, `[...]` classes and `{a,b}` alternatives are patterns; a leading `!` negates.
+SOURCE_REPO_GLOB = re.compile(r"[*?\[\]{}]")
+
+
 def _source_repo(value: str) -> str:
     if value != "*" and not re.fullmatch(REPO_URL, value):
         raise invalid("Git URLs the tenant's Argo CD project may sync from (https://…, ssh://…, git@host:path)")
@@ -746,7 +751,7 @@ class TenantConfig(Section):
     )
     source_repos: tuple[Annotated[Text(), AfterValidator(_source_repo)], ...] = required(
         "at least one Git URL (https://…, ssh://…, git@host:path) the tenant's Argo CD project may sync from; "
-        "patterns with * ? [ only with allowSourceRepoWildcards",
+        "patterns (* ? [...] {a,b}, Argo CD's glob syntax) only with allowSourceRepoWildcards",
         min_length=1,
     )
     allow_source_repo_wildcards: Bool = setting(
@@ -776,7 +781,7 @@ class TenantConfig(Section):
                     yield Problem(("roles", i, "scope"), role.scope, problem)
         if not self.allow_source_repo_wildcards:
             for i, repo in enumerate(self.source_repos):
-                if re.search(r"[*?\[]", repo) or repo.startswith("!"):
+                if SOURCE_REPO_GLOB.search(repo) or repo.startswith("!"):
                     yield Problem(
                         ("sourceRepos", i), repo,
                         "an exact Git URL: Argo CD matches sourceRepos as globs, so a pattern lets the tenant sync any "

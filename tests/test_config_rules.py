@@ -90,6 +90,10 @@ REFUSED: list[tuple[str, dict[str, Any], str, str]] = [
     ("tenant-repo-star", with_tenants(tenant(sourceRepos=["*"])), "tenants[0].sourceRepos[0]", "allowSourceRepoWildcards"),
     ("tenant-repo-org-glob", with_tenants(tenant(sourceRepos=["https://github.com/acme/*"])), "tenants[0].sourceRepos[0]", "globs"),
     ("tenant-repo-question", with_tenants(tenant(sourceRepos=["https://github.com/acme/p?.git"])), "tenants[0].sourceRepos[0]", "globs"),
+    # Argo CD's glob syntax (gobwas/glob) in full: alternatives and classes are patterns too.
+    ("tenant-repo-brace", with_tenants(tenant(sourceRepos=["https://github.com/{acme,evil}/p.git"])), "tenants[0].sourceRepos[0]", "allowSourceRepoWildcards"),
+    ("tenant-repo-class", with_tenants(tenant(sourceRepos=["https://github.com/acm[a-z]/p.git"])), "tenants[0].sourceRepos[0]", "allowSourceRepoWildcards"),
+    ("tenant-repo-double-star", with_tenants(tenant(sourceRepos=["https://github.com/**"])), "tenants[0].sourceRepos[0]", "allowSourceRepoWildcards"),
     ("tenant-repo-negation", with_tenants(tenant(sourceRepos=["!https://github.com/acme/p.git"])), "tenants[0].sourceRepos[0]", "Git URLs"),
     # ARM scopes: complete, in the tenant's subscription, the subscription itself only with the opt-in.
     ("scope-trailing-slash", scope(f"/subscriptions/{SUB_A}/"), "tenants[0].roles[0].scope", "no empty segment"),
@@ -127,6 +131,7 @@ ACCEPTED: list[tuple[str, dict[str, Any], Any]] = [
     ("taint-without-value", with_("cluster.userPools", [{"name": "a", "vmSize": "Standard_D8ds_v5", "taints": ["dedicated:NoSchedule"]}]), lambda c: c.cluster.user_pools[0].taints == ("dedicated:NoSchedule",)),
     ("ssh-git-user", with_("addons.argocd.repoUrl", "ssh://git@github.com/acme/p.git"), lambda c: c.addons.argocd.repo_url.startswith("ssh://git@")),
     ("scp-git-url", with_("addons.argocd.repoUrl", "git@github.com:acme/p.git"), lambda c: c.addons.argocd.repo_url.startswith("git@")),
+    ("tenant-brace-opted-in", with_tenants(tenant(sourceRepos=["https://github.com/acme/{a,b}.git"], allowSourceRepoWildcards=True)), lambda c: c.tenants[0].allow_source_repo_wildcards),
     ("tenant-wildcards-opted-in", with_tenants(tenant(sourceRepos=["https://github.com/acme/*"], allowSourceRepoWildcards=True)), lambda c: c.tenants[0].source_repos == ("https://github.com/acme/*",)),
     ("scope-subscription-id-opted-in", scope(f"/SUBSCRIPTIONS/{SUB_UPPER}", allowSubscriptionScope=True), lambda c: c.tenants[0].roles[0].scope == "subscription"),
     ("scope-resource", scope(f"/subscriptions/{SUB_A}/resourceGroups/rg/providers/Microsoft.Storage/storageAccounts/sa"), lambda c: c.tenants[0].roles[0].scope.endswith("/sa")),
