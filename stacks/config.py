@@ -56,6 +56,11 @@ def required(allowed: str, **constraints: Any) -> Any:
     return Field(PydanticUndefined, description=allowed, **constraints)
 
 
+def item(allowed: str) -> Any:
+    """What one element of a list (or one key or value of a mapping) allows: the text of its errors."""
+    return Field(description=allowed)
+
+
 def secret(allowed: str) -> Any:
     """A key whose value is a secret: accepted only as `pulumi config set --secret`."""
     return Field(None, description=allowed, json_schema_extra={"x-secret": True})
@@ -432,7 +437,7 @@ class NodePool(Section):
     )
     min_count: Optional[Int(0, 1000)] = setting(None, "with maxCount (autoscaling): a whole number from 0 to 1000")
     max_count: Optional[Int(1, 1000)] = setting(None, "with minCount (autoscaling): a whole number from 1 to 1000, at least minCount")
-    zones: tuple[Zone, ...] = setting((), "distinct availability zones '1', '2', '3' (numbers, as `--path` stores them, too)")
+    zones: tuple[Annotated[Zone, item("an availability zone: one of '1', '2', '3' (or the number)")], ...] = setting((), "distinct availability zones '1', '2', '3' (numbers, as `--path` stores them, too)")
     max_pods: Int(10, 250) = setting(110, "a whole number from 10 to 250 (Azure CNI overlay's maximum per node)")
     os_disk_size_gb: Optional[Int(30, 2048)] = setting(None, "a whole number from 30 to 2048 (GB)", default_text="the VM size's default")
     labels: dict[LabelKey, LabelValue] = setting(
@@ -508,7 +513,7 @@ class ClusterConfig(Section):
     local_accounts: Bool = setting(
         False, "true or false; false: Entra only (needs adminGroupObjectIds, kubelogin); true: the provider uses the admin credentials"
     )
-    admin_group_object_ids: tuple[Guid, ...] = setting(
+    admin_group_object_ids: tuple[Annotated[Guid, item("an Entra ID group object ID (GUID)")], ...] = setting(
         (), "Entra ID group object IDs (GUIDs); at least one when localAccounts is false"
     )
     api_server_authorized_ip_ranges: tuple[Cidr, ...] = setting((), "IPv4 CIDRs such as '203.0.113.0/24'")
@@ -573,7 +578,16 @@ class CertManagerConfig(Section):
 
 class AsoConfig(Section):
     enabled: Bool = setting(True, "true or false")
-    crd_pattern: tuple[Text(CRD_PATTERN_ITEM), ...] = setting(
+    crd_pattern: tuple[
+        Annotated[
+            Text(CRD_PATTERN_ITEM),
+            item(
+                "an ASO CRD pattern '<group>.azure.com/*' or '<group>.azure.com/<Kind>': the group a DNS subdomain under "
+                "azure.com (lowercase, no empty label), the Kind a capitalised name, nothing else (no ';' or spaces)"
+            ),
+        ],
+        ...,
+    ] = setting(
         DEFAULT_ASO_CRD_PATTERN,
         "at least one ASO CRD pattern '<group>.azure.com/*' or '<group>.azure.com/<Kind>', each once (an empty list "
         "makes the operator exit)",
@@ -738,7 +752,10 @@ class TenantConfig(Section):
     # None: the deployer's Entra tenant (getClientConfig).
     tenant_id: Optional[Guid] = setting(None, "an Entra tenant ID (GUID)", default_text="the deployer's Entra tenant")
     location: Optional[Text(LOCATION)] = setting(None, "an Azure region name", default_text="`location`")
-    namespaces: tuple[Annotated[Text(DNS_LABEL), AfterValidator(_namespace)], ...] = required(
+    namespaces: tuple[
+        Annotated[Text(DNS_LABEL), AfterValidator(_namespace), item("a Kubernetes namespace name: at most 63 lowercase letters, digits and '-', starting and ending with a letter or digit (RFC 1123 label)")],
+        ...,
+    ] = required(
         "at least one namespace: Kubernetes namespace names (RFC 1123 labels), unique across tenants, none the "
         "platform's own nor starting with 'kube-'",
         min_length=1,
@@ -937,7 +954,10 @@ class StackConfig(Section):
         "name: rg-<env>-platform, aks-<env>, id-<env>-…)"
     )
     location: Text(LOCATION) = required("an Azure region name such as 'westeurope'")
-    tags: dict[Text(TAG_NAME), Text(max_length=256, number_ok=True)] = setting(
+    tags: dict[
+        Annotated[Text(TAG_NAME), item("a tag name: 1-512 characters, none of < > % & \\ ? /")],
+        Annotated[Text(max_length=256, number_ok=True), item("a tag value: a string of at most 256 characters")],
+    ] = setting(
         {},
         "a mapping of tag name (no < > % & \\ ? /, at most 512 characters) to a string of at most 256 characters; "
         "names are case-insensitive in Azure, so distinct ignoring case and none of the added environment, "
@@ -952,7 +972,9 @@ class StackConfig(Section):
         None, "an existing Azure resource group (1-90 characters) for the cluster instead of rg-<env>-platform"
     )
     cluster: Optional[ClusterConfig] = setting(None, "the AKS cluster; only with kind 'aks'", default_text="the defaults below")
-    app_resource_groups: tuple[Text(RG_NAME), ...] = setting(
+    app_resource_groups: tuple[
+        Annotated[Text(RG_NAME), item("an Azure resource group name: 1-90 letters, digits, - _ . ( ), not ending in '.'")], ...
+    ] = setting(
         (),
         "Azure resource group names (1-90 characters: letters, digits, - _ . ( )), distinct ignoring case, none the "
         "platform's own or existingResourceGroup; the platform creates them and ASO and Crossplane may manage only these",

@@ -81,6 +81,42 @@ def field_at(path: Path) -> tuple[Optional[FieldInfo], Optional[type[BaseModel]]
     return info, holder
 
 
+def _field_end(path: Path) -> int:
+    """The index in `path` of the declared field it reaches (as field_at walks it)."""
+    model: Optional[type[BaseModel]] = StackConfig
+    end = -1
+    for i, part in enumerate(path):
+        if isinstance(part, int) or model is None:
+            continue
+        found = _fields_by_alias(model).get(part)
+        if found is None:
+            break
+        end, model = i, _model_of(found.annotation)
+    return end
+
+
+def element_description(annotation: Any, path: Path, key: bool) -> Optional[str]:
+    """The item()'s text of the list element, mapping key or mapping value `path` ends in."""
+    origin = typing.get_origin(annotation)
+    if origin is Annotated:
+        return element_description(typing.get_args(annotation)[0], path, key)
+    if origin is Union or str(origin) == "types.UnionType":
+        found = [element_description(a, path, key) for a in typing.get_args(annotation) if a is not type(None)]
+        return next((f for f in found if f), None)
+    args = typing.get_args(annotation)
+    if origin is tuple and isinstance(path[-1], int) and args:
+        element = args[0]
+    elif origin is dict and len(args) == 2 and isinstance(path[-1], str):
+        element = args[0] if key else args[1]
+    else:
+        return None
+    if typing.get_origin(element) is Annotated:
+        for meta in typing.get_args(element)[1:]:
+            if isinstance(meta, FieldInfo) and meta.description:
+                return meta.description
+    return None
+
+
 def _model_at(path: Path) -> Optional[type[BaseModel]]:
     """The section model a key path points at (a mapping), if any."""
     info, _ = field_at(path)
@@ -107,6 +143,9 @@ def translate(error: Mapping[str, Any], prefix: Path) -> list[Problem]:
         return [p.under(path) for p in ctx["problems"]]
     info, _ = field_at(path)
     allowed = (info.description if info is not None else None) or "a valid value"
+    if info is not None and _field_end(path) == len(path) - 2:
+        # An element of a list or mapping: its own text where one is declared (item()).
+        allowed = element_description(info.annotation, path, key_error) or allowed
     if kind == "missing":
         return [Problem(path, MISSING, "required: " + allowed)]
     if kind == "extra_forbidden":

@@ -375,3 +375,27 @@ def test_shipped_stacks_are_valid(stack_file):
         raw = {k.split(":", 1)[1]: v for k, v in raw_config.items() if k.startswith("aks-platform:")}
         cfg = load(raw, frozenset(s.split(":", 1)[1] for s in secret))
         assert cfg.environment == stack
+
+
+# A refused element of a list (or key or value of a mapping) is described as one element,
+# not as the whole list ("at least one ...", "each once", "distinct ...").
+ELEMENTS = [
+    ("addons.aso.crdPattern", ["storage..azure.com/*"], "addons.aso.crdPattern[0]", "an ASO CRD pattern '<group>.azure.com/*'"),
+    ("addons.aso.crdPattern", ["storage.azure.com/*", "Storage.azure.com/*"], "addons.aso.crdPattern[1]", "the group a DNS subdomain under azure.com (lowercase"),
+    ("addons.aso.crdPattern", [3], "addons.aso.crdPattern[0]", "an ASO CRD pattern"),
+    ("cluster.adminGroupObjectIds", ["x"], "cluster.adminGroupObjectIds[0]", "an Entra ID group object ID (GUID)"),
+    ("cluster.systemPool.zones", ["4"], "cluster.systemPool.zones[0]", "an availability zone"),
+    ("appResourceGroups", ["rg-x."], "appResourceGroups[0]", "an Azure resource group name"),
+    ("tags", {"a/b": "x"}, "tags.a/b", "a tag name: 1-512 characters"),
+    ("tags", {"owner": "x" * 257}, "tags.owner", "a tag value: a string of at most 256 characters"),
+]
+
+
+@pytest.mark.parametrize("path, value, key, allowed", ELEMENTS, ids=[e[2] for e in ELEMENTS])
+def test_an_element_refusal_describes_the_element(path, value, key, allowed):
+    [msg] = problems(with_(path, value))
+    assert msg.startswith(f"aks-platform:{key}: got "), msg
+    text = msg.split("; allowed: ", 1)[1]
+    assert allowed in text, msg
+    for whole_list in ("at least one", "each once", "distinct", "a mapping of tag name"):
+        assert whole_list not in text, msg
