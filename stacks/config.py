@@ -961,7 +961,9 @@ class StackConfig(Section):
         {},
         "a mapping of tag name (no < > % & \\ ? /, at most 512 characters) to a string of at most 256 characters; "
         "names are case-insensitive in Azure, so distinct ignoring case and none of the added environment, "
-        "managed-by, project; at most 50 tags with those three",
+        "managed-by, project; at most 50 tags counting those three (47 of yours); with hybrid.serviceAccountPublicKeyPath "
+        "the issuer's storage account adds aks-platform-purpose (reserved too; 46 of yours) and takes names of at most "
+        "128 characters",
     )
     protect: Bool = setting(False, "true or false; true protects the cluster, node pools, identities and resource groups")
     keep_app_data: Bool = setting(

@@ -8,13 +8,15 @@ misleading message here. Paths are absolute key paths (aliases).
 from __future__ import annotations
 
 import json
+import typing
 from types import SimpleNamespace
-from typing import Any, Callable, Iterable, Iterator, Mapping, Optional
+from typing import Annotated, Any, Callable, Iterable, Iterator, Mapping, Optional
 
 import yaml
+from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from components.oidc_issuer import PURPOSE_TAG
-from stacks.config import ADDED_TAG_NAMES, PROJECT, StackConfig, read_text_file, secret_fields
+from stacks.config import ADDED_TAG_NAMES, PROJECT, StackConfig, TenantConfig, read_text_file, secret_fields
 from stacks.problems import MISSING, Problem
 
 Rule = Callable[[SimpleNamespace, "RuleContext"], Iterable[Problem]]
@@ -42,6 +44,30 @@ def stack_rule(*needs: str) -> Callable[[Rule], Rule]:
         return fn
 
     return register
+
+
+_ADAPTERS: dict[int, TypeAdapter] = {}
+
+
+def element_type(model: type[BaseModel], field: str, key: bool = False) -> Any:
+    """The declared type of one element of a list field (tuple[X, ...]), or of a mapping field's keys or values."""
+    annotation = model.model_fields[field].annotation
+    args = typing.get_args(annotation)
+    if typing.get_origin(annotation) is dict:
+        return args[0] if key else args[1]
+    return args[0]
+
+
+def valid(annotation: Any, value: Any) -> bool:
+    """Whether `value` is valid for the declared `annotation` on its own."""
+    adapter = _ADAPTERS.get(id(annotation))
+    if adapter is None:
+        adapter = _ADAPTERS[id(annotation)] = TypeAdapter(annotation)
+    try:
+        adapter.validate_python(value)
+    except ValidationError:
+        return False
+    return True
 
 
 def check(values: Mapping[str, Any], failed: set[str], raw: Mapping[str, Any], secret_keys: frozenset[str]) -> list[Problem]:
@@ -282,12 +308,40 @@ def _hybrid_app_principal(v: SimpleNamespace, ctx: RuleContext) -> Iterator[Prob
             yield Problem(("appServicePrincipalClientSecret",), secret, problem.replace("hybrid.servicePrincipalClientId", "hybrid.appServicePrincipalClientId"))
 
 
-@stack_rule("kind", "hybrid", "tenants")
+def _given_tenants(v: SimpleNamespace, ctx: RuleContext) -> list[tuple[int, Optional[str], list[tuple[int, str]]]]:
+    """Each tenant as (index, name if valid, [(index, namespace)] of the valid namespaces).
+
+    From the validated tenants, or, when some tenant has a problem of its own, from what is
+    valid in the stack file: an invalid tenant does not hide a duplicate elsewhere.
+    """
+    if "tenants" not in ctx.failed:
+        return [(i, t.name, list(enumerate(t.namespaces))) for i, t in enumerate(v.tenants)]
+    given = ctx.raw.get("tenants")
+    if not isinstance(given, list):
+        return []
+    name_info = TenantConfig.model_fields["name"]
+    name_type = Annotated[name_info.annotation, *name_info.metadata]  # the field's constraints live in metadata
+    namespace_type = element_type(TenantConfig, "namespaces")
+    found = []
+    for i, tenant in enumerate(given):
+        if not isinstance(tenant, Mapping):
+            continue
+        name = tenant.get("name") if valid(name_type, tenant.get("name")) else None
+        namespaces = tenant.get("namespaces")
+        found.append((
+            i, name,
+            [(j, ns) for j, ns in enumerate(namespaces) if valid(namespace_type, ns)] if isinstance(namespaces, list) else [],
+        ))
+    return found
+
+
+@stack_rule("kind", "hybrid")
 def _tenants_need_workload_identity(v: SimpleNamespace, ctx: RuleContext) -> Iterator[Problem]:
     workload_identity = v.kind == "aks" or (v.hybrid is not None and v.hybrid.workload_identity)
-    if v.tenants and not workload_identity:
+    tenants = _given_tenants(v, ctx)
+    if tenants and not workload_identity:
         yield Problem(
-            ("tenants",), f"{len(v.tenants)} tenant(s)",
+            ("tenants",), f"{len(tenants)} tenant(s)",
             "no tenants unless the controllers use workload identity (kind 'aks', or 'hybrid' with hybrid.oidcIssuerUrl or "
             "hybrid.serviceAccountPublicKeyPath): "
             "each tenant identity is federated to the controllers' service accounts",
@@ -297,19 +351,22 @@ def _tenants_need_workload_identity(v: SimpleNamespace, ctx: RuleContext) -> Ite
 # --- tenants across each other --------------------------------------------------------------
 
 
-@stack_rule("tenants")
+@stack_rule()
 def _tenants_distinct(v: SimpleNamespace, ctx: RuleContext) -> Iterator[Problem]:
     names: set[str] = set()
-    owners: dict[str, str] = {}
-    for i, tenant in enumerate(v.tenants):
-        if tenant.name in names:
-            yield Problem(("tenants", i, "name"), tenant.name, "a name no other tenant has")
-        names.add(tenant.name)
-        for j, ns in enumerate(tenant.namespaces):
+    owners: dict[str, tuple[int, Optional[str]]] = {}
+    for i, name, namespaces in _given_tenants(v, ctx):
+        if name is not None and name in names:
+            yield Problem(("tenants", i, "name"), name, "a name no other tenant has")
+        if name is not None:
+            names.add(name)
+        for j, ns in namespaces:
             owner = owners.get(ns)
-            if owner is not None and owner != tenant.name:
-                yield Problem(("tenants", i, "namespaces", j), ns, f"a namespace no other tenant has (tenant {owner!r} has it)")
-            owners.setdefault(ns, tenant.name)
+            # The same tenant twice (a copied entry) is one problem: its name.
+            if owner is not None and owner[0] != i and not (name is not None and owner[1] == name):
+                who = repr(owner[1]) if owner[1] else f"tenants[{owner[0]}]"
+                yield Problem(("tenants", i, "namespaces", j), ns, f"a namespace no other tenant has (tenant {who} has it)")
+            owners.setdefault(ns, (i, name))
 
 
 # --- Azure's rules for names and tags -------------------------------------------------------
@@ -336,50 +393,70 @@ def _publishes_the_issuer(v: SimpleNamespace, ctx: RuleContext) -> bool:
     return v.kind == "hybrid" and v.hybrid is not None and v.hybrid.service_account_public_key_path is not None
 
 
-@stack_rule("tags")
+def _given_tags(v: SimpleNamespace, ctx: RuleContext) -> dict[str, Any]:
+    """The tags, or, when one has a problem of its own, those whose name is valid (a bad name
+    does not hide a case-duplicate elsewhere)."""
+    if "tags" not in ctx.failed:
+        return dict(v.tags)
+    given = ctx.raw.get("tags")
+    if not isinstance(given, Mapping):
+        return {}
+    name_type = element_type(StackConfig, "tags", key=True)
+    return {name: value for name, value in given.items() if valid(name_type, name)}
+
+
+@stack_rule()
 def _tags(v: SimpleNamespace, ctx: RuleContext) -> Iterator[Problem]:
     # Azure tag names are case-insensitive: two names differing in case are one tag, and the
     # last write wins (https://learn.microsoft.com/azure/azure-resource-manager/management/tag-resources).
+    tags = _given_tags(v, ctx)
     added = list(ADDED_TAG_NAMES)
     issuer = _publishes_the_issuer(v, ctx)
     if issuer:
         # The issuer's storage account carries one more tag (the guardrail reads it).
         added.append(PURPOSE_TAG)
     seen: dict[str, str] = {}
-    for name in v.tags:
+    for name in tags:
         lowered = name.lower()
         if lowered in added:
             where = " (on the OIDC issuer's storage account)" if lowered == PURPOSE_TAG else ""
             yield Problem(
-                ("tags", name), v.tags[name],
+                ("tags", name), tags[name],
                 f"a tag name other than the platform's own {', '.join(added)}{where} (Azure compares names ignoring "
                 "case, so this would silently replace the added tag)",
             )
         elif lowered in seen:
-            yield Problem(("tags", name), v.tags[name], f"a name distinct from {seen[lowered]!r} ignoring case (Azure treats them as one tag)")
+            yield Problem(("tags", name), tags[name], f"a name distinct from {seen[lowered]!r} ignoring case (Azure treats them as one tag)")
         elif issuer and len(name) > MAX_STORAGE_TAG_NAME:
             yield Problem(
-                ("tags", name), v.tags[name],
+                ("tags", name), tags[name],
                 f"a tag name of at most {MAX_STORAGE_TAG_NAME} characters with hybrid.serviceAccountPublicKeyPath: the "
                 "OIDC issuer's storage account carries every tag and Azure limits storage account tag names to 128",
             )
         seen.setdefault(lowered, name)
-    total = len({n.lower() for n in v.tags} | set(added))
+    total = len({n.lower() for n in tags} | set(added))
     if total > MAX_TAGS:
         yield Problem(
-            ("tags",), f"{len(v.tags)} tags",
+            ("tags",), f"{len(tags)} tags",
             f"at most {MAX_TAGS - len(added)} tags: Azure allows {MAX_TAGS} per resource and the platform adds "
             f"{len(added)} ({', '.join(added)}); Azure would refuse every resource",
         )
 
 
-@stack_rule("app_resource_groups", "environment", "existing_resource_group")
+@stack_rule("environment", "existing_resource_group")
 def _app_resource_groups(v: SimpleNamespace, ctx: RuleContext) -> Iterator[Problem]:
     # Resource group names are case-insensitive in Azure: `rg-App` and `rg-app` are one group.
     platform = (v.existing_resource_group or f"rg-{v.environment}-platform").lower()
     what = "existingResourceGroup" if v.existing_resource_group else "the platform's own group"
+    if "app_resource_groups" not in ctx.failed:
+        groups = list(enumerate(v.app_resource_groups))
+    else:
+        # One invalid name does not hide a duplicate among the valid ones.
+        given = ctx.raw.get("appResourceGroups")
+        name_type = element_type(StackConfig, "app_resource_groups")
+        groups = [(i, g) for i, g in enumerate(given) if valid(name_type, g)] if isinstance(given, list) else []
     seen: dict[str, str] = {}
-    for i, name in enumerate(v.app_resource_groups):
+    for i, name in groups:
         lowered = name.lower()
         if lowered == platform:
             yield Problem(

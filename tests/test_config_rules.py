@@ -166,3 +166,29 @@ def test_a_hundred_tags_is_one_message_not_a_hundred():
     with pytest.raises(ConfigError) as err:
         load(raw)
     assert sorted(p.split(": got ")[0] for p in err.value.problems) == ["aks-platform:tags", "aks-platform:tags.Environment"]
+
+
+# Independent problems are each reported (one message per problem): a problem in one element
+# does not hide a rule between the others. (id, raw, the keys of every message)
+INDEPENDENT = [
+    ("invalid-tenant-and-duplicate-name", with_tenants(tenant(sourceRepos=[]), tenant(namespaces=["other"])),
+     ["tenants[0].sourceRepos", "tenants[1].name"]),
+    ("invalid-tenant-and-shared-namespace", with_tenants(tenant(subscriptionId="x"), tenant(name="other")),
+     ["tenants[0].subscriptionId", "tenants[1].namespaces[0]"]),
+    ("invalid-names-and-shared-namespace", with_tenants(tenant(name="P"), tenant(name="Q")),
+     ["tenants[0].name", "tenants[1].name", "tenants[1].namespaces[0]"]),
+    ("invalid-namespace-is-not-also-shared", with_tenants(tenant(namespaces=["Pay"]), tenant(name="other", namespaces=["Pay"])),
+     ["tenants[0].namespaces[0]", "tenants[1].namespaces[0]"]),
+    ("bad-tag-name-and-case-duplicate", with_("tags", {"a/b": "x", "Owner": "1", "owner": "2"}), ["tags.a/b", "tags.owner"]),
+    ("bad-tag-name-and-added-tag", with_("tags", {"a/b": "x", "Environment": "x"}), ["tags.a/b", "tags.Environment"]),
+    ("bad-tag-value-and-case-duplicate", with_("tags", {"note": "x" * 300, "Owner": "1", "owner": "2"}), ["tags.note", "tags.owner"]),
+    ("bad-group-name-and-case-duplicate", with_("appResourceGroups", ["rg-x.", "rg-app", "RG-APP"]), ["appResourceGroups[0]", "appResourceGroups[2]"]),
+    ("bad-group-name-and-platform-group", with_("appResourceGroups", ["rg x", "rg-dev-platform"]), ["appResourceGroups[0]", "appResourceGroups[1]"]),
+]
+
+
+@pytest.mark.parametrize("raw, keys", [c[1:] for c in INDEPENDENT], ids=[c[0] for c in INDEPENDENT])
+def test_independent_problems_are_each_reported(raw, keys):
+    with pytest.raises(ConfigError) as err:
+        load(raw)
+    assert sorted(p.split(": got ")[0] for p in err.value.problems) == sorted(f"aks-platform:{k}" for k in keys), err.value.problems
