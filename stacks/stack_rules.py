@@ -46,7 +46,7 @@ def stack_rule(*needs: str) -> Callable[[Rule], Rule]:
     return register
 
 
-_ADAPTERS: dict[int, TypeAdapter] = {}
+_ADAPTERS: dict[int, tuple[Any, TypeAdapter]] = {}
 
 
 def element_type(model: type[BaseModel], field: str, key: bool = False) -> Any:
@@ -60,9 +60,11 @@ def element_type(model: type[BaseModel], field: str, key: bool = False) -> Any:
 
 def valid(annotation: Any, value: Any) -> bool:
     """Whether `value` is valid for the declared `annotation` on its own."""
-    adapter = _ADAPTERS.get(id(annotation))
-    if adapter is None:
-        adapter = _ADAPTERS[id(annotation)] = TypeAdapter(annotation)
+    # Keyed by identity, the annotation kept alive beside its adapter (so its id is never reused).
+    cached = _ADAPTERS.get(id(annotation))
+    if cached is None:
+        cached = _ADAPTERS[id(annotation)] = (annotation, TypeAdapter(annotation))
+    adapter = cached[1]
     try:
         adapter.validate_python(value)
     except ValidationError:
@@ -308,6 +310,10 @@ def _hybrid_app_principal(v: SimpleNamespace, ctx: RuleContext) -> Iterator[Prob
             yield Problem(("appServicePrincipalClientSecret",), secret, problem.replace("hybrid.servicePrincipalClientId", "hybrid.appServicePrincipalClientId"))
 
 
+# A field's own constraints live in its metadata, beside the bare annotation.
+_TENANT_NAME = Annotated[TenantConfig.model_fields["name"].annotation, *TenantConfig.model_fields["name"].metadata]
+
+
 def _given_tenants(v: SimpleNamespace, ctx: RuleContext) -> list[tuple[int, Optional[str], list[tuple[int, str]]]]:
     """Each tenant as (index, name if valid, [(index, namespace)] of the valid namespaces).
 
@@ -319,9 +325,7 @@ def _given_tenants(v: SimpleNamespace, ctx: RuleContext) -> list[tuple[int, Opti
     given = ctx.raw.get("tenants")
     if not isinstance(given, list):
         return []
-    name_info = TenantConfig.model_fields["name"]
-    name_type = Annotated[name_info.annotation, *name_info.metadata]  # the field's constraints live in metadata
-    namespace_type = element_type(TenantConfig, "namespaces")
+    name_type, namespace_type = _TENANT_NAME, element_type(TenantConfig, "namespaces")
     found = []
     for i, tenant in enumerate(given):
         if not isinstance(tenant, Mapping):
