@@ -24,8 +24,10 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import os
 import re
 from pathlib import Path
+from urllib.parse import parse_qsl, urlsplit
 from typing import Annotated, Any, ClassVar, Iterator, Literal, Mapping, Optional, Union
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, SecretStr, Strict, StringConstraints, model_validator
@@ -35,7 +37,7 @@ from pydantic_core import PydanticCustomError, PydanticUndefined
 from components.cluster import SUBNET_ID_PATTERN, version_conflict, virtual_network_of
 from components.roles import BUILTIN_ROLES
 from components.versions import CHARTS
-from stacks.problems import PROJECT, ConfigError, Problem
+from stacks.problems import CREDENTIAL_PARAM, PROJECT, ConfigError, Problem
 
 __all__ = ["ConfigError", "StackConfig", "decode"]
 
@@ -54,6 +56,11 @@ def setting(default: Any = None, allowed: str = "", *, default_text: Optional[st
 
 def required(allowed: str, **constraints: Any) -> Any:
     return Field(PydanticUndefined, description=allowed, **constraints)
+
+
+def item(allowed: str) -> Any:
+    """What one element of a list (or one key or value of a mapping) allows: the text of its errors."""
+    return Field(description=allowed)
 
 
 def secret(allowed: str) -> Any:
@@ -289,10 +296,13 @@ def _ipv4(value: str) -> str:
 def _git_url(value: str) -> str:
     """Refuse credentials in a Git URL: they would be stored in plain text (Argo CD, state)."""
     match = re.match(r"^(https|ssh)://([^@/]*)@", value)
-    if match and (match.group(1) == "https" or ":" in match.group(2)):
+    scp = re.match(r"^[^/@:]+:[^/@]*@", value)
+    query = urlsplit(value).query if "://" in value else ""
+    in_query = [n for n, _ in parse_qsl(query, keep_blank_values=True) if CREDENTIAL_PARAM.match(n)]
+    if (match and (match.group(1) == "https" or ":" in match.group(2))) or scp or in_query:
         raise invalid(
-            "a Git URL without credentials (no user:password@ or token@): they would sit in plain text in "
-            "Pulumi state and Argo CD's Application; give Argo CD a repository Secret instead"
+            "a Git URL without credentials (no user:password@ or token@, no token or password in the query): they "
+            "would sit in plain text in Pulumi state and Argo CD's Application; give Argo CD a repository Secret instead"
         )
     return value
 
@@ -324,8 +334,10 @@ SecretText = Annotated[SecretStr, BeforeValidator(_secret_text, json_schema_inpu
 
 # --- cluster ----------------------------------------------------------------------------------
 
-# AKS reserves these ranges for itself; a service CIDR overlapping one is refused by AKS
-# (https://learn.microsoft.com/azure/aks/azure-cni-overlay#ip-address-planning).
+# AKS reserves these ranges for itself; a pod or service CIDR overlapping one is refused by
+# AKS (https://learn.microsoft.com/azure/aks/azure-cni-overlay#ip-address-planning: "the pod
+# CIDR ... 169.254.0.0/16, 172.30.0.0/16, 172.31.0.0/16, and 192.0.2.0/24" are reserved;
+# https://learn.microsoft.com/azure/aks/configure-azure-cni#deployment-parameters for the service CIDR).
 AKS_RESERVED_RANGES = tuple(
     ipaddress.IPv4Network(n) for n in ("169.254.0.0/16", "172.30.0.0/16", "172.31.0.0/16", "192.0.2.0/24")
 )
@@ -348,8 +360,9 @@ class Network(Section):
     )
     pod_cidr: Cidr = setting(
         "10.244.0.0/16",
-        "an IPv4 CIDR such as '10.244.0.0/16', not overlapping serviceCidr; under CNI overlay each node takes a /24 "
-        "of it, so it must hold every node the pools may reach (counts and maxCounts)",
+        "an IPv4 CIDR such as '10.244.0.0/16', overlapping neither serviceCidr nor AKS's reserved 169.254.0.0/16, "
+        "172.30.0.0/16, 172.31.0.0/16, 192.0.2.0/24; under CNI overlay each node takes a /24 of it, so it must hold "
+        "every node the pools may reach (counts and maxCounts)",
     )
     service_cidr: Cidr = setting(
         "10.0.0.0/16",
@@ -397,6 +410,9 @@ class Network(Section):
         elif any(svc.overlaps(r) for r in AKS_RESERVED_RANGES):
             reserved = ", ".join(str(r) for r in AKS_RESERVED_RANGES if svc.overlaps(r))
             yield Problem(("serviceCidr",), self.service_cidr, f"a range outside AKS's reserved {reserved}: AKS refuses the cluster")
+        if any(pod.overlaps(r) for r in AKS_RESERVED_RANGES):
+            reserved = ", ".join(str(r) for r in AKS_RESERVED_RANGES if pod.overlaps(r))
+            yield Problem(("podCidr",), self.pod_cidr, f"a range outside AKS's reserved {reserved}: AKS refuses the cluster")
         if self.dns_service_ip is None:
             yield Problem(("dnsServiceIp",), None, "required when serviceCidr is smaller than a /27: an address inside it")
             return
@@ -434,7 +450,7 @@ class NodePool(Section):
     )
     min_count: Optional[Int(0, 1000)] = setting(None, "with maxCount (autoscaling): a whole number from 0 to 1000")
     max_count: Optional[Int(1, 1000)] = setting(None, "with minCount (autoscaling): a whole number from 1 to 1000, at least minCount")
-    zones: tuple[Zone, ...] = setting((), "distinct availability zones '1', '2', '3' (numbers, as `--path` stores them, too)")
+    zones: tuple[Annotated[Zone, item("an availability zone: one of '1', '2', '3' (or the number)")], ...] = setting((), "distinct availability zones '1', '2', '3' (numbers, as `--path` stores them, too)")
     max_pods: Int(10, 250) = setting(110, "a whole number from 10 to 250 (Azure CNI overlay's maximum per node)")
     os_disk_size_gb: Optional[Int(30, 2048)] = setting(None, "a whole number from 30 to 2048 (GB)", default_text="the VM size's default")
     labels: dict[LabelKey, LabelValue] = setting(
@@ -516,7 +532,7 @@ class ClusterConfig(Section):
     local_accounts: Bool = setting(
         False, "true or false; false: Entra only (needs adminGroupObjectIds, kubelogin); true: the provider uses the admin credentials"
     )
-    admin_group_object_ids: tuple[Guid, ...] = setting(
+    admin_group_object_ids: tuple[Annotated[Guid, item("an Entra ID group object ID (GUID)")], ...] = setting(
         (), "Entra ID group object IDs (GUIDs); at least one when localAccounts is false: its members are cluster admins, "
         "and whoever runs `pulumi up` (the CI identity, a person) must be one"
     )
@@ -614,7 +630,16 @@ class CertManagerConfig(Section):
 
 class AsoConfig(Section):
     enabled: Bool = setting(True, "true or false")
-    crd_pattern: tuple[Text(CRD_PATTERN_ITEM), ...] = setting(
+    crd_pattern: tuple[
+        Annotated[
+            Text(CRD_PATTERN_ITEM),
+            item(
+                "an ASO CRD pattern '<group>.azure.com/*' or '<group>.azure.com/<Kind>': the group a DNS subdomain under "
+                "azure.com (lowercase, no empty label), the Kind a capitalised name, nothing else (no ';' or spaces)"
+            ),
+        ],
+        ...,
+    ] = setting(
         DEFAULT_ASO_CRD_PATTERN,
         "at least one ASO CRD pattern '<group>.azure.com/*' or '<group>.azure.com/<Kind>', each once (an empty list "
         "makes the operator exit)",
@@ -719,6 +744,11 @@ def _namespace(value: str) -> str:
     return value
 
 
+# Argo CD matches an AppProject's sourceRepos with github.com/gobwas/glob (util/glob): `*`, `**`,
+# `?`, `[...]` classes and `{a,b}` alternatives are patterns; a leading `!` negates.
+SOURCE_REPO_GLOB = re.compile(r"[*?\[\]{}]")
+
+
 def _source_repo(value: str) -> str:
     if value != "*" and not re.fullmatch(REPO_URL, value):
         raise invalid("Git URLs the tenant's Argo CD project may sync from (https://…, ssh://…, git@host:path)")
@@ -774,7 +804,10 @@ class TenantConfig(Section):
     # None: the deployer's Entra tenant (getClientConfig).
     tenant_id: Optional[Guid] = setting(None, "an Entra tenant ID (GUID)", default_text="the deployer's Entra tenant")
     location: Optional[Text(LOCATION)] = setting(None, "an Azure region name", default_text="`location`")
-    namespaces: tuple[Annotated[Text(DNS_LABEL), AfterValidator(_namespace)], ...] = required(
+    namespaces: tuple[
+        Annotated[Text(DNS_LABEL), AfterValidator(_namespace), item("a Kubernetes namespace name: at most 63 lowercase letters, digits and '-', starting and ending with a letter or digit (RFC 1123 label)")],
+        ...,
+    ] = required(
         "at least one namespace: Kubernetes namespace names (RFC 1123 labels), unique across tenants, none the "
         "platform's own nor starting with 'kube-'",
         min_length=1,
@@ -787,7 +820,7 @@ class TenantConfig(Section):
     )
     source_repos: tuple[Annotated[Text(), AfterValidator(_source_repo)], ...] = required(
         "at least one Git URL (https://…, ssh://…, git@host:path) the tenant's Argo CD project may sync from; "
-        "patterns with * ? [ only with allowSourceRepoWildcards",
+        "patterns (* ? [...] {a,b}, Argo CD's glob syntax) only with allowSourceRepoWildcards",
         min_length=1,
     )
     allow_source_repo_wildcards: Bool = setting(
@@ -817,7 +850,7 @@ class TenantConfig(Section):
                     yield Problem(("roles", i, "scope"), role.scope, problem)
         if not self.allow_source_repo_wildcards:
             for i, repo in enumerate(self.source_repos):
-                if re.search(r"[*?\[]", repo) or repo.startswith("!"):
+                if SOURCE_REPO_GLOB.search(repo) or repo.startswith("!"):
                     yield Problem(
                         ("sourceRepos", i), repo,
                         "an exact Git URL: Argo CD matches sourceRepos as globs, so a pattern lets the tenant sync any "
@@ -924,15 +957,36 @@ class HybridConfig(Section):
             )
 
 
+def read_text_file(path: str, what: str) -> tuple[str, Optional[str]]:
+    """The text of the file at `path` (~ expanded), or why it is not a readable `what` (never an exception)."""
+    if "\x00" in path:
+        return "", f"a path to a {what} without a NUL character (no file name can hold one)"
+    try:
+        expanded = Path(path).expanduser()
+    except RuntimeError:
+        return "", "a path whose ~user can be expanded (no such user's home directory here)"
+    try:
+        if expanded.is_dir():
+            return "", f"a {what}, not a directory"
+        if not expanded.exists():
+            return "", f"a readable {what} (none exists at this path on the machine running pulumi)"
+        return expanded.read_text(encoding="utf-8"), None
+    except OSError as err:
+        reason = os.strerror(err.errno) if err.errno else type(err).__name__
+        return "", f"a readable {what} ({reason.lower()})"
+    except UnicodeDecodeError:
+        return "", f"a {what} (text); this file is not UTF-8 text"
+
+
 def public_key_file_problem(path: str) -> Optional[str]:
     """Why `path` is not the service-account public key `make kind` writes, or None."""
     from components.oidc_issuer import InvalidPublicKey, load_public_key
 
-    try:
-        text = Path(path).expanduser().read_text()
-    except (OSError, RuntimeError, UnicodeDecodeError) as err:
-        reason = getattr(err, "strerror", None) or type(err).__name__
-        return f"a readable public key file ({reason}): run `make kind STACK=<stack>` first, which creates the key pair and the cluster"
+    text, problem = read_text_file(path, "public key file")
+    if problem and problem.startswith("a readable"):
+        return f"{problem}: run `make kind STACK=<stack>` first, which creates the key pair and the cluster"
+    if problem:
+        return problem
     try:
         load_public_key(text)
     except InvalidPublicKey as err:
@@ -952,11 +1006,16 @@ class StackConfig(Section):
         "name: rg-<env>-platform, aks-<env>, id-<env>-…)"
     )
     location: Text(LOCATION) = required("an Azure region name such as 'westeurope'")
-    tags: dict[Text(TAG_NAME), Text(max_length=256, number_ok=True)] = setting(
+    tags: dict[
+        Annotated[Text(TAG_NAME), item("a tag name: 1-512 characters, none of < > % & \\ ? /")],
+        Annotated[Text(max_length=256, number_ok=True), item("a tag value: a string of at most 256 characters")],
+    ] = setting(
         {},
         "a mapping of tag name (no < > % & \\ ? /, at most 512 characters) to a string of at most 256 characters; "
         "names are case-insensitive in Azure, so distinct ignoring case and none of the added environment, "
-        "managed-by, project; at most 50 tags with those three",
+        "managed-by, project; at most 50 tags counting those three (47 of yours); with hybrid.serviceAccountPublicKeyPath "
+        "the issuer's storage account adds aks-platform-purpose (reserved too; 46 of yours) and takes names of at most "
+        "128 characters",
     )
     protect: Bool = setting(False, "true or false; true protects the cluster, node pools, identities and resource groups")
     keep_app_data: Bool = setting(
@@ -967,7 +1026,9 @@ class StackConfig(Section):
         None, "an existing Azure resource group (1-90 characters) for the cluster instead of rg-<env>-platform"
     )
     cluster: Optional[ClusterConfig] = setting(None, "the AKS cluster; only with kind 'aks'", default_text="the defaults below")
-    app_resource_groups: tuple[Text(RG_NAME), ...] = setting(
+    app_resource_groups: tuple[
+        Annotated[Text(RG_NAME), item("an Azure resource group name: 1-90 letters, digits, - _ . ( ), not ending in '.'")], ...
+    ] = setting(
         (),
         "Azure resource group names (1-90 characters: letters, digits, - _ . ( )), distinct ignoring case, none the "
         "platform's own or existingResourceGroup; the platform creates them and ASO and Crossplane may manage only these",

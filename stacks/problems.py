@@ -81,17 +81,26 @@ class Masker:
     def __init__(self, secret_keys: Iterable[str], secret_names: Iterable[str], raw: Optional[Mapping[str, Any]] = None):
         self.exact_secret_keys = set(secret_keys)
         self.secret_names = {_norm(n) for n in secret_names}
-        # Every text inside a secret key's value: a rule's "allowed" text may quote a sibling
-        # value (e.g. "does not overlap podCidr 10.244.0.0/16"), which is just as secret.
-        self.secret_texts = sorted(
-            {t for k in self.exact_secret_keys if raw and k in raw for t in _texts(raw[k]) if len(t) >= 3},
-            key=len, reverse=True,
+        # Every leaf value inside a secret key's value: a rule's "allowed" text may quote a
+        # sibling value (e.g. "does not overlap podCidr 10.244.0.0/16"), which is just as secret.
+        # Leaves only: the mapping keys are the schema's own names, not the secret.
+        texts = {t for k in self.exact_secret_keys if raw and k in raw for t in _leaves(raw[k]) if len(t) >= 3}
+        # Whole tokens, ignoring case (rules compare Azure names lowercased and quote them so):
+        # a secret 'name' hides 'Name' and 'rg-name-x' but leaves 'names' alone.
+        self.secret_pattern = (
+            re.compile(
+                "|".join(rf"(?<![A-Za-z0-9_]){re.escape(t)}(?![A-Za-z0-9_])" for t in sorted(texts, key=len, reverse=True)),
+                re.IGNORECASE,
+            )
+            if texts
+            else None
         )
 
     def scrub(self, text: str) -> str:
-        for secret_text in self.secret_texts:
-            text = text.replace(secret_text, "[secret]")
-        return text
+        """`text` with every secret leaf value and every URL credential replaced."""
+        if self.secret_pattern is not None:
+            text = self.secret_pattern.sub("[secret]", text)
+        return redact_url_credentials(text)
 
     def path_is_secret(self, path: Path) -> bool:
         if path and isinstance(path[0], str) and (path[0] in self.exact_secret_keys):
@@ -119,21 +128,48 @@ class Masker:
         redacted = self.redact(value)
         if redacted == SECRET_SHOWN:
             return SECRET_SHOWN
-        text = repr(redacted).replace(repr(SECRET_SHOWN), SECRET_SHOWN)
+        text = self.scrub(repr(redacted).replace(repr(SECRET_SHOWN), SECRET_SHOWN))
         # A long document (a pasted file) is not useful in a one-line message.
         return text if len(text) <= 300 else text[:280] + "… (truncated)"
 
 
-def _texts(value: Any) -> Iterable[str]:
+def _leaves(value: Any) -> Iterable[str]:
+    """The leaf values (not the keys) of a config value, as text; booleans are no secret."""
     if isinstance(value, Mapping):
-        for k, v in value.items():
-            yield str(k)
-            yield from _texts(v)
+        for v in value.values():
+            yield from _leaves(v)
     elif isinstance(value, (list, tuple)):
         for v in value:
-            yield from _texts(v)
-    elif value is not None:
+            yield from _leaves(v)
+    elif value is not None and not isinstance(value, bool):
         yield str(value)
+
+
+# Credentials inside a URL, wherever a message quotes one: user-info (`https://user:pass@`,
+# `https://token@`, scp-like `user:pass@host:path`) and credential query parameters
+# (`?access_token=...`). `ssh://git@host` and `git@host:path` carry a user name only and stay.
+_URL_USERINFO = re.compile(r"(?i)\b(?P<scheme>[a-z][a-z0-9+.-]*://)(?P<userinfo>[^\s/@'\"]+)@")
+_SCP_USERINFO = re.compile(r"(?<![\w/:.-])[\w.-]+:[^\s/@'\"]+@(?=[\w.-]+:)")
+# Query parameter names that carry a credential: *token, *password, *secret, *key, sig, ...
+CREDENTIAL_PARAM = re.compile(r"(?i)^(?:[\w-]*[_-])?(token|password|passwd|pwd|pass|secret|key|apikey|sig|signature|auth|credentials?)$")
+_QUERY_PARAM = re.compile(r"(?P<lead>[?&;])(?P<name>[\w.-]+)=(?P<value>[^&#;\s'\"]*)")
+
+
+def redact_url_credentials(text: str) -> str:
+    def userinfo(match: re.Match[str]) -> str:
+        scheme, info = match.group("scheme"), match.group("userinfo")
+        if ":" in info or scheme.lower() in ("http://", "https://"):
+            return f"{scheme}***@"
+        return match.group(0)
+
+    def param(match: re.Match[str]) -> str:
+        if CREDENTIAL_PARAM.match(match.group("name")):
+            return f"{match.group('lead')}{match.group('name')}=***"
+        return match.group(0)
+
+    text = _URL_USERINFO.sub(userinfo, text)
+    text = _SCP_USERINFO.sub("***@", text)
+    return _QUERY_PARAM.sub(param, text)
 
 
 def message(problem: Problem, masker: Masker) -> str:

@@ -144,12 +144,57 @@ def _strip(value: Any) -> Any:
     return value
 
 
+_SECURE_REF = {"$ref": "#/$defs/secure"}
+_LEAF_TYPES = {"string", "integer", "number", "boolean", "null"}
+
+
+def _is_leaf(schema: Any, defs: dict[str, Any]) -> bool:
+    """Whether a value schema describes a scalar (no mapping, no list), following $refs."""
+    if not isinstance(schema, dict):
+        return False
+    if "$ref" in schema:
+        return _is_leaf(defs.get(schema["$ref"].rsplit("/", 1)[-1]), defs)
+    branches = schema.get("anyOf") or schema.get("oneOf")
+    if branches:
+        return all(_is_leaf(b, defs) for b in branches)
+    if "enum" in schema or "const" in schema:
+        return True
+    kind = schema.get("type")
+    return kind in _LEAF_TYPES or (isinstance(kind, list) and set(kind) <= _LEAF_TYPES)
+
+
+def _secure_leaves(schema: Any, defs: dict[str, Any]) -> Any:
+    """Every scalar value position also takes `{secure: ...}`: what `pulumi config set --path
+    --secret a.b x` writes at the leaf (the top-level key then counts as secret as a whole)."""
+    if not isinstance(schema, dict):
+        return schema
+    out = dict(schema)
+
+    def wrap(value: Any) -> Any:
+        value = _secure_leaves(value, defs)
+        return {"anyOf": [value, _SECURE_REF]} if _is_leaf(value, defs) else value
+
+    for key in ("properties", "patternProperties"):
+        if isinstance(out.get(key), dict):
+            out[key] = {k: wrap(v) for k, v in out[key].items()}
+    if isinstance(out.get("items"), dict):
+        out["items"] = wrap(out["items"])
+    if isinstance(out.get("additionalProperties"), dict):
+        out["additionalProperties"] = wrap(out["additionalProperties"])
+    for key in ("anyOf", "oneOf", "prefixItems"):
+        if isinstance(out.get(key), list):
+            out[key] = [_secure_leaves(v, defs) for v in out[key]]
+    return out
+
+
 def stack_file_schema() -> dict[str, Any]:
     model = StackConfig.model_json_schema(by_alias=True, mode="validation")
-    defs = _strip(model.get("$defs", {}))
+    raw_defs = _strip(model.get("$defs", {}))
+    defs = {name: _secure_leaves(d, raw_defs) for name, d in raw_defs.items()}
     secrets = set(secret_fields())
     properties: dict[str, Any] = {}
     for alias, schema in _strip(model["properties"]).items():
+        schema = _secure_leaves(schema, raw_defs)
         key = f"{PROJECT}:{alias}"
         if alias in secrets:
             properties[key] = {"$ref": "#/$defs/secure", "description": schema.get("description", "")}

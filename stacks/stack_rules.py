@@ -8,14 +8,15 @@ misleading message here. Paths are absolute key paths (aliases).
 from __future__ import annotations
 
 import json
-import os
-from pathlib import Path as FsPath
+import typing
 from types import SimpleNamespace
-from typing import Any, Callable, Iterable, Iterator, Mapping, Optional
+from typing import Annotated, Any, Callable, Iterable, Iterator, Mapping, Optional
 
 import yaml
+from pydantic import BaseModel, TypeAdapter, ValidationError
 
-from stacks.config import ADDED_TAG_NAMES, PROJECT, StackConfig, secret_fields
+from components.oidc_issuer import PURPOSE_TAG
+from stacks.config import ADDED_TAG_NAMES, PROJECT, StackConfig, TenantConfig, read_text_file, secret_fields
 from stacks.problems import MISSING, Problem
 
 Rule = Callable[[SimpleNamespace, "RuleContext"], Iterable[Problem]]
@@ -27,9 +28,11 @@ MAX_TAGS = 50
 
 
 class RuleContext:
-    def __init__(self, raw: Mapping[str, Any], secret_keys: frozenset[str]):
+    def __init__(self, raw: Mapping[str, Any], secret_keys: frozenset[str], failed: frozenset[str] = frozenset()):
         self.raw = raw
         self.secret_keys = secret_keys
+        # Fields with a problem of their own (field names): a rule may still run without them.
+        self.failed = failed
 
 
 def stack_rule(*needs: str) -> Callable[[Rule], Rule]:
@@ -43,9 +46,35 @@ def stack_rule(*needs: str) -> Callable[[Rule], Rule]:
     return register
 
 
+_ADAPTERS: dict[int, tuple[Any, TypeAdapter]] = {}
+
+
+def element_type(model: type[BaseModel], field: str, key: bool = False) -> Any:
+    """The declared type of one element of a list field (tuple[X, ...]), or of a mapping field's keys or values."""
+    annotation = model.model_fields[field].annotation
+    args = typing.get_args(annotation)
+    if typing.get_origin(annotation) is dict:
+        return args[0] if key else args[1]
+    return args[0]
+
+
+def valid(annotation: Any, value: Any) -> bool:
+    """Whether `value` is valid for the declared `annotation` on its own."""
+    # Keyed by identity, the annotation kept alive beside its adapter (so its id is never reused).
+    cached = _ADAPTERS.get(id(annotation))
+    if cached is None:
+        cached = _ADAPTERS[id(annotation)] = (annotation, TypeAdapter(annotation))
+    adapter = cached[1]
+    try:
+        adapter.validate_python(value)
+    except ValidationError:
+        return False
+    return True
+
+
 def check(values: Mapping[str, Any], failed: set[str], raw: Mapping[str, Any], secret_keys: frozenset[str]) -> list[Problem]:
     v = SimpleNamespace(**values)
-    ctx = RuleContext(raw, secret_keys)
+    ctx = RuleContext(raw, secret_keys, frozenset(failed))
     problems: list[Problem] = []
     for needs, rule in RULES:
         if not any(n in failed for n in needs):
@@ -108,27 +137,43 @@ def _hybrid_kubeconfig(v: SimpleNamespace, ctx: RuleContext) -> Iterator[Problem
 
 def read_kubeconfig_file(path: str) -> tuple[str, Optional[str]]:
     """The file's text, or why it cannot be read (never an exception)."""
-    try:
-        expanded = FsPath(path).expanduser()
-    except RuntimeError:
-        return "", "a path whose ~user can be expanded (no such user's home directory here)"
-    try:
-        if expanded.is_dir():
-            return "", "a kubeconfig file, not a directory"
-        if not expanded.exists():
-            return "", "a readable kubeconfig file (none exists at this path on the machine running pulumi)"
-        return expanded.read_text(encoding="utf-8"), None
-    except OSError as err:
-        reason = os.strerror(err.errno) if err.errno else type(err).__name__
-        return "", f"a readable kubeconfig file ({reason.lower()})"
-    except UnicodeDecodeError:
-        return "", "a kubeconfig file (YAML text); this file is not UTF-8 text"
+    return read_text_file(path, "kubeconfig file")
+
+
+def _entries(doc: Mapping[str, Any], section: str, body_key: str) -> tuple[dict[str, Mapping[str, Any]], Optional[str]]:
+    """A kubeconfig list section (`contexts`, `clusters`, `users`) as name -> body, or why it is malformed.
+
+    client-go refuses to load a kubeconfig whose entries are not `{name: <text>, <body_key>: {...}}`;
+    the reason names the entry by index, never by its content.
+    """
+    entries = doc.get(section)
+    if entries is None:
+        return {}, None
+    if not isinstance(entries, list):
+        return {}, f"`{section}` is a {type(entries).__name__}, not a list"
+    found: dict[str, Mapping[str, Any]] = {}
+    for i, entry in enumerate(entries):
+        if not isinstance(entry, dict):
+            return {}, f"{section}[{i}] is a {type(entry).__name__}, not a mapping {{name, {body_key}}}"
+        name = entry.get("name")
+        if not isinstance(name, str) or not name:
+            return {}, f"{section}[{i}] has no name (a non-empty text)"
+        body = entry.get(body_key)
+        if body is None:
+            body = {}
+        if not isinstance(body, dict):
+            return {}, f"{section}[{i}] has a {type(body).__name__} as its `{body_key}`, not a mapping"
+        found[name] = body
+    return found, None
 
 
 def kubeconfig_problems(text: str, context: Optional[str], where: tuple, given: Any) -> Iterator[Problem]:
     """Whether `text` is a kubeconfig the Kubernetes provider can use with `context`.
 
-    Never quotes the document: only its shape, and the names of its contexts.
+    Never quotes the document: only its shape, and the names of its contexts and clusters.
+    The chosen context must name a cluster with a server and a user that the document
+    defines, as client-go's validation requires (k8s.io/client-go/tools/clientcmd/validation.go:
+    validateContext, validateClusterInfo).
     """
     if not text.strip():
         yield Problem(
@@ -144,12 +189,22 @@ def kubeconfig_problems(text: str, context: Optional[str], where: tuple, given: 
         at = f" (line {mark.line + 1})" if mark is not None else ""
         yield Problem(where, given, f"a kubeconfig document (YAML); this is not YAML{at}")
         return
+    shape = "a kubeconfig (kind: Config with clusters, contexts and users)"
     if not isinstance(doc, dict) or not isinstance(doc.get("contexts"), list) or not isinstance(doc.get("clusters"), list):
-        found = f"a mapping with keys {sorted(map(str, doc))}" if isinstance(doc, dict) else f"a {type(doc).__name__}"
-        yield Problem(where, given, f"a kubeconfig (kind: Config with clusters, contexts and users); found {found}")
+        found = f"a mapping with {len(doc)} keys" if isinstance(doc, dict) else f"a {type(doc).__name__}"
+        if isinstance(doc, dict):
+            present = [k for k in ("apiVersion", "kind", "clusters", "contexts", "users") if k in doc]
+            found += f" ({', '.join(present)} among them)" if present else ", none of them a kubeconfig's"
+        yield Problem(where, given, f"{shape}; found {found}")
         return
-    contexts = {c.get("name"): c.get("context") or {} for c in doc["contexts"] if isinstance(c, dict)}
-    names = ", ".join(sorted(map(str, contexts))) or "none"
+    sections = {}
+    for section, body_key in (("contexts", "context"), ("clusters", "cluster"), ("users", "user")):
+        sections[section], malformed = _entries(doc, section, body_key)
+        if malformed:
+            yield Problem(where, given, f"{shape}; in this one {malformed}")
+            return
+    contexts, clusters, users = sections["contexts"], sections["clusters"], sections["users"]
+    names = ", ".join(sorted(contexts)) or "none"
     chosen = context or doc.get("current-context")
     if not chosen:
         yield Problem(
@@ -157,14 +212,23 @@ def kubeconfig_problems(text: str, context: Optional[str], where: tuple, given: 
             f"required: the kubeconfig sets no current-context; name one of its contexts: {names}",
         )
         return
-    if chosen not in contexts:
+    if not isinstance(chosen, str) or chosen not in contexts:
         key = ("hybrid", "context") if context else where
-        yield Problem(key, context if context else given, f"a context the kubeconfig has ({names}); it has no {chosen!r}")
+        shown = repr(chosen) if isinstance(chosen, str) else f"a {type(chosen).__name__} as current-context"
+        yield Problem(key, context if context else given, f"a context the kubeconfig has ({names}); it has no {shown}")
         return
-    clusters = {c.get("name") for c in doc["clusters"] if isinstance(c, dict)}
-    cluster = contexts[chosen].get("cluster")
-    if cluster not in clusters:
-        yield Problem(where, given, f"a kubeconfig whose context {chosen!r} names one of its clusters; it names {cluster!r}")
+    cluster, user = contexts[chosen].get("cluster"), contexts[chosen].get("user")
+    if not isinstance(cluster, str) or cluster not in clusters:
+        named = repr(cluster) if isinstance(cluster, str) else "none" if cluster is None else f"a {type(cluster).__name__}"
+        yield Problem(where, given, f"a kubeconfig whose context {chosen!r} names one of its clusters; it names {named}")
+    elif not isinstance(clusters[cluster].get("server"), str) or not clusters[cluster]["server"]:
+        yield Problem(where, given, f"a kubeconfig whose cluster {cluster!r} has a server URL; it has none")
+    elif not isinstance(user, str) or user not in users:
+        named = "none" if user is None else "an undefined one" if isinstance(user, str) else f"a {type(user).__name__}"
+        yield Problem(
+            where, given,
+            f"a kubeconfig whose context {chosen!r} names one of its users (client-go refuses it otherwise); it names {named}",
+        )
 
 
 # The JSON `az ad sp create-for-rbac` prints (appId, password, tenant), or with --sdk-auth
@@ -246,12 +310,42 @@ def _hybrid_app_principal(v: SimpleNamespace, ctx: RuleContext) -> Iterator[Prob
             yield Problem(("appServicePrincipalClientSecret",), secret, problem.replace("hybrid.servicePrincipalClientId", "hybrid.appServicePrincipalClientId"))
 
 
-@stack_rule("kind", "hybrid", "tenants")
+# A field's own constraints live in its metadata, beside the bare annotation.
+_TENANT_NAME = Annotated[TenantConfig.model_fields["name"].annotation, *TenantConfig.model_fields["name"].metadata]
+
+
+def _given_tenants(v: SimpleNamespace, ctx: RuleContext) -> list[tuple[int, Optional[str], list[tuple[int, str]]]]:
+    """Each tenant as (index, name if valid, [(index, namespace)] of the valid namespaces).
+
+    From the validated tenants, or, when some tenant has a problem of its own, from what is
+    valid in the stack file: an invalid tenant does not hide a duplicate elsewhere.
+    """
+    if "tenants" not in ctx.failed:
+        return [(i, t.name, list(enumerate(t.namespaces))) for i, t in enumerate(v.tenants)]
+    given = ctx.raw.get("tenants")
+    if not isinstance(given, list):
+        return []
+    name_type, namespace_type = _TENANT_NAME, element_type(TenantConfig, "namespaces")
+    found = []
+    for i, tenant in enumerate(given):
+        if not isinstance(tenant, Mapping):
+            continue
+        name = tenant.get("name") if valid(name_type, tenant.get("name")) else None
+        namespaces = tenant.get("namespaces")
+        found.append((
+            i, name,
+            [(j, ns) for j, ns in enumerate(namespaces) if valid(namespace_type, ns)] if isinstance(namespaces, list) else [],
+        ))
+    return found
+
+
+@stack_rule("kind", "hybrid")
 def _tenants_need_workload_identity(v: SimpleNamespace, ctx: RuleContext) -> Iterator[Problem]:
     workload_identity = v.kind == "aks" or (v.hybrid is not None and v.hybrid.workload_identity)
-    if v.tenants and not workload_identity:
+    tenants = _given_tenants(v, ctx)
+    if tenants and not workload_identity:
         yield Problem(
-            ("tenants",), f"{len(v.tenants)} tenant(s)",
+            ("tenants",), f"{len(tenants)} tenant(s)",
             "no tenants unless the controllers use workload identity (kind 'aks', or 'hybrid' with hybrid.oidcIssuerUrl or "
             "hybrid.serviceAccountPublicKeyPath): "
             "each tenant identity is federated to the controllers' service accounts",
@@ -261,19 +355,22 @@ def _tenants_need_workload_identity(v: SimpleNamespace, ctx: RuleContext) -> Ite
 # --- tenants across each other --------------------------------------------------------------
 
 
-@stack_rule("tenants")
+@stack_rule()
 def _tenants_distinct(v: SimpleNamespace, ctx: RuleContext) -> Iterator[Problem]:
     names: set[str] = set()
-    owners: dict[str, str] = {}
-    for i, tenant in enumerate(v.tenants):
-        if tenant.name in names:
-            yield Problem(("tenants", i, "name"), tenant.name, "a name no other tenant has")
-        names.add(tenant.name)
-        for j, ns in enumerate(tenant.namespaces):
+    owners: dict[str, tuple[int, Optional[str]]] = {}
+    for i, name, namespaces in _given_tenants(v, ctx):
+        if name is not None and name in names:
+            yield Problem(("tenants", i, "name"), name, "a name no other tenant has")
+        if name is not None:
+            names.add(name)
+        for j, ns in namespaces:
             owner = owners.get(ns)
-            if owner is not None and owner != tenant.name:
-                yield Problem(("tenants", i, "namespaces", j), ns, f"a namespace no other tenant has (tenant {owner!r} has it)")
-            owners.setdefault(ns, tenant.name)
+            # The same tenant twice (a copied entry) is one problem: its name.
+            if owner is not None and owner[0] != i and not (name is not None and owner[1] == name):
+                who = repr(owner[1]) if owner[1] else f"tenants[{owner[0]}]"
+                yield Problem(("tenants", i, "namespaces", j), ns, f"a namespace no other tenant has (tenant {who} has it)")
+            owners.setdefault(ns, (i, name))
 
 
 # --- Azure's rules for names and tags -------------------------------------------------------
@@ -288,38 +385,82 @@ def _aso_needs_a_scope(v: SimpleNamespace, ctx: RuleContext) -> Iterator[Problem
         )
 
 
-@stack_rule("tags")
+# Azure limits storage account tag names to 128 characters (other resources: 512)
+# (https://learn.microsoft.com/azure/azure-resource-manager/management/tag-resources#limitations).
+MAX_STORAGE_TAG_NAME = 128
+
+
+def _publishes_the_issuer(v: SimpleNamespace, ctx: RuleContext) -> bool:
+    """Whether the stack creates the OIDC issuer's storage account (components/oidc_issuer.py)."""
+    if {"kind", "hybrid"} & ctx.failed:
+        return False
+    return v.kind == "hybrid" and v.hybrid is not None and v.hybrid.service_account_public_key_path is not None
+
+
+def _given_tags(v: SimpleNamespace, ctx: RuleContext) -> dict[str, Any]:
+    """The tags, or, when one has a problem of its own, those whose name is valid (a bad name
+    does not hide a case-duplicate elsewhere)."""
+    if "tags" not in ctx.failed:
+        return dict(v.tags)
+    given = ctx.raw.get("tags")
+    if not isinstance(given, Mapping):
+        return {}
+    name_type = element_type(StackConfig, "tags", key=True)
+    return {name: value for name, value in given.items() if valid(name_type, name)}
+
+
+@stack_rule()
 def _tags(v: SimpleNamespace, ctx: RuleContext) -> Iterator[Problem]:
     # Azure tag names are case-insensitive: two names differing in case are one tag, and the
     # last write wins (https://learn.microsoft.com/azure/azure-resource-manager/management/tag-resources).
+    tags = _given_tags(v, ctx)
+    added = list(ADDED_TAG_NAMES)
+    issuer = _publishes_the_issuer(v, ctx)
+    if issuer:
+        # The issuer's storage account carries one more tag (the guardrail reads it).
+        added.append(PURPOSE_TAG)
     seen: dict[str, str] = {}
-    for name in v.tags:
+    for name in tags:
         lowered = name.lower()
-        if lowered in ADDED_TAG_NAMES:
+        if lowered in added:
+            where = " (on the OIDC issuer's storage account)" if lowered == PURPOSE_TAG else ""
             yield Problem(
-                ("tags", name), v.tags[name],
-                f"a tag name other than the platform's own {', '.join(ADDED_TAG_NAMES)} (Azure compares names ignoring "
+                ("tags", name), tags[name],
+                f"a tag name other than the platform's own {', '.join(added)}{where} (Azure compares names ignoring "
                 "case, so this would silently replace the added tag)",
             )
         elif lowered in seen:
-            yield Problem(("tags", name), v.tags[name], f"a name distinct from {seen[lowered]!r} ignoring case (Azure treats them as one tag)")
+            yield Problem(("tags", name), tags[name], f"a name distinct from {seen[lowered]!r} ignoring case (Azure treats them as one tag)")
+        elif issuer and len(name) > MAX_STORAGE_TAG_NAME:
+            yield Problem(
+                ("tags", name), tags[name],
+                f"a tag name of at most {MAX_STORAGE_TAG_NAME} characters with hybrid.serviceAccountPublicKeyPath: the "
+                "OIDC issuer's storage account carries every tag and Azure limits storage account tag names to 128",
+            )
         seen.setdefault(lowered, name)
-    total = len({n.lower() for n in v.tags} | set(ADDED_TAG_NAMES))
+    total = len({n.lower() for n in tags} | set(added))
     if total > MAX_TAGS:
         yield Problem(
-            ("tags",), f"{len(v.tags)} tags",
-            f"at most {MAX_TAGS - len(ADDED_TAG_NAMES)} tags: Azure allows {MAX_TAGS} per resource and the platform adds "
-            f"{len(ADDED_TAG_NAMES)} ({', '.join(ADDED_TAG_NAMES)}); Azure would refuse every resource",
+            ("tags",), f"{len(tags)} tags",
+            f"at most {MAX_TAGS - len(added)} tags: Azure allows {MAX_TAGS} per resource and the platform adds "
+            f"{len(added)} ({', '.join(added)}); Azure would refuse every resource",
         )
 
 
-@stack_rule("app_resource_groups", "environment", "existing_resource_group")
+@stack_rule("environment", "existing_resource_group")
 def _app_resource_groups(v: SimpleNamespace, ctx: RuleContext) -> Iterator[Problem]:
     # Resource group names are case-insensitive in Azure: `rg-App` and `rg-app` are one group.
     platform = (v.existing_resource_group or f"rg-{v.environment}-platform").lower()
     what = "existingResourceGroup" if v.existing_resource_group else "the platform's own group"
+    if "app_resource_groups" not in ctx.failed:
+        groups = list(enumerate(v.app_resource_groups))
+    else:
+        # One invalid name does not hide a duplicate among the valid ones.
+        given = ctx.raw.get("appResourceGroups")
+        name_type = element_type(StackConfig, "app_resource_groups")
+        groups = [(i, g) for i, g in enumerate(given) if valid(name_type, g)] if isinstance(given, list) else []
     seen: dict[str, str] = {}
-    for i, name in enumerate(v.app_resource_groups):
+    for i, name in groups:
         lowered = name.lower()
         if lowered == platform:
             yield Problem(

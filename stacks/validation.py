@@ -35,6 +35,10 @@ class _NameMasker(Masker):
         return any(isinstance(p, str) and _norm(p).endswith(SECRET_NAME_ENDINGS) for p in path)
 
 
+# The top-level keys only a hybrid stack takes.
+HYBRID_ONLY_KEYS = ("hybrid", *secret_fields())
+
+
 def _norm(name: str) -> str:
     return "".join(c for c in name if c not in "-_. ").lower()
 
@@ -78,6 +82,42 @@ def field_at(path: Path) -> tuple[Optional[FieldInfo], Optional[type[BaseModel]]
     return info, holder
 
 
+def _field_end(path: Path) -> int:
+    """The index in `path` of the declared field it reaches (as field_at walks it)."""
+    model: Optional[type[BaseModel]] = StackConfig
+    end = -1
+    for i, part in enumerate(path):
+        if isinstance(part, int) or model is None:
+            continue
+        found = _fields_by_alias(model).get(part)
+        if found is None:
+            break
+        end, model = i, _model_of(found.annotation)
+    return end
+
+
+def element_description(annotation: Any, path: Path, key: bool) -> Optional[str]:
+    """The item()'s text of the list element, mapping key or mapping value `path` ends in."""
+    origin = typing.get_origin(annotation)
+    if origin is Annotated:
+        return element_description(typing.get_args(annotation)[0], path, key)
+    if origin is Union or str(origin) == "types.UnionType":
+        found = [element_description(a, path, key) for a in typing.get_args(annotation) if a is not type(None)]
+        return next((f for f in found if f), None)
+    args = typing.get_args(annotation)
+    if origin is tuple and isinstance(path[-1], int) and args:
+        element = args[0]
+    elif origin is dict and len(args) == 2 and isinstance(path[-1], str):
+        element = args[0] if key else args[1]
+    else:
+        return None
+    if typing.get_origin(element) is Annotated:
+        for meta in typing.get_args(element)[1:]:
+            if isinstance(meta, FieldInfo) and meta.description:
+                return meta.description
+    return None
+
+
 def _model_at(path: Path) -> Optional[type[BaseModel]]:
     """The section model a key path points at (a mapping), if any."""
     info, _ = field_at(path)
@@ -104,6 +144,9 @@ def translate(error: Mapping[str, Any], prefix: Path) -> list[Problem]:
         return [p.under(path) for p in ctx["problems"]]
     info, _ = field_at(path)
     allowed = (info.description if info is not None else None) or "a valid value"
+    if info is not None and _field_end(path) == len(path) - 2:
+        # An element of a list or mapping: its own text where one is declared (item()).
+        allowed = element_description(info.annotation, path, key_error) or allowed
     if kind == "missing":
         return [Problem(path, MISSING, "required: " + allowed)]
     if kind == "extra_forbidden":
@@ -140,6 +183,18 @@ def validate(raw: Mapping[str, Any], secret_keys: frozenset[str]) -> StackConfig
             problems.append(Problem((name,), raw[name], unknown_key_text(name, list(fields))))
 
     data = dict(raw)
+    # A stack without `kind` is 'aks'. One with keys only a hybrid stack takes most likely
+    # forgot `kind: hybrid`: one message on `kind`, and none of what follows from the default
+    # (the AKS cluster's own rules, "only with kind 'hybrid'" on every hybrid key).
+    hybrid_only = [k for k in HYBRID_ONLY_KEYS if raw.get(k) is not None]
+    kind_failed = "kind" not in raw and bool(hybrid_only)
+    if kind_failed:
+        problems.append(Problem(
+            ("kind",), MISSING,
+            f"'hybrid' for a stack with {', '.join(hybrid_only)} (keys only kind 'hybrid' takes): without `kind` the "
+            "stack is 'aks', which creates an AKS cluster and takes none of them; set `kind: hybrid`",
+        ))
+        data["kind"] = None
     # Sections whose absence means "all defaults" for the kind: their rules still apply.
     kind = data.get("kind", "aks")
     if kind == "aks" and data.get("cluster") is None:
@@ -155,6 +210,9 @@ def validate(raw: Mapping[str, Any], secret_keys: frozenset[str]) -> StackConfig
         name = next(n for n, i in StackConfig.model_fields.items() if i is info)
         if alias == other_kind:
             values[name] = None
+            continue
+        if alias == "kind" and kind_failed:
+            failed.add(name)
             continue
         if alias not in data:
             if info.is_required():

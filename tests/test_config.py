@@ -11,6 +11,7 @@ import pytest
 
 from stacks import config as stack_config
 from stacks.config import ConfigError
+from stacks.problems import redact_url_credentials
 from stacks.validation import load
 from tests.conftest import run_program
 
@@ -274,7 +275,9 @@ def test_each_invalid_value_is_one_message_naming_key_value_and_allowed(path, va
     if value is ...:
         assert given in ("nothing", "None")
     elif key == path:
-        assert given.endswith("(truncated)") or ast.literal_eval(given) == value
+        # Quoted as given, but for the credentials of a URL.
+        shown = redact_url_credentials(value) if isinstance(value, str) else value
+        assert given.endswith("(truncated)") or ast.literal_eval(given) == shown
     elif re.fullmatch(re.escape(path) + r"\[\d+\]", key) and isinstance(value, list):
         # The offending item, not the whole list.
         item = value[int(key.rsplit("[", 1)[1][:-1])]
@@ -409,3 +412,27 @@ def test_pools_in_your_own_network_with_user_defined_routing():
     assert pools == {"apps": SUBNET + "nodes", "batch": SUBNET + "batch"}
     grants = sorted(r.plain("scope") for r in ev.by_type("azure-native:authorization:RoleAssignment") if r.plain("scope").startswith(SUBNET))
     assert grants == [SUBNET + "batch", SUBNET + "nodes"]
+
+
+# A refused element of a list (or key or value of a mapping) is described as one element,
+# not as the whole list ("at least one ...", "each once", "distinct ...").
+ELEMENTS = [
+    ("addons.aso.crdPattern", ["storage..azure.com/*"], "addons.aso.crdPattern[0]", "an ASO CRD pattern '<group>.azure.com/*'"),
+    ("addons.aso.crdPattern", ["storage.azure.com/*", "Storage.azure.com/*"], "addons.aso.crdPattern[1]", "the group a DNS subdomain under azure.com (lowercase"),
+    ("addons.aso.crdPattern", [3], "addons.aso.crdPattern[0]", "an ASO CRD pattern"),
+    ("cluster.adminGroupObjectIds", ["x"], "cluster.adminGroupObjectIds[0]", "an Entra ID group object ID (GUID)"),
+    ("cluster.systemPool.zones", ["4"], "cluster.systemPool.zones[0]", "an availability zone"),
+    ("appResourceGroups", ["rg-x."], "appResourceGroups[0]", "an Azure resource group name"),
+    ("tags", {"a/b": "x"}, "tags.a/b", "a tag name: 1-512 characters"),
+    ("tags", {"owner": "x" * 257}, "tags.owner", "a tag value: a string of at most 256 characters"),
+]
+
+
+@pytest.mark.parametrize("path, value, key, allowed", ELEMENTS, ids=[e[2] for e in ELEMENTS])
+def test_an_element_refusal_describes_the_element(path, value, key, allowed):
+    [msg] = problems(with_(path, value))
+    assert msg.startswith(f"aks-platform:{key}: got "), msg
+    text = msg.split("; allowed: ", 1)[1]
+    assert allowed in text, msg
+    for whole_list in ("at least one", "each once", "distinct", "a mapping of tag name"):
+        assert whole_list not in text, msg

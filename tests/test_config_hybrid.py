@@ -15,6 +15,7 @@ from typing import Any, Callable
 import pytest
 import yaml
 
+from offline.evaluate import OFFLINE_KIND_PUBLIC_KEY
 from offline.mocks import admin_kubeconfig
 from stacks.config import ConfigError
 from stacks.validation import load
@@ -40,6 +41,16 @@ HYBRID: dict[str, Any] = {
 }
 
 
+def published(**changes: Any) -> dict[str, Any]:
+    """A hybrid stack whose issuer the platform publishes (`make kind`): it creates a storage account."""
+    changes = {"hybrid_serviceAccountPublicKeyPath": str(OFFLINE_KIND_PUBLIC_KEY), **changes}
+    return hybrid(servicePrincipalClientSecret=..., hybrid_servicePrincipalClientId=..., hybrid_servicePrincipalObjectId=..., **changes)
+
+
+def many_tags(n: int) -> dict[str, str]:
+    return {f"t{i:02d}": "x" for i in range(n)}
+
+
 def hybrid(**changes: Any) -> dict[str, Any]:
     """HYBRID with top-level keys replaced (... removes) and `hybrid_<key>` for keys of the hybrid section."""
     raw = copy.deepcopy(HYBRID)
@@ -56,6 +67,30 @@ def kubeconfig_without_current_context() -> str:
     doc = yaml.safe_load(KUBECONFIG)
     del doc["current-context"]
     return yaml.safe_dump(doc)
+
+
+def kubeconfig_with(change: Callable[[dict[str, Any]], Any]) -> str:
+    doc = yaml.safe_load(KUBECONFIG)
+    change(doc)
+    return yaml.safe_dump(doc)
+
+
+# Malformed kubeconfig content: each refused with a reason, never a traceback or the document.
+MALFORMED_KUBECONFIGS: list[tuple[str, Callable[[dict[str, Any]], Any], str]] = [
+    ("context-is-a-string", lambda d: d["contexts"][0].__setitem__("context", "foo"), "contexts[0] has a str as its `context`"),
+    ("context-name-is-a-list", lambda d: d["contexts"][0].__setitem__("name", ["a"]), "contexts[0] has no name"),
+    ("context-entry-is-a-string", lambda d: d["contexts"].append("x"), "contexts[1] is a str, not a mapping"),
+    ("cluster-name-is-a-list", lambda d: d["clusters"][0].__setitem__("name", ["a"]), "clusters[0] has no name"),
+    ("cluster-body-is-a-list", lambda d: d["clusters"][0].__setitem__("cluster", [1]), "clusters[0] has a list as its `cluster`"),
+    ("user-name-is-a-mapping", lambda d: d["users"][0].__setitem__("name", {"a": 1}), "users[0] has no name"),
+    ("users-is-a-mapping", lambda d: d.__setitem__("users", {"a": 1}), "`users` is a dict, not a list"),
+    ("contexts-null", lambda d: d.__setitem__("contexts", None), "found a mapping with 6 keys"),
+    ("no-users", lambda d: d.pop("users"), "names one of its users"),
+    ("user-missing", lambda d: d["contexts"][0]["context"].__setitem__("user", "ghost"), "names one of its users (client-go refuses it otherwise); it names an undefined one"),
+    ("user-not-text", lambda d: d["contexts"][0]["context"].__setitem__("user", ["ghost"]), "it names a list"),
+    ("cluster-not-text", lambda d: d["contexts"][0]["context"].__setitem__("cluster", {"a": 1}), "names one of its clusters; it names a dict"),
+    ("cluster-without-server", lambda d: d["clusters"][0]["cluster"].pop("server"), "has a server URL; it has none"),
+]
 
 
 def kubeconfig_with_dangling_context() -> str:
@@ -86,12 +121,26 @@ CASES: list[Case] = [
     ("blank-kubeconfig", hybrid(kubeconfig="  \n"), "kubeconfig", "fall back to the machine's default kubeconfig"),
     ("not-yaml", hybrid(kubeconfig=f"users: [{{token: {TOKEN}}}\nclusters: ["), "kubeconfig", "not YAML"),
     ("a-plain-string", hybrid(kubeconfig=f"just-a-token-{TOKEN}"), "kubeconfig", "found a str"),
-    ("not-a-kubeconfig", hybrid(kubeconfig=AZ_SP_JSON), "kubeconfig", "found a mapping with keys ['appId'"),
+    ("not-a-kubeconfig", hybrid(kubeconfig=AZ_SP_JSON), "kubeconfig", "found a mapping with 4 keys, none of them a kubeconfig's"),
+    ("keys-not-quoted", hybrid(kubeconfig=f"{TOKEN}: 1\n"), "kubeconfig", "found a mapping with 1 keys"),
     ("no-such-context", hybrid(hybrid_context="kind-other"), "hybrid.context", "kubeconfig has (kind-platform)"),
     ("no-current-context", hybrid(kubeconfig=kubeconfig_without_current_context(), hybrid_context=...), "hybrid.context", "no current-context"),
     ("dangling-context", hybrid(kubeconfig=kubeconfig_with_dangling_context()), "kubeconfig", "names one of its clusters"),
     ("both", lambda tmp: hybrid(hybrid_kubeconfigPath=file_with(KUBECONFIG.encode())(tmp)), "hybrid.kubeconfigPath", "exactly one"),
     ("neither", hybrid(kubeconfig=...), "hybrid.kubeconfigPath", "exactly one"),
+    ("path-nul", hybrid(kubeconfig=..., hybrid_kubeconfigPath="/tmp/a\x00b"), "hybrid.kubeconfigPath", "without a NUL character"),
+    *(
+        (f"public-key-{name}", (lambda tmp, path=path: published(hybrid_serviceAccountPublicKeyPath=path(tmp))), "hybrid.serviceAccountPublicKeyPath", allowed)
+        for name, path, allowed in (
+            ("nul", lambda tmp: "/tmp/a\x00b", "a path to a public key file without a NUL character"),
+            ("no-such-user", lambda tmp: "~nosuchuser-xyz/k.pub", "a path whose ~user can be expanded"),
+            ("too-long", lambda tmp: "/tmp/" + "a" * 5000, "a readable public key file (file name too long)"),
+            ("directory", lambda tmp: str(tmp), "a public key file, not a directory"),
+            ("missing", lambda tmp: str(tmp / "absent.pub"), "none exists at this path"),
+            ("not-text", lambda tmp: file_with(b"\xff\xfe\x00bin")(tmp), "not UTF-8 text"),
+            ("not-a-key", lambda tmp: file_with(KUBECONFIG.encode())(tmp), "an RSA public key in PEM"),
+        )
+    ),
     ("path-no-such-user", hybrid(kubeconfig=..., hybrid_kubeconfigPath="~nosuchuser-xyz/.kube/config"), "hybrid.kubeconfigPath", "~user"),
     ("path-too-long", hybrid(kubeconfig=..., hybrid_kubeconfigPath="/tmp/" + "a" * 5000), "hybrid.kubeconfigPath", "too long"),
     ("path-is-a-directory", lambda tmp: hybrid(kubeconfig=..., hybrid_kubeconfigPath=str(tmp)), "hybrid.kubeconfigPath", "not a directory"),
@@ -118,6 +167,27 @@ CASES: list[Case] = [
     ("unknown-hybrid-key", hybrid(hybrid_oidcIssuer=ISSUER), "hybrid.oidcIssuer", "did you mean 'oidcIssuerUrl'?"),
     ("hybrid-not-a-mapping", hybrid(hybrid=None) | {"hybrid": "kind-platform"}, "hybrid", "a mapping"),
     ("cluster-on-hybrid", hybrid(cluster={"skuTier": "Free"}), "cluster", "existing cluster"),
+    # The published issuer's storage account: its added purpose tag, Azure's 128-character names there.
+    ("issuer-purpose-tag", published(tags={"AKS-Platform-Purpose": "mine"}), "tags.AKS-Platform-Purpose", "on the OIDC issuer's storage account"),
+    ("issuer-47-tags", published(tags=many_tags(47)), "tags", "at most 46 tags"),
+    ("issuer-tag-name-129", published(tags={"n" * 129: "x"}), "tags." + "n" * 129, "at most 128 characters"),
+    # A hybrid stack that forgot `kind: hybrid`: one message on kind, none on the AKS defaults.
+    ("forgot-kind", hybrid(kind=...), "kind", "set `kind: hybrid`"),
+    ("forgot-kind-workload-identity", hybrid(kind=..., servicePrincipalClientSecret=..., hybrid_servicePrincipalClientId=..., hybrid_servicePrincipalObjectId=..., hybrid_oidcIssuerUrl=ISSUER), "kind", "a stack with hybrid, kubeconfig (keys"),
+    ("forgot-kind-secrets-only", hybrid(kind=..., hybrid=...), "kind", "a stack with kubeconfig, servicePrincipalClientSecret"),
+    ("forgot-kind-file", lambda tmp: hybrid(kind=..., kubeconfig=..., hybrid_kubeconfigPath=file_with(KUBECONFIG.encode())(tmp)), "kind", "creates an AKS cluster"),
+    ("current-context-a-list", hybrid(kubeconfig=kubeconfig_with(lambda d: d.__setitem__("current-context", ["x"])), hybrid_context=...),
+     "kubeconfig", "it has no a list as current-context"),
+    *(
+        (f"kubeconfig-{name}", hybrid(kubeconfig=kubeconfig_with(change)), "kubeconfig", allowed)
+        for name, change, allowed in MALFORMED_KUBECONFIGS
+    ),
+    *(
+        (f"kubeconfig-path-{name}",
+         lambda tmp, change=change: hybrid(kubeconfig=..., hybrid_kubeconfigPath=file_with(kubeconfig_with(change).encode())(tmp)),
+         "hybrid.kubeconfigPath", allowed)
+        for name, change, allowed in MALFORMED_KUBECONFIGS
+    ),
 ]
 
 
@@ -135,6 +205,26 @@ def test_each_hybrid_refusal_is_one_message_without_the_secret(raw, key, allowed
     assert allowed in msg, msg
     for secret in (TOKEN, CLIENT_SECRET, "client-key-data"):
         assert secret not in str(err.value)
+
+
+def test_the_storage_account_rules_apply_only_where_the_issuer_is_published():
+    tags = {**many_tags(45), "AKS-Platform-Purpose": "mine", "n" * 300: "x"}
+    assert len(load(hybrid(tags=tags), SECRETS).tag_map) == 50
+    tags = {**many_tags(45), "n" * 128: "x"}
+    assert len(load(published(tags=tags), SECRETS).tag_map) == 49
+
+
+def test_a_forgotten_kind_does_not_hide_independent_problems():
+    """Only what follows from the defaulted kind is suppressed: a bad hybrid key or environment still shows."""
+    with pytest.raises(ConfigError) as err:
+        load(hybrid(kind=..., environment="Hybrid!", hybrid_servicePrincipalClientId="not-a-guid"), SECRETS)
+    assert [p.split(": got ")[0] for p in err.value.problems] == [
+        "aks-platform:kind", "aks-platform:environment", "aks-platform:hybrid.servicePrincipalClientId",
+    ], err.value.problems
+    # An explicit `kind: aks` is a choice: each hybrid key is refused on its own.
+    with pytest.raises(ConfigError) as err:
+        load(hybrid(kind="aks"), SECRETS)
+    assert "aks-platform:kind" not in str(err.value)
 
 
 def test_the_shipped_form_and_its_variants_load(tmp_path):

@@ -52,6 +52,14 @@ def test_the_shipped_stacks_validate_against_the_schema(stack, validator):
     assert [e.message for e in validator.iter_errors(doc)] == []
 
 
+VALID_TENANT = {
+    "name": "payments",
+    "subscriptionId": "8c1d2e3f-4a5b-4c6d-8e7f-9a0b1c2d3e4f",
+    "namespaces": ["payments"],
+    "sourceRepos": ["https://github.com/acme/payments.git"],
+}
+
+
 def stack_doc(**config):
     doc = yaml.safe_load((reference.ROOT / "Pulumi.prod.yaml").read_text())
     doc["config"].update(config)
@@ -66,10 +74,15 @@ def stack_doc(**config):
         {"aks-platform:cluster": {"skuTier": "Gold"}},
         {"aks-platform:cluster": {"systemPool": {"zones": ["4"]}}},
         {"aks-platform:addons": {"argocd": {"repoURL": "https://x"}}},
-        {"aks-platform:tenants": [{"name": "a", "subscriptionId": "x", "namespaces": ["a"], "sourceRepos": ["https://x"], "role": []}]},
+        {"aks-platform:tenants": [{**VALID_TENANT, "role": []}]},  # a typo in an otherwise valid tenant
         {"aks-platform:hybrid": {"kubeConfigPath": "~/.kube/config"}},
         {"aks-platform:protect": "yes"},
         {"aks-platform:kubeconfig": "apiVersion: v1"},  # a declared secret in plain text
+        # The secure form is exactly {secure: <text>}, and only where a value (not a section) goes.
+        {"aks-platform:tags": {"owner": {"secure": "v1:abc", "x": 1}}},
+        {"aks-platform:tags": {"owner": {"secur": "v1:abc"}}},
+        {"aks-platform:cluster": {"systemPool": {"secure": "v1:abc"}}},
+        {"aks-platform:cluster": {"network": {"serviceCidr": {"secure": 1}}}},
     ],
 )
 def test_the_schema_flags_what_an_editor_should(config, validator):
@@ -82,8 +95,16 @@ def test_the_schema_flags_what_an_editor_should(config, validator):
         {"aks-platform:protect": "true"},  # what `pulumi config set` writes
         {"aks-platform:cluster": {"adminGroupObjectIds": ["3f2b7c1e-6d4a-4f0b-9b8e-2a1c5d7e9f10"], "systemPool": {"zones": [1, 2, 3], "count": "3"}}},
         {"aks-platform:tags": {"secure": "v1:abc"}},  # any key may be --secret
+        # `pulumi config set --path --secret a.b x` writes {secure: ...} at the leaf, in any section.
+        {"aks-platform:tags": {"owner": {"secure": "v1:abc"}}},
+        {"aks-platform:cluster": {"adminGroupObjectIds": [{"secure": "v1:abc"}]}},
+        {"aks-platform:cluster": {"adminGroupObjectIds": ["3f2b7c1e-6d4a-4f0b-9b8e-2a1c5d7e9f10"], "systemPool": {"vmSize": {"secure": "v1:abc"}, "labels": {"team": {"secure": "v1:abc"}}}}},
+        {"aks-platform:addons": {"argocd": {"repoUrl": {"secure": "v1:abc"}}}},
+        {"aks-platform:tenants": [{"name": "ab", "subscriptionId": {"secure": "v1:abc"}, "namespaces": [{"secure": "v1:abc"}], "sourceRepos": ["https://x"], "roles": [{"role": "Reader", "scope": {"secure": "v1:abc"}}]}]},
+        {"aks-platform:hybrid": {"context": {"secure": "v1:abc"}}},
         {"aks-platform:kubeconfig": {"secure": "v1:abc"}},
         {"azure-native:subscriptionId": "x"},  # another namespace
+        {"aks-platform:tenants": [VALID_TENANT]},  # the tenant the typo case starts from
     ],
 )
 def test_the_schema_accepts_pulumis_forms(config, validator):

@@ -64,6 +64,13 @@ REFUSED: list[tuple[str, dict[str, Any], str, str]] = [
     ("svc-cidr-/8", with_("cluster.network", {"serviceCidr": "10.0.0.0/8"}), "cluster.network.serviceCidr", "at most /12"),
     ("svc-cidr-/11", with_("cluster.network", {"serviceCidr": "100.64.0.0/11"}), "cluster.network.serviceCidr", "kube-apiserver"),
     ("svc-cidr-tiny-no-dns", with_("cluster.network", {"serviceCidr": "10.0.0.0/28"}), "cluster.network.dnsServiceIp", "required"),
+    # Pod CIDR: not AKS's reserved ranges either.
+    ("pod-cidr-169.254", with_("cluster.network.podCidr", "169.254.0.0/16"), "cluster.network.podCidr", "AKS's reserved 169.254.0.0/16"),
+    ("pod-cidr-172.30", with_("cluster.network.podCidr", "172.30.0.0/16"), "cluster.network.podCidr", "172.30.0.0/16"),
+    ("pod-cidr-inside-172.31", with_("cluster.network.podCidr", "172.31.64.0/18"), "cluster.network.podCidr", "172.31.0.0/16"),
+    ("pod-cidr-192.0.2", with_("cluster.network.podCidr", "192.0.2.0/24", with_("cluster.systemPool.count", 1)), "cluster.network.podCidr", "192.0.2.0/24"),
+    ("pod-cidr-wraps-two-reserved", with_("cluster.network.podCidr", "172.16.0.0/12"), "cluster.network.podCidr", "172.30.0.0/16, 172.31.0.0/16"),
+    ("pod-cidr-wraps-192.0.2", with_("cluster.network.podCidr", "192.0.0.0/16"), "cluster.network.podCidr", "192.0.2.0/24: AKS refuses"),
     # Pod CIDR under overlay: a /24 per node, for the largest node count of all pools.
     ("pod-/24-two-nodes", with_("cluster.network.podCidr", "10.244.0.0/24", with_("cluster.systemPool.count", 2)), "cluster.network.podCidr", "2 nodes"),
     ("pod-/23-autoscaler", with_("cluster.network.podCidr", "10.244.0.0/23", with_("cluster.systemPool", {"minCount": 1, "maxCount": 3})), "cluster.network.podCidr", "holds 2"),
@@ -84,6 +91,10 @@ REFUSED: list[tuple[str, dict[str, Any], str, str]] = [
     ("tenant-repo-star", with_tenants(tenant(sourceRepos=["*"])), "tenants[0].sourceRepos[0]", "allowSourceRepoWildcards"),
     ("tenant-repo-org-glob", with_tenants(tenant(sourceRepos=["https://github.com/acme/*"])), "tenants[0].sourceRepos[0]", "globs"),
     ("tenant-repo-question", with_tenants(tenant(sourceRepos=["https://github.com/acme/p?.git"])), "tenants[0].sourceRepos[0]", "globs"),
+    # Argo CD's glob syntax (gobwas/glob) in full: alternatives and classes are patterns too.
+    ("tenant-repo-brace", with_tenants(tenant(sourceRepos=["https://github.com/{acme,evil}/p.git"])), "tenants[0].sourceRepos[0]", "allowSourceRepoWildcards"),
+    ("tenant-repo-class", with_tenants(tenant(sourceRepos=["https://github.com/acm[a-z]/p.git"])), "tenants[0].sourceRepos[0]", "allowSourceRepoWildcards"),
+    ("tenant-repo-double-star", with_tenants(tenant(sourceRepos=["https://github.com/**"])), "tenants[0].sourceRepos[0]", "allowSourceRepoWildcards"),
     ("tenant-repo-negation", with_tenants(tenant(sourceRepos=["!https://github.com/acme/p.git"])), "tenants[0].sourceRepos[0]", "Git URLs"),
     # ARM scopes: complete, in the tenant's subscription, the subscription itself only with the opt-in.
     ("scope-trailing-slash", scope(f"/subscriptions/{SUB_A}/"), "tenants[0].roles[0].scope", "no empty segment"),
@@ -121,6 +132,7 @@ ACCEPTED: list[tuple[str, dict[str, Any], Any]] = [
     ("taint-without-value", with_("cluster.userPools", [{"name": "a", "vmSize": "Standard_D8ds_v5", "taints": ["dedicated:NoSchedule"]}]), lambda c: c.cluster.user_pools[0].taints == ("dedicated:NoSchedule",)),
     ("ssh-git-user", with_("addons.argocd.repoUrl", "ssh://git@github.com/acme/p.git"), lambda c: c.addons.argocd.repo_url.startswith("ssh://git@")),
     ("scp-git-url", with_("addons.argocd.repoUrl", "git@github.com:acme/p.git"), lambda c: c.addons.argocd.repo_url.startswith("git@")),
+    ("tenant-brace-opted-in", with_tenants(tenant(sourceRepos=["https://github.com/acme/{a,b}.git"], allowSourceRepoWildcards=True)), lambda c: c.tenants[0].allow_source_repo_wildcards),
     ("tenant-wildcards-opted-in", with_tenants(tenant(sourceRepos=["https://github.com/acme/*"], allowSourceRepoWildcards=True)), lambda c: c.tenants[0].source_repos == ("https://github.com/acme/*",)),
     ("scope-subscription-id-opted-in", scope(f"/SUBSCRIPTIONS/{SUB_UPPER}", allowSubscriptionScope=True), lambda c: c.tenants[0].roles[0].scope == "subscription"),
     ("scope-resource", scope(f"/subscriptions/{SUB_A}/resourceGroups/rg/providers/Microsoft.Storage/storageAccounts/sa"), lambda c: c.tenants[0].roles[0].scope.endswith("/sa")),
@@ -155,3 +167,29 @@ def test_a_hundred_tags_is_one_message_not_a_hundred():
     with pytest.raises(ConfigError) as err:
         load(raw)
     assert sorted(p.split(": got ")[0] for p in err.value.problems) == ["aks-platform:tags", "aks-platform:tags.Environment"]
+
+
+# Independent problems are each reported (one message per problem): a problem in one element
+# does not hide a rule between the others. (id, raw, the keys of every message)
+INDEPENDENT = [
+    ("invalid-tenant-and-duplicate-name", with_tenants(tenant(sourceRepos=[]), tenant(namespaces=["other"])),
+     ["tenants[0].sourceRepos", "tenants[1].name"]),
+    ("invalid-tenant-and-shared-namespace", with_tenants(tenant(subscriptionId="x"), tenant(name="other")),
+     ["tenants[0].subscriptionId", "tenants[1].namespaces[0]"]),
+    ("invalid-names-and-shared-namespace", with_tenants(tenant(name="P"), tenant(name="Q")),
+     ["tenants[0].name", "tenants[1].name", "tenants[1].namespaces[0]"]),
+    ("invalid-namespace-is-not-also-shared", with_tenants(tenant(namespaces=["Pay"]), tenant(name="other", namespaces=["Pay"])),
+     ["tenants[0].namespaces[0]", "tenants[1].namespaces[0]"]),
+    ("bad-tag-name-and-case-duplicate", with_("tags", {"a/b": "x", "Owner": "1", "owner": "2"}), ["tags.a/b", "tags.owner"]),
+    ("bad-tag-name-and-added-tag", with_("tags", {"a/b": "x", "Environment": "x"}), ["tags.a/b", "tags.Environment"]),
+    ("bad-tag-value-and-case-duplicate", with_("tags", {"note": "x" * 300, "Owner": "1", "owner": "2"}), ["tags.note", "tags.owner"]),
+    ("bad-group-name-and-case-duplicate", with_("appResourceGroups", ["rg-x.", "rg-app", "RG-APP"]), ["appResourceGroups[0]", "appResourceGroups[2]"]),
+    ("bad-group-name-and-platform-group", with_("appResourceGroups", ["rg x", "rg-dev-platform"]), ["appResourceGroups[0]", "appResourceGroups[1]"]),
+]
+
+
+@pytest.mark.parametrize("raw, keys", [c[1:] for c in INDEPENDENT], ids=[c[0] for c in INDEPENDENT])
+def test_independent_problems_are_each_reported(raw, keys):
+    with pytest.raises(ConfigError) as err:
+        load(raw)
+    assert sorted(p.split(": got ")[0] for p in err.value.problems) == sorted(f"aks-platform:{k}" for k in keys), err.value.problems

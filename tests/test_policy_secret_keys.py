@@ -41,7 +41,21 @@ NOT_CAUGHT = [
 
 def test_every_claimed_ending_is_exercised():
     assert set(CAUGHT) == set(SECRET_KEY_ENDINGS)
-    assert SECRET_KEY_PREFIX_EXCEPTIONS == ("existing",)
+
+
+@pytest.mark.parametrize("prefix", SECRET_KEY_PREFIX_EXCEPTIONS)
+@pytest.mark.parametrize("ending", sorted(SECRET_KEY_ENDINGS))
+def test_an_exception_prefix_spares_exactly_the_keys_it_starts(prefix, ending):
+    """A chart's `existingSecret` names a Secret, it is none: spared however it is spelled, and only at the start."""
+    named = f"{prefix}_{ending}"
+    for key in (named, named.upper(), f"{prefix.capitalize()}-{ending}"):
+        assert not is_secret_key(key), key
+        assert no_plaintext_secret_inputs(Resource("t", "r", {"values": {key: "my-secret"}}), Context()) == []
+    # The same ending without the prefix, or with it in the middle, is still a secret.
+    for key in (ending, f"use_{prefix}_{ending}", f"{prefix[:-1]}_{ending}"):
+        assert is_secret_key(key), key
+        [msg] = no_plaintext_secret_inputs(Resource("t", "r", {"values": {key: "hunter2"}}), Context())
+        assert f"values.{key}" in msg
 
 
 @pytest.mark.parametrize("key", [k for keys in CAUGHT.values() for k in keys])
