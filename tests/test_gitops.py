@@ -627,8 +627,8 @@ class KroRun:
     Everything is evaluated by the real CEL engine.
     """
 
-    def __init__(self, environment: str = "dev", identity: str = WI):
-        self.instance = kro_sample_instance(environment, identity)
+    def __init__(self, environment: str = "dev", identity: str = WI, instance: dict[str, Any] | None = None):
+        self.instance = instance or kro_sample_instance(environment, identity)
         self.scope: dict[str, Any] = {"schema": self.instance}
         self.excluded: set[str] = set()
         self.items: dict[str, list[dict[str, Any]]] = {}  # collection id -> iterator bindings
