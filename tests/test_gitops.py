@@ -968,20 +968,26 @@ def test_composition_patches_use_declared_xr_fields():
 
 def test_composed_resources_render_and_are_namespaced_upbound_resources(upstream):
     pt_input = step_input("function-patch-and-transform")
-    desired = pt.render(pt_input, sample_xr())
     crds = upstream_schemas()
-    for name, obj in desired.items():
-        group, version = split_api_version(obj["apiVersion"])
-        assert "namespace" not in obj.get("metadata", {}), f"{name}: composed into the XR's namespace"
-        if group in CORE_GROUPS:
-            assert obj["metadata"]["name"] == "uploads", name
-            continue
-        assert group.endswith(".azure.m.upbound.io") and version == "v1beta1", f"{name}: namespaced MRs only"
-        assert obj["spec"]["providerConfigRef"] == {"kind": "ClusterProviderConfig", "name": CROSSPLANE_PROVIDER_CONFIG}
-        key = (group, obj["kind"], version)
-        if key in crds:  # validated as soon as shared/upstream pins the provider's MR CRDs
-            obj = {**obj, "metadata": {"name": name, **obj.get("metadata", {})}}
-            assert not errors(validator_for(*key), obj), (name, errors(validator_for(*key), obj))
+    validated = set()
+    # What the pipeline composes in each identity mode, validated against the provider's CRDs.
+    for identity in IDENTITY_MODES:
+        for name, obj in xp_desired(identity=identity).items():
+            group, version = split_api_version(obj["apiVersion"])
+            assert "namespace" not in obj.get("metadata", {}), f"{name}: composed into the XR's namespace"
+            if group in CORE_GROUPS:
+                assert obj["metadata"]["name"] == "uploads", name
+                continue
+            assert group.endswith(".azure.m.upbound.io") and version == "v1beta1", f"{name}: namespaced MRs only"
+            assert obj["spec"]["providerConfigRef"] == {"kind": "ClusterProviderConfig", "name": CROSSPLANE_PROVIDER_CONFIG}
+            key = (group, obj["kind"], version)
+            if key in crds:  # validated as soon as shared/upstream pins the provider's MR CRDs
+                obj = {**obj, "metadata": {"name": name, **obj.get("metadata", {})}}
+                assert not errors(validator_for(*key), obj), (identity, name, errors(validator_for(*key), obj))
+                validated.add((identity, obj["kind"]))
+    assert {(SP, "RoleAssignment"), (SP, "FlexibleServerActiveDirectoryAdministrator"), (WI, "RoleAssignment"),
+            (WI, "FlexibleServerActiveDirectoryAdministrator"), (WI, "FederatedIdentityCredential")} <= validated
+    desired = pt.render(pt_input, sample_xr())
     # the Azure names the scheme promises, identical to the kro variant's
     xr = sample_xr()
     seed = "/".join([xr["spec"]["platform"]["subscriptionId"], xr["spec"]["platform"]["resourceGroup"],
