@@ -33,9 +33,9 @@ from components.gitops_bridge import (
 )
 from offline.evaluate import stack_config
 from tests.conftest import ROOT, run_program
-from tests.gitops_support import argocd
+from tests.gitops_support import argocd, kro
 from tests.gitops_support.crds import errors, make_validator, object_jsonschema
-from tests.test_gitops import KroRun, kro, kro_instance_schema, xp_desired, xrd_schema
+from tests.test_gitops import KroRun, kro_instance_schema, xp_desired, xrd_schema
 from tests.test_hybrid import workload_identity_config
 
 APP_SECRET_KEY = "aks-platform:appServicePrincipalClientSecret"
