@@ -7,6 +7,11 @@ hard-codes a subscription, tenant or client ID. Both sides import or test agains
 names, so a rename here breaks the tests of whichever side is left behind.
 """
 
+from __future__ import annotations
+
+import json
+from typing import Optional
+
 # Name of the cluster Secret in the argocd namespace, and the server it describes.
 CLUSTER_SECRET_NAME = "in-cluster"
 IN_CLUSTER_SERVER = "https://kubernetes.default.svc"
@@ -38,6 +43,10 @@ ANN_CROSSPLANE_PROVIDER_CONFIG = "crossplane_provider_config"  # ClusterProvider
 # its secret is never an annotation but the Secret APP_CREDENTIALS_SECRET below.
 ANN_APP_CLIENT_ID = "app_client_id"
 ANN_APP_PRINCIPAL_ID = "app_principal_id"
+# How the reference app reaches Azure on this cluster, as the WebApp API's
+# spec.platform.identity takes it: a JSON object (app_identity() below) the app
+# ApplicationSets insert as is, so one template serves every mode with plain lookups.
+ANN_APP_IDENTITY = "app_identity"
 ANN_REPO_URL = "gitops_repo_url"
 ANN_REVISION = "gitops_revision"
 ANN_PATH = "gitops_path"
@@ -55,6 +64,7 @@ CLUSTER_ANNOTATIONS = frozenset(
         ANN_CROSSPLANE_PROVIDER_CONFIG,
         ANN_APP_CLIENT_ID,
         ANN_APP_PRINCIPAL_ID,
+        ANN_APP_IDENTITY,
         ANN_REPO_URL,
         ANN_REVISION,
         ANN_PATH,
@@ -74,3 +84,26 @@ APP_NAMESPACES = {"kro": "webapp-aso", "crossplane": "webapp-crossplane"}
 # the key the app's Deployment reads (as AZURE_CLIENT_SECRET). Never in Git.
 APP_CREDENTIALS_SECRET = "webapp-azure-credentials"
 APP_CREDENTIALS_KEY = "clientSecret"
+
+
+# The reference app's identity modes (spec.platform.identity.mode of both WebApp graphs):
+# its own federated managed identity, a given service principal, or none (the app's Azure
+# resources are created, its Deployment is not).
+APP_IDENTITY_WORKLOAD_IDENTITY = "WorkloadIdentity"
+APP_IDENTITY_SERVICE_PRINCIPAL = "ServicePrincipal"
+APP_IDENTITY_NONE = "None"
+
+
+def app_identity(
+    oidc_issuer_url: Optional[str] = None, client_id: Optional[str] = None, principal_id: Optional[str] = None
+) -> str:
+    """The ANN_APP_IDENTITY value: workload identity when the cluster has an issuer, else the
+    app's service principal when both its IDs are given, else none. Only the fields of the
+    chosen mode are present (the graphs read the others only in their own mode)."""
+    if oidc_issuer_url:
+        value = {"mode": APP_IDENTITY_WORKLOAD_IDENTITY, "oidcIssuerUrl": oidc_issuer_url}
+    elif client_id and principal_id:
+        value = {"mode": APP_IDENTITY_SERVICE_PRINCIPAL, "clientId": client_id, "principalId": principal_id}
+    else:
+        value = {"mode": APP_IDENTITY_NONE}
+    return json.dumps(value, sort_keys=True, separators=(",", ":"))

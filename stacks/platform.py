@@ -212,9 +212,9 @@ def build_platform(cfg: StackConfig, target: PlatformTarget) -> dict[str, Any]:
     elif addons.argocd.enabled and target.oidc_issuer_url is None:
         # One line in `pulumi up`'s output; docs/hybrid.md says the same.
         pulumi.log.warn(
-            "reference app: not deployed on this cluster: it has no workload identity and the stack names no app "
-            "service principal (hybrid.appServicePrincipalClientId, hybrid.appServicePrincipalObjectId and the "
-            "secret appServicePrincipalClientSecret)"
+            "reference app: not deployed on this cluster (its Azure resources are still created): it has no "
+            "workload identity and the stack names no app service principal (hybrid.appServicePrincipalClientId, "
+            "hybrid.appServicePrincipalObjectId and the secret appServicePrincipalClientSecret)"
         )
 
     if addons.argocd.enabled:
@@ -310,6 +310,15 @@ def cluster_annotations(cfg: StackConfig, target: PlatformTarget, outputs: dict[
     if target.app_principal is not None:
         annotations[bridge.ANN_APP_CLIENT_ID] = target.app_principal.client_id
         annotations[bridge.ANN_APP_PRINCIPAL_ID] = target.app_principal.object_id
+    # The one value the app ApplicationSets read for the app's identity, in every mode.
+    principal = target.app_principal
+    annotations[bridge.ANN_APP_IDENTITY] = (
+        pulumi.Output.from_input(target.oidc_issuer_url).apply(lambda url: bridge.app_identity(oidc_issuer_url=url))
+        if target.oidc_issuer_url is not None
+        else bridge.app_identity(
+            client_id=principal.client_id if principal else None, principal_id=principal.object_id if principal else None
+        )
+    )
     if cfg.addons.argocd.app_image:
         annotations[bridge.ANN_APP_IMAGE] = cfg.addons.argocd.app_image
     return annotations

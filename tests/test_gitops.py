@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import copy
 import hashlib
+import json
 import re
 from pathlib import Path
 from typing import Any
@@ -33,7 +34,10 @@ import yaml
 
 from components.gitops_bridge import (
     ADDON_LABELS,
+    ANN_APP_CLIENT_ID,
+    ANN_APP_IDENTITY,
     ANN_APP_IMAGE,
+    ANN_APP_PRINCIPAL_ID,
     ANN_APP_RESOURCE_GROUP,
     ANN_APP_RESOURCE_GROUPS,
     ANN_ASO_CLIENT_ID,
@@ -46,6 +50,11 @@ from components.gitops_bridge import (
     ANN_REVISION,
     ANN_SUBSCRIPTION_ID,
     ANN_TENANT_ID,
+    APP_CREDENTIALS_KEY,
+    APP_CREDENTIALS_SECRET,
+    APP_IDENTITY_NONE,
+    APP_IDENTITY_SERVICE_PRINCIPAL,
+    APP_IDENTITY_WORKLOAD_IDENTITY,
     CLUSTER_ANNOTATIONS,
     CLUSTER_LABELS,
     CLUSTER_SECRET_NAME,
@@ -54,6 +63,7 @@ from components.gitops_bridge import (
     LABEL_CLUSTER_NAME,
     LABEL_ENVIRONMENT,
     PLATFORM_PROJECT,
+    app_identity,
 )
 from tests.gitops_support import argocd, cel, kro, pt
 from tests.gitops_support.crds import (
@@ -113,16 +123,37 @@ FAKE_FACTS = {
     ANN_REVISION: "main",
     ANN_PATH: "gitops",
 }
+# The app's own service principal on a cluster without workload identity (test data).
+FAKE_APP_PRINCIPAL = {ANN_APP_CLIENT_ID: "bbbbbbbb-0000-0000-0000-000000000001",
+                      ANN_APP_PRINCIPAL_ID: "bbbbbbbb-0000-0000-0000-000000000002"}
+WI, SP, NO_IDENTITY = APP_IDENTITY_WORKLOAD_IDENTITY, APP_IDENTITY_SERVICE_PRINCIPAL, APP_IDENTITY_NONE
+IDENTITY_MODES = (WI, SP, NO_IDENTITY)
 
 
-def cluster_secret(environment: str = "dev", **label_overrides: str) -> dict[str, Any]:
+def facts(identity: str = WI) -> dict[str, str]:
+    """The cluster Secret's annotations as Pulumi writes them for each way the app reaches Azure:
+    the issuer (AKS, or hybrid with one), the app's own principal, or neither."""
+    out = dict(FAKE_FACTS)
+    if identity == WI:
+        out[ANN_APP_IDENTITY] = app_identity(oidc_issuer_url=out[ANN_OIDC_ISSUER_URL])
+    else:
+        del out[ANN_OIDC_ISSUER_URL]
+        if identity == SP:
+            out.update(FAKE_APP_PRINCIPAL)
+        out[ANN_APP_IDENTITY] = app_identity(
+            client_id=out.get(ANN_APP_CLIENT_ID), principal_id=out.get(ANN_APP_PRINCIPAL_ID))
+    assert json.loads(out[ANN_APP_IDENTITY])["mode"] == identity
+    return out
+
+
+def cluster_secret(environment: str = "dev", identity: str = WI, **label_overrides: str) -> dict[str, Any]:
     labels = {"argocd.argoproj.io/secret-type": "cluster", LABEL_ENVIRONMENT: environment, LABEL_CLUSTER_NAME: "aks-test"}
     labels.update({label: "true" for label in ADDON_LABELS.values()})
     labels.update(label_overrides)
     return {
         "apiVersion": "v1",
         "kind": "Secret",
-        "metadata": {"name": CLUSTER_SECRET_NAME, "namespace": "argocd", "labels": labels, "annotations": dict(FAKE_FACTS)},
+        "metadata": {"name": CLUSTER_SECRET_NAME, "namespace": "argocd", "labels": labels, "annotations": facts(identity)},
         "stringData": {"name": CLUSTER_SECRET_NAME, "server": IN_CLUSTER_SERVER},
     }
 
@@ -175,13 +206,13 @@ def step_input(function: str) -> dict[str, Any]:
     return steps[0]["input"]
 
 
-def applications(environment: str = "dev", **labels: str) -> list[dict[str, Any]]:
-    secret = cluster_secret(environment, **labels)
+def applications(environment: str = "dev", identity: str = WI, **labels: str) -> list[dict[str, Any]]:
+    secret = cluster_secret(environment, identity, **labels)
     return [app for appset in by_kind("ApplicationSet") for app in argocd.generate(appset, secret)]
 
 
-def app_named(suffix: str, environment: str = "dev") -> dict[str, Any]:
-    found = [a for a in applications(environment) if a["metadata"]["name"].endswith(suffix)]
+def app_named(suffix: str, environment: str = "dev", identity: str = WI) -> dict[str, Any]:
+    found = [a for a in applications(environment, identity) if a["metadata"]["name"].endswith(suffix)]
     assert len(found) == 1, suffix
     return found[0]
 
@@ -328,7 +359,7 @@ def test_templates_read_only_contract_labels_and_annotations():
                 assert path in (("name",), ("server",)), action
         for gen in appset["spec"]["generators"]:
             assert set(gen["clusters"]["selector"]["matchLabels"]) <= CLUSTER_LABELS
-    assert {ANN_SUBSCRIPTION_ID, ANN_TENANT_ID, ANN_APP_RESOURCE_GROUP, ANN_LOCATION, ANN_OIDC_ISSUER_URL,
+    assert {ANN_SUBSCRIPTION_ID, ANN_TENANT_ID, ANN_APP_RESOURCE_GROUP, ANN_LOCATION, ANN_APP_IDENTITY,
             ANN_APP_IMAGE, ANN_REPO_URL, ANN_REVISION, ANN_PATH, LABEL_ENVIRONMENT} <= used
 
 
@@ -469,10 +500,11 @@ def test_every_whitelisted_rbac_kind_is_pinned_by_name():
 
 # --- app instances: IDs flow from the Secret ----------------------------------------------------
 
+@pytest.mark.parametrize("identity", IDENTITY_MODES)
 @pytest.mark.parametrize("variant", ["aso", "crossplane"])
 @pytest.mark.parametrize("environment", ["dev", "prod"])
-def test_app_instances_get_platform_facts_from_the_cluster_secret(variant, environment):
-    app = app_named(f"-webapp-{variant}", environment)
+def test_app_instances_get_platform_facts_from_the_cluster_secret(variant, environment, identity):
+    app = app_named(f"-webapp-{variant}", environment, identity)
     (base,) = [d for d in argocd.load_docs(app_dir(app) / "webapp.yaml")]
     assert "platform" not in base["spec"] and "image" not in base["spec"], "injected fields must not be in Git"
     (webapp,) = [d for d in rendered(app) if d["kind"] == "WebApp"]
@@ -482,7 +514,12 @@ def test_app_instances_get_platform_facts_from_the_cluster_secret(variant, envir
         "tenantId": FAKE_FACTS[ANN_TENANT_ID],
         "resourceGroup": FAKE_FACTS[ANN_APP_RESOURCE_GROUP],
         "location": FAKE_FACTS[ANN_LOCATION],
-        "oidcIssuerUrl": FAKE_FACTS[ANN_OIDC_ISSUER_URL],
+        "identity": {
+            WI: {"mode": WI, "oidcIssuerUrl": FAKE_FACTS[ANN_OIDC_ISSUER_URL]},
+            SP: {"mode": SP, "clientId": FAKE_APP_PRINCIPAL[ANN_APP_CLIENT_ID],
+                 "principalId": FAKE_APP_PRINCIPAL[ANN_APP_PRINCIPAL_ID]},
+            NO_IDENTITY: {"mode": NO_IDENTITY},
+        }[identity],
         "environment": environment,
     }
     assert webapp["metadata"]["namespace"] == app["spec"]["destination"]["namespace"] == f"webapp-{variant}"
@@ -492,6 +529,10 @@ def test_app_instances_get_platform_facts_from_the_cluster_secret(variant, envir
     broken = copy.deepcopy(webapp)
     broken["spec"]["database"]["size"] = "huge"
     assert errors(validator, broken)
+    for field, bad in (("mode", "Secret"), ("clientId", "app"), ("oidcIssuerUrl", "http://issuer")):
+        broken = copy.deepcopy(webapp)
+        broken["spec"]["platform"]["identity"][field] = bad
+        assert errors(validator, broken), field
 
 
 def test_both_variants_expose_the_same_spec():
@@ -532,9 +573,9 @@ def test_kro_resource_ids_are_unique_cel_identifiers():
         assert i not in ("schema", "each") and i not in kro.CEL_NAMESPACES
 
 
-def kro_sample_instance(environment: str = "dev") -> dict[str, Any]:
+def kro_sample_instance(environment: str = "dev", identity: str = WI) -> dict[str, Any]:
     """The rendered reference instance with the API server's defaults applied."""
-    (webapp,) = [d for d in rendered(app_named("-webapp-aso", environment)) if d["kind"] == "WebApp"]
+    (webapp,) = [d for d in rendered(app_named("-webapp-aso", environment, identity)) if d["kind"] == "WebApp"]
     spec = kro.apply_defaults(kro_instance_schema()["properties"]["spec"], webapp["spec"])
     spec["database"]["allowedIpRanges"] = [{"name": "egress", "startIpAddress": "203.0.113.10", "endIpAddress": "203.0.113.20"}]
     meta = {"name": webapp["metadata"]["name"], "namespace": webapp["metadata"]["namespace"], "uid": "uid",
@@ -573,24 +614,81 @@ def kro_collection(res: dict[str, Any]) -> bool:
     return bool(res.get("forEach"))
 
 
-def kro_activation() -> dict[str, Any]:
+class KroRun:
+    """One instance through kro v0.9.3's graph, resource by resource in file order (each
+    resource's dependencies come before it), with samples standing in for observed state.
+
+    Modelled after pkg/runtime: a resource is excluded when an includeWhen is false or a
+    resource it reads is excluded (IsIgnored, node.go); a collection's items are what its
+    forEach evaluates to, and its expressions that read no iterator are evaluated even when
+    there are none (hardResolveCollection, node_resolve.go); readers see a collection as the
+    list of its observed items. What a resource reports (what later ones read) is its sample
+    with the applied template over it: the spec and name kro set, the status of a sample.
+    Everything is evaluated by the real CEL engine.
+    """
+
+    def __init__(self, environment: str = "dev", identity: str = WI, instance: dict[str, Any] | None = None):
+        self.instance = instance or kro_sample_instance(environment, identity)
+        self.scope: dict[str, Any] = {"schema": self.instance}
+        self.excluded: set[str] = set()
+        self.items: dict[str, list[dict[str, Any]]] = {}  # collection id -> iterator bindings
+        deps = kro_dependencies()
+        for res in rgd_resources():
+            rid = res["id"]
+            if deps[rid] & self.excluded or not all(self.condition(c) for c in res.get("includeWhen", [])):
+                self.excluded.add(rid)
+                continue
+            if kro_collection(res):
+                self.items[rid] = kro_iterators(res, self.scope)
+            applied = [_overlay(kro_observed_sample(res), obj) for obj in self.render(rid)]
+            self.scope[rid] = applied if kro_collection(res) else applied[0]
+
+    def condition(self, cond: str) -> bool:
+        assert kro.is_standalone(cond), cond
+        value = cel.evaluate(cel.KRO, kro.expressions(cond)[0], self.scope)
+        assert isinstance(value, bool), cond
+        return value
+
+    def bindings(self, res: dict[str, Any]) -> list[dict[str, Any]]:
+        """The iterator values of each item (one empty binding for a plain resource)."""
+        return self.items[res["id"]] if kro_collection(res) else [{}]
+
+    def evaluate(self, res: dict[str, Any], expr: str, binding: dict[str, Any]) -> Any:
+        return cel.evaluate(cel.KRO, expr, {**self.scope, **binding})
+
+    def render(self, rid: str) -> list[dict[str, Any]]:
+        """The objects kro would apply for a resource: none when excluded, one per item."""
+        if rid in self.excluded:
+            return []
+        (res,) = [r for r in rgd_resources() if r["id"] == rid]
+        return [kro.fill_expressions(res["template"], None, lambda e, b=b: self.evaluate(res, e, b))
+                for b in self.bindings(res)]
+
+
+def _overlay(observed: Any, applied: Any) -> Any:
+    """`applied` over `observed`, key by key (lists and scalars replaced)."""
+    if isinstance(observed, dict) and isinstance(applied, dict):
+        return {**observed, **{k: _overlay(observed.get(k), v) for k, v in applied.items()}}
+    return copy.deepcopy(applied)
+
+
+def kro_activation(identity: str = WI) -> dict[str, Any]:
     """schema = the real instance; each resource id = a full sample (a list for collections)."""
-    scope: dict[str, Any] = {"schema": kro_sample_instance()}
-    for res in rgd_resources():
-        obs = kro_observed_sample(res)
-        scope[res["id"]] = [obs] if kro_collection(res) else obs
-    return scope
+    return KroRun(identity=identity).scope
 
 
-def kro_iterators(res: dict[str, Any], instance: dict[str, Any]) -> dict[str, Any]:
-    """Each forEach iterator bound to the first element kro would expand for `instance`."""
-    out = {}
+def kro_iterators(res: dict[str, Any], scope: dict[str, Any]) -> list[dict[str, Any]]:
+    """The forEach bindings kro expands for `scope` (the instance and the resources read)."""
+    dims = []
     for entry in res.get("forEach", []):
         ((var, source),) = entry.items()
         assert kro.is_standalone(source), f"{res['id']}: forEach {source!r}"
-        items = cel.evaluate(cel.KRO, kro.expressions(source)[0], {"schema": instance})
-        assert isinstance(items, list), f"{res['id']}: forEach {var} is not a list"
-        out[var] = items[0] if items else None
+        values = cel.evaluate(cel.KRO, kro.expressions(source)[0], scope)
+        assert isinstance(values, list), f"{res['id']}: forEach {var} is not a list"
+        dims.append([(var, v) for v in values])
+    out: list[dict[str, Any]] = [{}]
+    for dim in dims:  # the cartesian product, as kro expands several dimensions
+        out = [{**b, var: v} for b in out for var, v in dim]
     return out
 
 
@@ -610,9 +708,10 @@ def kro_dependencies() -> dict[str, set[str]]:
     return deps
 
 
-def test_kro_templates_validate_against_upstream_crds(upstream):
+@pytest.mark.parametrize("identity", IDENTITY_MODES)
+def test_kro_templates_validate_against_upstream_crds(upstream, identity):
     crds = upstream_schemas()
-    instance = kro_sample_instance()
+    run = KroRun(identity=identity)
     validated = set()
     ids = {r["id"] for r in rgd_resources()}
     for res in rgd_resources():
@@ -621,20 +720,23 @@ def test_kro_templates_validate_against_upstream_crds(upstream):
         key = (group, tpl["kind"], version)
         assert tpl["metadata"]["name"], res["id"]
         assert "namespace" not in tpl["metadata"], f"{res['id']}: kro puts namespaced resources in the instance's namespace"
+        if res["id"] in run.excluded:
+            continue
         if key in crds:
-            scope = {"schema": instance, **kro_iterators(res, instance)}
+            for binding in run.bindings(res):
+                scope = {"schema": run.instance, **binding}
 
-            def resolve(expr: str) -> Any:
-                # Values that come from the instance are computed by CEL; values read from
-                # another resource's status are unknown here and take a sample of the type.
-                if cel.variables_read(cel.KRO, expr, set(scope) | ids) <= set(scope):
-                    return cel.evaluate(cel.KRO, expr, scope)
-                return None
+                def resolve(expr: str) -> Any:
+                    # Values that come from the instance are computed by CEL; values read from
+                    # another resource's status are unknown here and take a sample of the type.
+                    if cel.variables_read(cel.KRO, expr, set(scope) | ids) <= set(scope):
+                        return cel.evaluate(cel.KRO, expr, scope)
+                    return None
 
-            doc = kro.fill_expressions(tpl, object_jsonschema(crds[key]), resolve)
-            problems = errors(validator_for(*key), doc)
-            assert not problems, f"{res['id']}:\n" + "\n".join(problems)
-            validated.add(tpl["kind"])
+                doc = kro.fill_expressions(tpl, object_jsonschema(crds[key]), resolve)
+                problems = errors(validator_for(*key), doc)
+                assert not problems, f"{res['id']}:\n" + "\n".join(problems)
+                validated.add(tpl["kind"])
         elif group in CORE_GROUPS:
             assert "spec" in tpl or tpl["kind"] == "ServiceAccount", res["id"]
         else:
@@ -642,51 +744,66 @@ def test_kro_templates_validate_against_upstream_crds(upstream):
             assert group.endswith(".azure.com") and "owner" in tpl["spec"], res["id"]
             served = sorted(v for (g, k, v) in crds if (g, k) == (group, tpl["kind"]))
             assert not served, f"{res['id']}: {group}/{tpl['kind']} is pinned now; list it as validated"
-    assert validated >= {"UserAssignedIdentity", "FederatedIdentityCredential", "StorageAccount",
-                         "StorageAccountsBlobService", "StorageAccountsBlobServicesContainer",
-                         "FlexibleServer", "FlexibleServersDatabase", "FlexibleServersFirewallRule"}
+    expected = {"StorageAccount", "StorageAccountsBlobService", "StorageAccountsBlobServicesContainer",
+                "FlexibleServer", "FlexibleServersDatabase", "FlexibleServersFirewallRule"}
+    if identity == WI:
+        expected |= {"UserAssignedIdentity", "FederatedIdentityCredential"}
+    assert validated >= expected
 
 
-def test_every_kro_expression_type_checks_and_evaluates_on_declared_fields(upstream):
+@pytest.mark.parametrize("identity", IDENTITY_MODES)
+def test_every_kro_expression_type_checks_and_evaluates_on_declared_fields(upstream, identity):
     """Each ${...} compiles in kro's environment with only the names kro gives it there, and
-    evaluates on samples carrying every field the CRDs declare (a misspelt field fails)."""
+    evaluates, in each identity mode, wherever kro would evaluate it, on samples carrying
+    every field the CRDs declare: a misspelt field fails, and so does a read of an identity
+    field the mode does not carry (which kro would wait on forever: a missing key is
+    "data pending", pkg/runtime/errors.go)."""
     spec = rgd()["spec"]
     ids = {r["id"] for r in spec["resources"]}
-    scope = kro_activation()
+    run = KroRun(identity=identity)
     count = 0
     for res in spec["resources"]:
-        iterators = kro_iterators(res, scope["schema"])
-        for field in ("includeWhen", "readyWhen"):
-            for cond in res.get(field, []):
-                assert kro.is_standalone(cond), f"{res['id']} {field}: {cond!r}"
-                (expr,) = kro.expressions(cond)
-                if field == "readyWhen":
-                    # kro evaluates readyWhen on the resource alone; on each item for collections.
-                    own = "each" if kro_collection(res) else res["id"]
-                    cel.compile(cel.KRO, expr, {own})
-                    value = cel.evaluate(cel.KRO, expr, {own: kro_observed_sample(res)})
-                else:
-                    cel.compile(cel.KRO, expr, {"schema"})
-                    value = cel.evaluate(cel.KRO, expr, {"schema": scope["schema"]})
-                assert isinstance(value, bool), f"{res['id']} {field}: {cond!r} is not a bool"
-                count += 1
+        iterator_names = {next(iter(e)) for e in res.get("forEach", [])}
+        for cond in res.get("includeWhen", []):
+            (expr,) = kro.expressions(cond)
+            cel.compile(cel.KRO, expr, {"schema"})
+            run.condition(cond)
+            count += 1
         for entry in res.get("forEach", []):
             ((_, source),) = entry.items()
-            cel.compile(cel.KRO, kro.expressions(source)[0], {"schema"})
+            cel.compile(cel.KRO, kro.expressions(source)[0], ({"schema"} | ids) - {res["id"]})
             count += 1
         for path, value in kro.walk_strings(res["template"]):
             for expr in kro.expressions(value):
-                where = f"{res['id']} {'.'.join(map(str, path))}"
                 # A template may read the instance, its iterators and other resources, never itself.
-                cel.compile(cel.KRO, expr, ({"schema"} | ids | set(iterators)) - {res["id"]})
-                result = cel.evaluate(cel.KRO, expr, {**scope, **iterators})
-                if not kro.is_standalone(value):
-                    assert isinstance(result, (str, int)), f"{where}: embedded in a string but yields {result!r}"
+                cel.compile(cel.KRO, expr, ({"schema"} | ids | iterator_names) - {res["id"]})
                 count += 1
+        for cond in res.get("readyWhen", []):
+            assert kro.is_standalone(cond), f"{res['id']} readyWhen: {cond!r}"
+            (expr,) = kro.expressions(cond)
+            # kro evaluates readyWhen on the resource alone; on each item for collections.
+            own = "each" if kro_collection(res) else res["id"]
+            cel.compile(cel.KRO, expr, {own})
+            assert isinstance(cel.evaluate(cel.KRO, expr, {own: kro_observed_sample(res)}), bool), res["id"]
+            count += 1
+        if res["id"] in run.excluded:
+            continue
+        # Evaluated as kro evaluates them: expressions without an iterator once (even for a
+        # collection with no items), the others per item.
+        for path, value in kro.walk_strings(res["template"]):
+            for expr in kro.expressions(value):
+                where = f"{res['id']} {'.'.join(map(str, path))} ({identity})"
+                reads_iterator = bool(cel.variables_read(cel.KRO, expr, ({"schema"} | ids | iterator_names) - {res["id"]})
+                                      & iterator_names)
+                bindings = run.bindings(res) if reads_iterator else [{}]
+                for binding in bindings:
+                    result = run.evaluate(res, expr, binding)
+                    if not kro.is_standalone(value):
+                        assert isinstance(result, (str, int)), f"{where}: embedded in a string but yields {result!r}"
     for path, value in kro.walk_strings(spec["schema"].get("status", {})):
         for expr in kro.expressions(value):
-            cel.compile(cel.KRO, expr, ids)
-            cel.evaluate(cel.KRO, expr, scope)
+            cel.compile(cel.KRO, expr, {"schema"} | ids)
+            assert isinstance(cel.evaluate(cel.KRO, expr, run.scope), str), (path, identity)
             count += 1
     assert count > 70
 
@@ -702,6 +819,10 @@ def test_kro_expression_check_catches_typos_and_forbidden_reads(upstream):
     # readyWhen sees only its own resource: reading another is an undeclared reference.
     with pytest.raises(cel.CelError, match="undeclared reference"):
         cel.compile(cel.KRO, 'database.status.conditions.exists(c, c.type == "Ready") && server.status.id != ""', {"database"})
+    # An identity field the mode does not carry is a missing key (kro: data pending forever).
+    for identity, absent in ((SP, "oidcIssuerUrl"), (WI, "clientId"), (NO_IDENTITY, "principalId")):
+        with pytest.raises(cel.CelError, match=absent):
+            cel.evaluate(cel.KRO, f"schema.spec.platform.identity.{absent}", kro_activation(identity))
     # The name scheme: the same digest the Composition computes.
     seed = "s/r/n/app"
     assert cel.evaluate(cel.KRO, '"%x".format([hash.sha256(x)]).substring(0, 16)', {"x": seed}) == (
@@ -749,19 +870,25 @@ def test_kro_starts_the_app_only_after_everything_it_needs_is_ready():
         assert not ready([]), rid
     # An excluded resource excludes whatever reads it (IsIgnored is contagious): nothing that
     # always exists may read a resource that includeWhen can drop.
-    optional = {rid for rid, r in resources.items() if r.get("includeWhen")}
+    # A reader of an optional resource states the same condition itself, so that the rule is
+    # visible where it applies (the Deployment), and nothing else disappears by contagion.
     for rid, d in deps.items():
-        if not resources[rid].get("includeWhen"):
-            assert not d & optional, f"{rid} reads {sorted(d & optional)}, which includeWhen may exclude"
+        own = set(resources[rid].get("includeWhen", []))
+        for dep in d:
+            missing = set(resources[dep].get("includeWhen", [])) - own
+            assert not missing, f"{rid} reads {dep}, which includeWhen {sorted(missing)} may exclude"
+    assert resources["deployment"].get("includeWhen"), "the Deployment is skipped without an identity"
 
 
 def test_kro_owners_are_the_existing_app_resource_group():
     """Top-level Azure resources use owner.armId (ASO never owns or creates the group)."""
     arm = "/subscriptions/${schema.spec.platform.subscriptionId}/resourceGroups/${schema.spec.platform.resourceGroup}"
     ids = {r["id"] for r in rgd_resources()}
-    scope = kro_activation()
-    for rid in ids:
-        scope[rid] = {"metadata": {"name": f"name-of-{rid}"}}
+    run = KroRun(identity=WI)  # every resource exists in this mode
+    assert not run.excluded and all(run.items.values())
+    for res in rgd_resources():
+        named = {"metadata": {"name": f"name-of-{res['id']}"}}
+        run.scope[res["id"]] = [named] * len(run.scope[res["id"]]) if kro_collection(res) else named
     for res in rgd_resources():
         tpl = res["template"]
         if not tpl["apiVersion"].split("/")[0].endswith(".azure.com"):
@@ -771,15 +898,19 @@ def test_kro_owners_are_the_existing_app_resource_group():
             assert owner == {"armId": arm}, res["id"]
         else:  # children are owned by a sibling in the graph, by name
             (expr,) = kro.expressions(owner["name"])
-            assert cel.evaluate(cel.KRO, expr, scope) in {f"name-of-{i}" for i in ids - {res['id']}}, res["id"]
+            iterators = kro_iterators(res, run.scope) if kro_collection(res) else [{}]
+            for binding in iterators:
+                got = cel.evaluate(cel.KRO, expr, {**run.scope, **binding})
+                assert got in {f"name-of-{i}" for i in ids - {res['id']}}, res["id"]
     assert not [r for r in rgd_resources() if r["template"]["kind"] == "ResourceGroup"]
 
 
 # --- Crossplane -----------------------------------------------------------------------------
 
-def sample_xr(environment: str = "dev", ranges: int = 3) -> dict[str, Any]:
-    """The rendered instance from Git plus defaults, with `ranges` firewall ranges."""
-    (webapp,) = [d for d in rendered(app_named("-webapp-crossplane", environment)) if d["kind"] == "WebApp"]
+def sample_xr(environment: str = "dev", ranges: int = 3, identity: str = WI) -> dict[str, Any]:
+    """The rendered instance from Git plus defaults, with `ranges` firewall ranges and the
+    status the composed resources report (the identity's IDs only where one is composed)."""
+    (webapp,) = [d for d in rendered(app_named("-webapp-crossplane", environment, identity)) if d["kind"] == "WebApp"]
     webapp = copy.deepcopy(webapp)
     webapp["spec"]["database"]["allowedIpRanges"] = [
         {"name": f"egress{i}", "startIpAddress": f"203.0.113.{i}", "endIpAddress": f"203.0.113.{i}"}
@@ -791,6 +922,9 @@ def sample_xr(environment: str = "dev", ranges: int = 3) -> dict[str, Any]:
         "identityClientId": "client", "identityPrincipalId": "principal", "identityName": "id-x",
         "storageAccountId": "/subscriptions/s/resourceGroups/r/providers/Microsoft.Storage/storageAccounts/st",
     }
+    if identity != WI:
+        for field in ("identityClientId", "identityPrincipalId", "identityName"):
+            del webapp["status"][field]
     return webapp
 
 
@@ -834,20 +968,26 @@ def test_composition_patches_use_declared_xr_fields():
 
 def test_composed_resources_render_and_are_namespaced_upbound_resources(upstream):
     pt_input = step_input("function-patch-and-transform")
-    desired = pt.render(pt_input, sample_xr())
     crds = upstream_schemas()
-    for name, obj in desired.items():
-        group, version = split_api_version(obj["apiVersion"])
-        assert "namespace" not in obj.get("metadata", {}), f"{name}: composed into the XR's namespace"
-        if group in CORE_GROUPS:
-            assert obj["metadata"]["name"] == "uploads", name
-            continue
-        assert group.endswith(".azure.m.upbound.io") and version == "v1beta1", f"{name}: namespaced MRs only"
-        assert obj["spec"]["providerConfigRef"] == {"kind": "ClusterProviderConfig", "name": CROSSPLANE_PROVIDER_CONFIG}
-        key = (group, obj["kind"], version)
-        if key in crds:  # validated as soon as shared/upstream pins the provider's MR CRDs
-            obj = {**obj, "metadata": {"name": name, **obj.get("metadata", {})}}
-            assert not errors(validator_for(*key), obj), (name, errors(validator_for(*key), obj))
+    validated = set()
+    # What the pipeline composes in each identity mode, validated against the provider's CRDs.
+    for identity in IDENTITY_MODES:
+        for name, obj in xp_desired(identity=identity).items():
+            group, version = split_api_version(obj["apiVersion"])
+            assert "namespace" not in obj.get("metadata", {}), f"{name}: composed into the XR's namespace"
+            if group in CORE_GROUPS:
+                assert obj["metadata"]["name"] == "uploads", name
+                continue
+            assert group.endswith(".azure.m.upbound.io") and version == "v1beta1", f"{name}: namespaced MRs only"
+            assert obj["spec"]["providerConfigRef"] == {"kind": "ClusterProviderConfig", "name": CROSSPLANE_PROVIDER_CONFIG}
+            key = (group, obj["kind"], version)
+            if key in crds:  # validated as soon as shared/upstream pins the provider's MR CRDs
+                obj = {**obj, "metadata": {"name": name, **obj.get("metadata", {})}}
+                assert not errors(validator_for(*key), obj), (identity, name, errors(validator_for(*key), obj))
+                validated.add((identity, obj["kind"]))
+    assert {(SP, "RoleAssignment"), (SP, "FlexibleServerActiveDirectoryAdministrator"), (WI, "RoleAssignment"),
+            (WI, "FlexibleServerActiveDirectoryAdministrator"), (WI, "FederatedIdentityCredential")} <= validated
+    desired = pt.render(pt_input, sample_xr())
     # the Azure names the scheme promises, identical to the kro variant's
     xr = sample_xr()
     seed = "/".join([xr["spec"]["platform"]["subscriptionId"], xr["spec"]["platform"]["resourceGroup"],
@@ -915,36 +1055,85 @@ def kro_template(kind: str, **where: Any) -> list[dict[str, Any]]:
     return [r for r in rgd_resources() if r["template"]["kind"] == kind and all(r.get(k) == v for k, v in where.items())]
 
 
-def xp_desired(environment: str = "dev") -> dict[str, dict[str, Any]]:
-    return pt.render(step_input("function-patch-and-transform"), sample_xr(environment))
+def xp_desired(environment: str = "dev", identity: str = WI, xr: dict[str, Any] | None = None) -> dict[str, dict[str, Any]]:
+    """What the pipeline composes: P&T renders, then cel-filter keeps what it decides to."""
+    xr = xr or sample_xr(environment, identity=identity)
+    names = {f["name"] for f in step_input("function-cel-filter")["filters"]}
+    return {name: obj for name, obj in pt.render(step_input("function-patch-and-transform"), xr).items()
+            if name not in names or cel_filter(name, xr)}
 
 
-def test_workload_uses_its_own_identity_and_the_app_contract():
-    (kro_dep,) = kro_template("Deployment")
-    xp_dep = xp_desired()["deployment"]
-    expected_identity_env = {
-        # kro: the expressions; Crossplane: the rendered values of sample_xr().
-        id(kro_dep["template"]): ("${identity.status.clientId}", "${schema.spec.platform.tenantId}"),
-        id(xp_dep): ("client", FAKE_FACTS[ANN_TENANT_ID]),
-    }
-    for dep in (kro_dep["template"], xp_dep):
+def pod_environment(container: dict[str, Any], secrets: dict[str, dict[str, str]]) -> dict[str, str]:
+    """The variables the kubelet gives the container: values, and secretKeyRefs resolved
+    from `secrets` (a missing optional one leaves the variable unset, a required one fails)."""
+    out = {}
+    for e in container["env"]:
+        if "valueFrom" in e:
+            ref = e["valueFrom"]["secretKeyRef"]
+            assert set(e["valueFrom"]) == {"secretKeyRef"}, e
+            found = secrets.get(ref["name"], {}).get(ref["key"])
+            if found is None:
+                assert ref.get("optional") is True, f"{e['name']}: the pod would not start without {ref['name']}"
+                continue
+            out[e["name"]] = found
+        else:
+            out[e["name"]] = e.get("value", "")
+    return out
+
+
+APP_SECRET_VALUE = "app-secret-for-the-test"
+
+
+@pytest.mark.parametrize("identity", [WI, SP])
+def test_workload_runs_as_the_apps_own_principal_with_the_app_contract(identity):
+    """One Deployment per variant serves both modes: workload identity (its own identity,
+    a token the pod projects itself, no webhook) or the app's service principal (its client
+    ID, its secret from the Secret Pulumi creates, no token). The app then picks its
+    credential from the variables the pod really gets (app/webapp/azure_auth.py)."""
+    from azure.identity import ClientSecretCredential, WorkloadIdentityCredential
+
+    from app.webapp.azure_auth import azure_credential
+
+    run = KroRun(identity=identity)
+    (kro_dep,) = run.render("deployment")
+    xp = xp_desired(identity=identity)
+    xp_dep = xp["deployment"]
+    if identity == WI:
+        expected_client = {id(kro_dep): run.scope["identity"][0]["status"]["clientId"], id(xp_dep): "client"}
+    else:
+        expected_client = {id(kro_dep): FAKE_APP_PRINCIPAL[ANN_APP_CLIENT_ID], id(xp_dep): FAKE_APP_PRINCIPAL[ANN_APP_CLIENT_ID]}
+    # The Secret exists only where Pulumi creates it: with the app's service principal.
+    secrets = {APP_CREDENTIALS_SECRET: {APP_CREDENTIALS_KEY: APP_SECRET_VALUE}} if identity == SP else {}
+    for dep in (kro_dep, xp_dep):
         pod = dep["spec"]["template"]
-        # No webhook involved: the pod projects its own token, so clusters without the
-        # Azure Workload Identity webhook (kind, k3d) and AKS run the same Deployment.
+        # No webhook involved: clusters without the Azure Workload Identity webhook (kind,
+        # k3d) and AKS run the same Deployment.
         assert "azure.workload.identity/use" not in pod["metadata"].get("labels", {})
         (c,) = pod["spec"]["containers"]
-        env = {e["name"]: e.get("value") for e in c["env"]}
-        client_id, tenant_id = expected_identity_env[id(dep)]
-        assert (env["AZURE_CLIENT_ID"], env["AZURE_TENANT_ID"]) == (client_id, tenant_id)
+        env = pod_environment(c, secrets)
+        assert (env["AZURE_CLIENT_ID"], env["AZURE_TENANT_ID"]) == (expected_client[id(dep)], FAKE_FACTS[ANN_TENANT_ID])
         assert env["AZURE_AUTHORITY_HOST"] == "https://login.microsoftonline.com/"
+        (ref,) = [e["valueFrom"]["secretKeyRef"] for e in c["env"] if e["name"] == "AZURE_CLIENT_SECRET"]
+        assert (ref["name"], ref["key"], ref["optional"]) == (APP_CREDENTIALS_SECRET, APP_CREDENTIALS_KEY, identity != SP)
         volumes = {v["name"]: v for v in pod["spec"]["volumes"]}
         mounts = {m["name"]: m for m in c["volumeMounts"]}
-        (source,) = volumes["azure-identity-token"]["projected"]["sources"]
-        token = source["serviceAccountToken"]
-        assert token["audience"] == "api://AzureADTokenExchange" and token["expirationSeconds"] >= 3600
-        mount = mounts["azure-identity-token"]
-        assert mount["readOnly"] is True
-        assert env["AZURE_FEDERATED_TOKEN_FILE"] == f"{mount['mountPath']}/{token['path']}"
+        assert volumes["tmp"] == {"name": "tmp", "emptyDir": {}} and mounts["tmp"]["mountPath"] == "/tmp"
+        credential = azure_credential(env)
+        if identity == WI:
+            (source,) = volumes["azure-identity-token"]["projected"]["sources"]
+            token = source["serviceAccountToken"]
+            assert token["audience"] == "api://AzureADTokenExchange" and token["expirationSeconds"] >= 3600
+            mount = mounts["azure-identity-token"]
+            assert mount["readOnly"] is True
+            assert env["AZURE_FEDERATED_TOKEN_FILE"] == f"{mount['mountPath']}/{token['path']}"
+            assert "AZURE_CLIENT_SECRET" not in env
+            assert isinstance(credential, WorkloadIdentityCredential)
+        else:
+            # No token projected, none pointed to: the secret is the one credential.
+            assert set(volumes) == set(mounts) == {"tmp"}
+            assert not env["AZURE_FEDERATED_TOKEN_FILE"]
+            assert env["AZURE_CLIENT_SECRET"] == APP_SECRET_VALUE
+            assert isinstance(credential, ClientSecretCredential)
         assert APP_ENV <= set(env) and all(env[k] for k in APP_ENV), env
         assert env["AZURE_POSTGRES_ENTRA"] == "true" and env["PORT"] == "8080"
         assert c["ports"] == [{"name": "http", "containerPort": 8080}]
@@ -952,23 +1141,59 @@ def test_workload_uses_its_own_identity_and_the_app_contract():
         assert c["readinessProbe"]["httpGet"]["path"] == "/readyz"
         assert c["securityContext"]["allowPrivilegeEscalation"] is False
         assert pod["spec"]["securityContext"]["runAsNonRoot"] is True
-    # kro: service account annotated with the identity's client ID, trusted by the credential
-    (sa,) = kro_template("ServiceAccount")
-    assert sa["template"]["metadata"]["annotations"]["azure.workload.identity/client-id"] == "${identity.status.clientId}"
-    (fic,) = kro_template("FederatedIdentityCredential")
-    assert fic["template"]["spec"]["subject"] == (
-        "system:serviceaccount:${schema.metadata.namespace}:${serviceAccount.metadata.name}")
-    assert fic["template"]["spec"]["audiences"] == ["api://AzureADTokenExchange"]
-    assert kro_dep["template"]["spec"]["template"]["spec"]["serviceAccountName"] == "${serviceAccount.metadata.name}"
-    # Crossplane: same wiring, rendered
-    desired = xp_desired()
-    assert desired["service-account"]["metadata"]["annotations"]["azure.workload.identity/client-id"] == "client"
-    f = desired["federated-credential"]["spec"]["forProvider"]
-    assert f["subject"] == f"system:serviceaccount:webapp-crossplane:{desired['service-account']['metadata']['name']}"
-    assert f["issuer"] == FAKE_FACTS[ANN_OIDC_ISSUER_URL] and f["audience"] == ["api://AzureADTokenExchange"]
-    assert xp_dep["spec"]["template"]["spec"]["serviceAccountName"] == desired["service-account"]["metadata"]["name"]
-    assert desired["service"]["spec"]["selector"] == xp_dep["spec"]["selector"]["matchLabels"] == {
+    # The service account: annotated with the identity's client ID, which the credential trusts.
+    (sa,) = run.render("serviceAccount")
+    assert kro_dep["spec"]["template"]["spec"]["serviceAccountName"] == sa["metadata"]["name"]
+    assert xp_dep["spec"]["template"]["spec"]["serviceAccountName"] == xp["service-account"]["metadata"]["name"]
+    assert xp["service"]["spec"]["selector"] == xp_dep["spec"]["selector"]["matchLabels"] == {
         "app.kubernetes.io/name": "uploads"}
+    if identity == WI:
+        assert sa["metadata"]["annotations"] == {"azure.workload.identity/client-id": expected_client[id(kro_dep)]}
+        (identity_obj,) = run.render("identity")
+        (fic,) = run.render("federatedCredential")
+        assert fic["spec"]["owner"] == {"name": identity_obj["metadata"]["name"]}
+        assert fic["spec"]["subject"] == f"system:serviceaccount:{run.instance['metadata']['namespace']}:{sa['metadata']['name']}"
+        assert fic["spec"]["issuer"] == FAKE_FACTS[ANN_OIDC_ISSUER_URL]
+        assert fic["spec"]["audiences"] == ["api://AzureADTokenExchange"]
+        assert xp["service-account"]["metadata"]["annotations"]["azure.workload.identity/client-id"] == "client"
+        f = xp["federated-credential"]["spec"]["forProvider"]
+        assert f["subject"] == f"system:serviceaccount:webapp-crossplane:{xp['service-account']['metadata']['name']}"
+        assert f["issuer"] == FAKE_FACTS[ANN_OIDC_ISSUER_URL] and f["audience"] == ["api://AzureADTokenExchange"]
+    else:
+        # No identity, no federation: the given principal is used as it is.
+        assert run.render("identity") == run.render("federatedCredential") == []
+        assert not sa["metadata"].get("annotations")
+        assert "identity" not in xp and "federated-credential" not in xp
+        assert "annotations" not in xp["service-account"]["metadata"]
+
+
+@pytest.mark.parametrize("variant", ["aso", "crossplane"])
+def test_the_secret_name_in_both_graphs_is_the_one_pulumi_creates(variant):
+    """The Deployment reads exactly the Secret components.app_principal writes."""
+    text = (GITOPS / "platform" / ("kro/webapp-rgd.yaml" if variant == "aso" else "crossplane/webapp-composition.yaml")).read_text()
+    assert text.count(f"name: {APP_CREDENTIALS_SECRET}") == 1 and f"key: {APP_CREDENTIALS_KEY}" in text
+
+
+def test_without_an_identity_the_azure_resources_exist_but_no_grant_or_deployment():
+    """Service-principal mode without the app's principal: Pulumi prints one line; the graphs
+    still create the database and the storage, and nothing that needs a principal."""
+    run = KroRun(identity=NO_IDENTITY)
+    assert run.excluded == {"blobContributor", "pgAdmin", "deployment"}
+    assert run.items["identity"] == run.items["federatedCredential"] == []
+    azure = {r["id"] for r in rgd_resources() if r["template"]["apiVersion"].split("/")[0].endswith(".azure.com")}
+    created = {rid for rid in azure if run.render(rid)}
+    assert created == azure - {"identity", "federatedCredential", "blobContributor", "pgAdmin"}
+    assert {"storage", "container", "server", "database"} <= created
+    (service,) = run.render("service")
+    assert service["spec"]["selector"] == {"app.kubernetes.io/name": "uploads"}
+    xp = xp_desired(identity=NO_IDENTITY)
+    dropped = {r["name"] for r in step_input("function-patch-and-transform")["resources"]} - set(xp)
+    assert dropped == {"identity", "federated-credential", "blob-contributor", "postgres-entra-admin", "deployment"}
+    assert {"storage-account", "storage-container", "postgres-server", "postgres-database"} <= set(xp)
+    # Also when they had been created under another mode: nothing keeps them.
+    xr = sample_xr(identity=NO_IDENTITY)
+    for name in ("blob-contributor", "postgres-entra-admin", "deployment", "identity", "federated-credential"):
+        assert not cel_filter(name, xr, observed=(name,)), name
 
 
 def test_storage_is_locked_down_in_both_variants():
@@ -997,9 +1222,6 @@ def test_postgres_is_entra_only_with_tls_in_both_variants():
     assert "administratorLogin" not in server["template"]["spec"]
     tls = {r["template"]["spec"]["azureName"]: r["template"]["spec"]["value"] for r in kro_template("FlexibleServersConfiguration")}
     assert tls == {"require_secure_transport": "on", "ssl_min_protocol_version": "TLSv1.2"}
-    (admin,) = kro_template("FlexibleServersAdministrator")
-    assert admin["template"]["spec"]["principalType"] == "ServicePrincipal"
-    assert admin["template"]["spec"]["azureName"] == "${identity.status.principalId}"
 
     desired = xp_desired()
     f = desired["postgres-server"]["spec"]["forProvider"]
@@ -1009,8 +1231,45 @@ def test_postgres_is_entra_only_with_tls_in_both_variants():
     cfg = {desired[n]["spec"]["forProvider"]["name"]: desired[n]["spec"]["forProvider"]["value"]
            for n in ("postgres-require-tls", "postgres-tls-min-version")}
     assert cfg == tls
-    ad = desired["postgres-entra-admin"]["spec"]["forProvider"]
-    assert (ad["objectId"], ad["principalName"], ad["principalType"]) == ("principal", "id-x", "ServicePrincipal")
+
+
+@pytest.mark.parametrize("identity", [WI, SP])
+def test_the_apps_principal_is_the_entra_admin_and_blob_contributor(identity):
+    """Both grants go to the app's principal: its identity's, or the given service principal's
+    object ID (principalType ServicePrincipal either way: a managed identity is one)."""
+    run = KroRun(identity=identity)
+    (admin,) = run.render("pgAdmin")
+    (blob,) = run.render("blobContributor")
+    xp = xp_desired(identity=identity)
+    ad = xp["postgres-entra-admin"]["spec"]["forProvider"]
+    ra = xp["blob-contributor"]["spec"]["forProvider"]
+    if identity == WI:
+        uai = run.scope["identity"][0]
+        kro_expected = (uai["status"]["principalId"], uai["spec"]["azureName"])
+        xp_expected = ("principal", "id-x")
+    else:
+        kro_expected = xp_expected = (FAKE_APP_PRINCIPAL[ANN_APP_PRINCIPAL_ID], FAKE_APP_PRINCIPAL[ANN_APP_CLIENT_ID])
+    assert (admin["spec"]["azureName"], admin["spec"]["principalName"], admin["spec"]["principalType"]) == (
+        *kro_expected, "ServicePrincipal")
+    assert admin["spec"]["tenantId"] == FAKE_FACTS[ANN_TENANT_ID]
+    assert (blob["spec"]["principalId"], blob["spec"]["principalType"]) == (kro_expected[0], "ServicePrincipal")
+    assert (ad["objectId"], ad["principalName"], ad["principalType"]) == (*xp_expected, "ServicePrincipal")
+    assert (ra["principalId"], ra["principalType"]) == (xp_expected[0], "ServicePrincipal")
+    # The app signs in to PostgreSQL as that role.
+    (dep,) = run.render("deployment")
+    env = {e["name"]: e.get("value") for e in dep["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert env["PGUSER"] == kro_expected[1]
+    xp_env = {e["name"]: e.get("value") for e in xp["deployment"]["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert xp_env["PGUSER"] == xp_expected[1]
+    if identity == SP:
+        # A status left over from an earlier workload-identity mode does not win over the spec.
+        stale = sample_xr(identity=SP)
+        stale["status"].update(sample_xr(identity=WI)["status"])
+        again = xp_desired(xr=stale)
+        assert again["postgres-entra-admin"]["spec"]["forProvider"]["objectId"] == FAKE_APP_PRINCIPAL[ANN_APP_PRINCIPAL_ID]
+        assert again["blob-contributor"]["spec"]["forProvider"]["principalId"] == FAKE_APP_PRINCIPAL[ANN_APP_PRINCIPAL_ID]
+        assert again["deployment"]["spec"]["template"]["spec"]["containers"][0]["env"][8]["value"] == (
+            FAKE_APP_PRINCIPAL[ANN_APP_CLIENT_ID])
 
 
 def test_zero_ip_firewall_rule_exists_only_in_dev():
@@ -1023,7 +1282,7 @@ def test_zero_ip_firewall_rule_exists_only_in_dev():
         assert instance["spec"]["platform"]["environment"] == environment
         ((_, source),) = zero[0]["forEach"][0].items()
         assert len(cel.evaluate(cel.KRO, kro.expressions(source)[0], {"schema": instance})) == count, environment
-    (allowed,) = [r for r in rgd_resources() if r.get("forEach") and r["id"] != zero[0]["id"]]
+    (allowed,) = [r for r in kro_template("FlexibleServersFirewallRule") if r["id"] != zero[0]["id"]]
     assert allowed["forEach"] == [{"ipRange": "${schema.spec.database.allowedIpRanges}"}]
     for r in rgd_resources():
         if r["id"] != zero[0]["id"]:

@@ -23,6 +23,7 @@ from components.crossplane import CREDENTIALS_KEY, CREDENTIALS_SECRET, WORKLOAD_
 from components.crossplane import SERVICE_ACCOUNT as CROSSPLANE_SA
 from components.gitops_bridge import (
     ANN_APP_CLIENT_ID,
+    ANN_APP_IDENTITY,
     ANN_APP_PRINCIPAL_ID,
     ANN_OIDC_ISSUER_URL,
     APP_CREDENTIALS_KEY,
@@ -269,6 +270,13 @@ def test_the_cluster_secret_names_the_app_principal_by_its_ids_only(ev, hybrid_c
     assert annotations[ANN_APP_CLIENT_ID] == hybrid["appServicePrincipalClientId"]
     assert annotations[ANN_APP_PRINCIPAL_ID] == hybrid["appServicePrincipalObjectId"]
     assert ANN_OIDC_ISSUER_URL not in annotations
+    # What the app ApplicationSets pass to both graphs: the IDs, known in a preview too, no secret.
+    assert json.loads(annotations[ANN_APP_IDENTITY]) == {
+        "mode": "ServicePrincipal",
+        "clientId": hybrid["appServicePrincipalClientId"],
+        "principalId": hybrid["appServicePrincipalObjectId"],
+    }
+    assert config[APP_SECRET_KEY] not in json.dumps(annotations)
 
 
 def test_without_the_app_principal_the_app_is_skipped_with_one_line(hybrid_config, monkeypatch):
@@ -285,7 +293,12 @@ def test_without_the_app_principal_the_app_is_skipped_with_one_line(hybrid_confi
     ev = run_program(config, [k for k in secret if k != APP_SECRET_KEY], stack="hybrid")
     [line] = [w for w in warnings if w.startswith("reference app:")]
     assert "\n" not in line and "hybrid.appServicePrincipalClientId" in line
+    assert "Azure resources are still created" in line
     assert [s for s in ev.by_type(SECRET) if s.get("metadata.name") == APP_CREDENTIALS_SECRET] == []
+    # The gitops side agrees: the graphs get no identity, so they skip the Deployment only
+    # (tests/test_hybrid_apps.py runs them on this instance).
+    cluster_secret = next(s for s in ev.by_type(SECRET) if s.name == "argocd-cluster-secret")
+    assert json.loads(cluster_secret.plain(f"metadata.annotations.{ANN_APP_IDENTITY}")) == {"mode": "None"}
 
 
 @pytest.mark.parametrize(

@@ -35,7 +35,6 @@ from policy import rules
 from scripts import kind_cluster
 from stacks.config import ConfigError
 from tests.conftest import ROOT, run_program
-from tests.gitops_support import argocd as appsets
 
 FIC = "azure-native:managedidentity:FederatedIdentityCredential"
 ACCOUNT = "azure-native:storage:StorageAccount"
@@ -260,15 +259,6 @@ def test_the_issuer_url_is_one_string_everywhere(made, preview):
     # The account's blob endpoint serves the issuer path: https://<account>.blob.core.windows.net/<container>.
     account = ev.one(ACCOUNT).plain("accountName")
     assert kind_issuer == f"https://{account}.blob.core.windows.net/{oidc_issuer.CONTAINER}"
-
-
-def test_the_app_applicationsets_are_selected_and_resolve_for_the_kind_stack(made):
-    ev = run_kind(made)
-    (secret,) = [s for s in ev.by_type(K8S_SECRET) if s.get("metadata.name") == CLUSTER_SECRET_NAME]
-    cluster = {"metadata": secret.plain("metadata"), "stringData": secret.plain("stringData")}
-    webapp_sets = appsets.load_docs(ROOT / "gitops" / "webapp-applicationsets.yaml")
-    generated = {a["metadata"]["name"] for s in webapp_sets for a in appsets.generate(s, cluster)}
-    assert generated == {"in-cluster-webapp-aso", "in-cluster-webapp-crossplane"}
 
 
 def anonymously_readable(ev: Evaluation) -> set[str]:
