@@ -40,14 +40,14 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import Any, Mapping, Optional
+from typing import Any, Optional
 
 import pulumi
 import pulumi_kubernetes as k8s
 
 from components.gitops_bridge import CROSSPLANE_PROVIDER_CONFIG
 from components.helm import caller_depends_on, install_chart
-from components.identity import RoleGrant, ServiceAccountRef
+from components.identity import ServiceAccountRef
 from components.versions import CROSSPLANE, CROSSPLANE_PROVIDERS
 
 FAMILY_PROVIDER = "provider-family-azure"
@@ -104,41 +104,32 @@ def crossplane_values() -> dict[str, Any]:
     }
 
 
-# The data-plane roles the providers' identity needs on the app resource groups, and which
-# read needs each (provider-upjet-azure v2.7.0 wraps terraform-provider-azurerm 4.80; the
-# ClusterProviderConfig sets storageUseAzureAD, so these calls carry the identity's Entra
-# token, and Contributor grants no data-plane access):
-# * Storage Queue Data Reader: every read of an `Account` (azurerm_storage_account,
-#   resourceStorageAccountRead) also fetches the queue service's properties from the queue
-#   data plane (`GET https://<account>.queue.../?restype=service&comp=properties`) for
-#   `queue_properties`; the provider offers no switch for azurerm's `data_plane_available`
-#   feature that skips it.
-# * Storage Blob Data Contributor: the same read fetches the blob service's properties from
-#   the blob data plane for `static_website`, and a `Container`'s ID is always its data-plane
-#   URL (config/externalname.go storageContainer: `https://<account>.blob.<suffix>/<name>`,
-#   even when the container names its account by `storageAccountId`), so azurerm reads it
-#   (Get Container Properties) and deletes it (Delete Container) through the blob data plane
-#   (storage_container_resource.go, the non-`/subscriptions/` ID branch). Reads alone would
-#   need only Storage Blob Data Reader; deleting a container needs
-#   `blobServices/containers/delete`, whose least built-in role is this one. Without it a
-#   WebApp's container could never be deleted.
-# ASO needs neither: it manages storage accounts, blob services and containers only through
-# Azure Resource Manager (Microsoft.Storage/storageAccounts/blobServices/containers), where
-# Contributor suffices.
-STORAGE_DATA_PLANE_ROLES = ("Storage Queue Data Reader", "Storage Blob Data Contributor")
-
-
-def storage_data_plane_role_grants(app_resource_groups: Mapping[str, pulumi.Input[str]]) -> list[RoleGrant]:
-    """STORAGE_DATA_PLANE_ROLES on each app resource group (name -> ARM ID), never wider.
-
-    Only app resource groups: the app's storage accounts live there, and a subscription-wide
-    data role would open every storage account's data in the subscription.
-    """
-    grants = []
-    for name, scope in app_resource_groups.items():
-        grants.append(RoleGrant(key=f"{name}-storage-queue-reader", role="Storage Queue Data Reader", scope=scope))
-        grants.append(RoleGrant(key=f"{name}-storage-blob-contributor", role="Storage Blob Data Contributor", scope=scope))
-    return grants
+# No storage data-plane role for the providers' identity: Contributor on the app resource
+# groups covers every storage call azurerm makes for the Composition's kinds, data-plane
+# ones included. (An earlier version granted Storage Queue Data Reader and Storage Blob Data
+# Contributor here, on the premise that Contributor grants no data-plane access; for these
+# calls that premise was wrong.)
+# * provider-upjet-azure v2.7.0 wraps azurerm 4.80. With `storageUseAzureAD` the data-plane
+#   calls carry the identity's Entra token. azurerm's storage account read
+#   (resourceStorageAccountRead) calls Get Queue Service Properties (`queue_properties`) and
+#   Get Blob Service Properties (`static_website`) on the data plane. upjet's Container
+#   external name makes the ID the container's data-plane URL (config/externalname.go
+#   storageContainer), so azurerm reads it by Resource Manager once `storageAccountId` is set
+#   and deletes it with Delete Container on the data plane (storage_container_resource.go).
+# * Microsoft's "Authorize with Microsoft Entra ID (REST API)", "Permissions for calling data
+#   operations" (learn.microsoft.com/rest/api/storageservices/authorize-with-azure-active-directory)
+#   authorizes these by control-plane Actions: Get Queue Service Properties by
+#   `Microsoft.Storage/storageAccounts/queueServices/read`, Get Blob Service Properties by
+#   `.../blobServices/read`, Get Container Properties by `.../blobServices/containers/read`,
+#   Delete Container by `.../blobServices/containers/delete`. Contributor's Actions are `*`.
+#   Storage Queue Data Reader does not even hold `queueServices/read`; Storage Blob Data
+#   Contributor lists `containers/*` under Actions, the same ones.
+# * Seen in practice: microsoft/PubSec-Info-Assistant#922 (Contributor on the resource group
+#   fixes azurerm's "retrieving queue properties" 403), Azure/azure-sdk-for-net#15279 (an
+#   owner with no data role gets the queue service's properties), and
+#   hashicorp/terraform-provider-azurerm#25521 (maintainers point to the same table).
+# Only the blobs' *contents* need a DataAction, and the providers never touch them: the
+# app's own identity gets Storage Blob Data Contributor on its account, by the Composition.
 
 
 @dataclass

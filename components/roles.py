@@ -22,7 +22,6 @@ BUILTIN_ROLES: dict[str, str] = {
     # RoleAssignment kind.
     "Role Based Access Control Administrator": "f58310d9-a9f6-439a-9e8d-f62e7b41a168",
     "Storage Blob Data Contributor": "ba92f5b4-2d11-453d-a403-e96b0029c9fe",
-    "Storage Queue Data Reader": "19e7f393-937e-4f77-808e-94535e297925",
     "Storage Account Contributor": "17d1049b-9a84-46fb-8f53-869881c3d3ab",
     "Managed Identity Contributor": "e40ec5ca-96e0-45a2-b4ff-59039f2c2b59",
     "Managed Identity Operator": "f1a07417-d97a-45cb-824c-7a7467783830",

@@ -13,9 +13,9 @@ service accounts (ASO's controller, the providers' shared account). ASO picks th
 identity up from the per-namespace Secret `aso-credential`; Crossplane from a namespaced
 `ProviderConfig` in each tenant namespace. Because any namespace could name any client ID
 in those objects (the escalation discussed in Azure/azure-service-operator#4810), tenants
-get an Argo CD AppProject that cannot create Secrets, ProviderConfigs, RBAC or any
-cluster-scoped kind, and the TenantGuard admission policy stops their managed resources
-from using the platform's ClusterProviderConfig.
+get an Argo CD AppProject that cannot create Secrets, ProviderConfigs, RBAC, the
+platform's own WebApp kinds or any cluster-scoped kind, and the TenantGuard admission
+policy stops their managed resources from using the platform's ClusterProviderConfig.
 
 Removing a tenant (or destroying the stack) deletes in this order, each step awaited:
 1. the AppProject `tenant-<name>`, which carries Argo CD's project finalizer: Argo CD lets
@@ -60,9 +60,22 @@ PROJECT_FINALIZER = "resources-finalizer.argocd.argoproj.io"
 # How long removing a tenant waits for its Applications to be gone (step 1 above).
 TENANT_TEARDOWN_TIMEOUT = "30m"
 
+# The platform's reference-app APIs (gitops/platform/): the kro WebApp (RGD schema, default
+# group kro.run) and the Crossplane WebApp (XRD group crossplane.aks-platform.internal).
+# Both are platform-namespace APIs, not tenant ones. The Composition pins every composed
+# managed resource to the platform's ClusterProviderConfig, which TenantGuard denies in
+# tenant namespaces, so a tenant's Crossplane WebApp would never become Ready. The kro one
+# takes the platform's facts as inputs (subscription, resource group, issuer) and has kro's
+# own controller create what its graph holds (ServiceAccount, Deployment, ASO resources),
+# past the AppProject's limits. tests/test_tenant.py derives both from the manifests.
+PLATFORM_APP_KINDS: tuple[tuple[str, str], ...] = (
+    ("kro.run", "WebApp"),
+    ("crossplane.aks-platform.internal", "WebApp"),
+)
+
 # What a tenant's Argo CD project may never create in its namespaces: credentials
-# (Secrets, Crossplane ProviderConfigs) and RBAC. Cluster-scoped kinds are all denied by
-# an empty cluster whitelist.
+# (Secrets, Crossplane ProviderConfigs), RBAC, and the platform's own app APIs (above).
+# Cluster-scoped kinds are all denied by an empty cluster whitelist.
 TENANT_DENIED_NAMESPACED_KINDS: tuple[tuple[str, str], ...] = (
     ("", "Secret"),
     ("azure.m.upbound.io", "ProviderConfig"),
@@ -70,6 +83,7 @@ TENANT_DENIED_NAMESPACED_KINDS: tuple[tuple[str, str], ...] = (
     ("rbac.authorization.k8s.io", "Role"),
     ("rbac.authorization.k8s.io", "RoleBinding"),
     ("argoproj.io", "AppProject"),
+    *PLATFORM_APP_KINDS,
 )
 
 

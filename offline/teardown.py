@@ -14,16 +14,22 @@ custom resource instead of updating it: a different URN (type token, name or par
 the old object is deleted, the new one created), a change of `metadata.name` or
 `metadata.namespace` (pulumi-kubernetes' forceNew fields for kinds it has no special rules
 for, provider/pkg/provider/provider.go Diff and diff.go), and `replaceOnChanges` paths whose
-value changed. Not modelled: the forceNew fields of built-in kinds (Deployments' selectors,
-Secrets' data, ...), `pulumi.com/replaceUnready`, and Helm releases.
+value changed. Given both evaluations, it also sees the resource's provider being replaced,
+which replaces every resource it serves: pulumi-kubernetes' DiffConfig (provider/pkg/
+provider/provider.go, v4.32; util.go getActiveClusterFromConfig), see
+:func:`provider_replacement_reasons`. Not modelled: the forceNew fields of built-in kinds
+(Deployments' selectors, Secrets' data, ...), `pulumi.com/replaceUnready`, Helm releases,
+and providers of other packages.
 """
 
 from __future__ import annotations
 
 import graphlib
-from typing import Any, Iterable
+from typing import Any, Iterable, Optional
 
-from offline.evaluate import Evaluation, Registration, unwrap
+import yaml
+
+from offline.evaluate import UNKNOWN, Evaluation, Registration, unwrap
 
 
 def _needs(reg: Registration) -> set[str]:
@@ -95,9 +101,88 @@ def _at(inputs: dict[str, Any], path: str) -> Any:
     return value
 
 
-def replacement_reasons(old: Registration, new: Registration) -> list[str]:
-    """Why Pulumi would replace `old` with `new` (empty: an in-place update or no change)."""
+KUBERNETES_PROVIDER = "pulumi:providers:kubernetes"
+# The provider inputs that select the cluster (DiffConfig replaces on them).
+_CLUSTER_KEYS = ("kubeconfig", "context", "cluster")
+
+
+def _active_cluster(config: dict[str, Any]) -> Optional[Any]:
+    """getActiveClusterFromConfig: the kubeconfig's cluster entry the provider talks to (the
+    `context` input overrides current-context, `cluster` the context's cluster), or None
+    when there is none."""
+    kubeconfig = config.get("kubeconfig")
+    if not isinstance(kubeconfig, str):
+        return None
+    try:
+        parsed = yaml.safe_load(kubeconfig)
+    except yaml.YAMLError:
+        return None
+    if not isinstance(parsed, dict) or not parsed.get("clusters"):
+        return None
+    contexts = {c.get("name"): c.get("context") or {} for c in parsed.get("contexts") or []}
+    clusters = {c.get("name"): c.get("cluster") for c in parsed.get("clusters") or []}
+    context = contexts.get(config.get("context") or parsed.get("current-context"))
+    if context is None:
+        return None
+    return clusters.get(config.get("cluster") or context.get("cluster"))
+
+
+def provider_replacement_reasons(old: Registration, new: Registration) -> list[str]:
+    """Why Pulumi would replace a Kubernetes provider (empty: an update or no change), as
+    pulumi-kubernetes' DiffConfig decides:
+    - with `clusterIdentifier` set, and unchanged, never (every other change is an update);
+      changed from one value to another, always (adding or removing it alone is not);
+    - otherwise when `kubeconfig`, `context` or `cluster` is unknown (a preview whose
+      kubeconfig comes from a resource being changed), or when the cluster entry those
+      select changed (its server, its CA data, ...), and `renderYamlToDirectory` changes.
+    """
+    olds, news = unwrap(old.inputs), unwrap(new.inputs)
+    if olds == news:
+        return []
     reasons = []
+    old_id, new_id = olds.get("clusterIdentifier"), news.get("clusterIdentifier")
+    if old_id is not None and new_id is not None and old_id != new_id:
+        reasons.append("clusterIdentifier")
+    if new_id is not None and new_id == old_id:
+        return []
+    for key in _CLUSTER_KEYS:
+        if news.get(key) == UNKNOWN:
+            return reasons + [f"{key} (unknown)"]
+    changed = {k for k in set(olds) | set(news) if olds.get(k) != news.get(k)}
+    if "renderYamlToDirectory" in changed:
+        reasons.append("renderYamlToDirectory")
+    old_cluster, new_cluster = _active_cluster(olds), _active_cluster(news)
+    if old_cluster is not None and new_cluster is not None and old_cluster != new_cluster:
+        reasons.extend(k for k in _CLUSTER_KEYS if k in changed)
+    return reasons
+
+
+def _provider_of(ev: Evaluation, reg: Registration) -> Optional[Registration]:
+    return ev.by_urn().get(reg.provider.rsplit("::", 1)[0]) if reg.provider else None
+
+
+def replacement_reasons(
+    old: Registration,
+    new: Registration,
+    before: Optional[Evaluation] = None,
+    after: Optional[Evaluation] = None,
+) -> list[str]:
+    """Why Pulumi would replace `old` with `new` (empty: an in-place update or no change).
+
+    `before` and `after`, the evaluations `old` and `new` come from, let it see the
+    resource's provider too: a replaced Kubernetes provider replaces what it serves.
+    """
+    if (before is None) != (after is None):
+        raise ValueError("replacement_reasons: allowed: both evaluations (before and after) or neither")
+    reasons = []
+    if before is not None and after is not None:
+        old_provider, new_provider = _provider_of(before, old), _provider_of(after, new)
+        if old_provider is not None and new_provider is not None and new_provider.type == KUBERNETES_PROVIDER:
+            if old_provider.urn != new_provider.urn:
+                reasons.append(f"provider {old_provider.urn} -> {new_provider.urn}")
+            else:
+                reasons.extend(f"provider {new_provider.name}: {r}"
+                               for r in provider_replacement_reasons(old_provider, new_provider))
     if old.urn != new.urn:
         reasons.append(f"URN {old.urn} -> {new.urn}")
     for path in IDENTITY_FIELDS:

@@ -105,12 +105,9 @@ def build_platform(cfg: StackConfig, target: PlatformTarget) -> dict[str, Any]:
     if addons.aso.subscription_scope:
         scopes["subscription"] = pulumi.Output.concat("/subscriptions/", target.subscription_id)
 
-    app_group_ids: dict[str, pulumi.Input[str]] = {name: group.id for name, group in app_groups.items()}
-    # The Crossplane providers also read (and delete containers) through the storage data
-    # plane: see components/crossplane.py. Only on the app resource groups.
-    crossplane_grants = crossplane_module.storage_data_plane_role_grants(app_group_ids) if addons.crossplane.enabled else []
-
-    def controller_identity(key: str, service_account, extra_grants=()) -> Optional[WorkloadIdentity]:
+    # Both controllers hold the same grants, Crossplane's storage data-plane calls included:
+    # Contributor's Actions authorize them (components/crossplane.py says which and why).
+    def controller_identity(key: str, service_account) -> Optional[WorkloadIdentity]:
         if target.oidc_issuer_url is None:
             return None
         return WorkloadIdentity(
@@ -121,7 +118,7 @@ def build_platform(cfg: StackConfig, target: PlatformTarget) -> dict[str, Any]:
                 location=cfg.location,
                 oidc_issuer_url=target.oidc_issuer_url,
                 service_accounts=[service_account],
-                role_grants=(app_scope_role_grants(scopes) if scopes else []) + list(extra_grants),
+                role_grants=app_scope_role_grants(scopes) if scopes else [],
                 tags=cfg.tag_map,
             ),
             opts=protect,
@@ -141,7 +138,7 @@ def build_platform(cfg: StackConfig, target: PlatformTarget) -> dict[str, Any]:
         # One principal serves both controllers here, so it gets their grants once.
         sp_roles = PrincipalRoles(
             "service-principal-roles",
-            PrincipalRolesArgs(principal_id=sp.object_id, role_grants=app_scope_role_grants(scopes) + crossplane_grants),
+            PrincipalRolesArgs(principal_id=sp.object_id, role_grants=app_scope_role_grants(scopes)),
             opts=protect,
         )
 
@@ -180,7 +177,7 @@ def build_platform(cfg: StackConfig, target: PlatformTarget) -> dict[str, Any]:
         )
 
     if addons.crossplane.enabled:
-        identity = controller_identity("crossplane", crossplane_module.SERVICE_ACCOUNT, crossplane_grants)
+        identity = controller_identity("crossplane", crossplane_module.SERVICE_ACCOUNT)
         gitops_dependencies.extend(r for r in (identity, sp_roles) if r is not None)
         installed["crossplane"] = Crossplane(
             "crossplane",

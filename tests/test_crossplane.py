@@ -419,25 +419,28 @@ def test_every_managed_resource_the_gitops_layer_composes_is_installed_and_activ
         assert package in CROSSPLANE_PROVIDERS, group
 
 
-def test_storage_data_plane_roles_reach_the_app_resource_groups_and_nothing_wider(stack_file):
-    """The providers read storage accounts and containers through the data plane (see
-    STORAGE_DATA_PLANE_ROLES); those roles stay on the app resource groups even when the
-    stack grants the controllers the whole subscription."""
+def test_crossplane_identity_holds_what_aso_holds_and_no_storage_data_role(stack_file):
+    """Contributor's Actions authorize every storage call the providers make (see the comment
+    above CrossplaneArgs), so the Crossplane identity holds exactly ASO's grants, per scope,
+    even when the stack grants the controllers the whole subscription: no data-plane role
+    anywhere."""
+    from components.roles import RBAC_ADMIN_ROLE
     from components.roles import BUILTIN_ROLES
     from tests.conftest import run_program
 
     config, secret = stack_file("dev")
     config["aks-platform:addons"]["aso"] = {"subscriptionScope": True}
     ev = run_program(config, secret, stack="dev")
-    data_roles = {BUILTIN_ROLES[r]: r for r in ("Storage Queue Data Reader", "Storage Blob Data Contributor")}
-    grants = [g for g in ev.by_type("azure-native:authorization:RoleAssignment") if g.name.startswith("crossplane-identity")]
-    scopes = {}
-    for grant in grants:
-        role = grant.plain("roleDefinitionId").rsplit("/", 1)[1]
-        scopes.setdefault(role, set()).add(grant.plain("scope").rsplit("/", 1)[1])
-    assert BUILTIN_ROLES["Contributor"] in scopes and any(not s.startswith("rg-") for s in scopes[BUILTIN_ROLES["Contributor"]])
-    for guid, role in data_roles.items():
-        assert scopes[guid] == {"rg-dev-webapp"}, role
-    # ASO gets none of them.
-    aso = [g for g in ev.by_type("azure-native:authorization:RoleAssignment") if g.name.startswith("aso-identity")]
-    assert not {g.plain("roleDefinitionId").rsplit("/", 1)[1] for g in aso} & set(data_roles)
+    assignments = ev.by_type("azure-native:authorization:RoleAssignment")
+
+    def held(identity: str) -> set[tuple[str, str]]:
+        return {
+            (g.plain("scope").rsplit("/", 1)[1], g.plain("roleDefinitionId").rsplit("/", 1)[1])
+            for g in assignments
+            if g.name.startswith(identity)
+        }
+
+    crossplane = held("crossplane-identity")
+    assert crossplane == held("aso-identity")
+    assert {role for _, role in crossplane} == {BUILTIN_ROLES["Contributor"], BUILTIN_ROLES[RBAC_ADMIN_ROLE]}
+    assert {scope for scope, _ in crossplane} == {"rg-dev-webapp", SUBSCRIPTION_ID}

@@ -23,10 +23,12 @@ What is checked, offline and in seconds:
 from __future__ import annotations
 
 import copy
+import dataclasses
 import hashlib
 import json
 import re
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -459,24 +461,78 @@ def test_appprojects_allow_exactly_what_their_applications_deploy(upstream):
 API_KINDS = {("kro.run", "ResourceGraphDefinition"), ("apiextensions.crossplane.io", "CompositeResourceDefinition")}
 
 
+def root_application() -> dict[str, Any]:
+    """The root Application as components.argocd creates it (its finalizer and spec)."""
+    from components.argocd import RESOURCES_FINALIZER, _root_application_spec
+
+    spec = _root_application_spec(FAKE_FACTS[ANN_REPO_URL], FAKE_FACTS[ANN_REVISION], FAKE_FACTS[ANN_PATH])
+    return {"metadata": {"finalizers": [RESOURCES_FINALIZER]}, "spec": spec}
+
+
 def test_applications_that_deliver_the_platform_apis_never_prune():
-    """Pruning an RGD or an XRD deletes its CRD, every WebApp and, through ASO or Crossplane,
-    the databases and storage behind them: their Applications never prune automatically."""
-    delivering = []
-    for environment in ("dev", "prod"):
-        for app in applications(environment):
-            kinds = {(split_api_version(d["apiVersion"])[0], d["kind"]) for d in rendered(app)}
-            if kinds & API_KINDS:
-                delivering.append(app["metadata"]["name"])
-                sync = app["spec"]["syncPolicy"]
-                assert sync.get("automated", {}).get("prune", False) is False, app["metadata"]["name"]
-                options = sync.get("syncOptions", [])
-                assert "Prune=true" not in options and "Replace=true" not in options, app["metadata"]["name"]
-    assert {n.rsplit("-webapp-api-", 1)[1] for n in delivering} == {"kro", "crossplane"}
+    """Deleting an RGD or an XRD deletes its CRD, every WebApp and, through ASO or
+    Crossplane, the databases and storage behind them. Nothing prunes them:
+    - their Applications never prune automatically;
+    - the root Application (which prunes) never prunes the ApplicationSets that generate
+      those Applications, on a path or revision without them (Prune=false on the live
+      ApplicationSet): deleting one would delete its Applications (ownerReference), whose
+      resources finalizer deletes the RGD or XRD.
+    `pulumi destroy` must still remove them all, through the root's cascade: no
+    Delete=false, no preserveResourcesOnDeletion anywhere on that path."""
+    root = root_application()
+    assert root["spec"]["syncPolicy"]["automated"]["prune"] is True
+    delivering: dict[str, list[dict[str, Any]]] = {}
+    # The root syncs the top level of gitops/ only (directory.recurse: false).
+    assert root["spec"]["source"]["directory"] == {"recurse": False}
+    for path in sorted(GITOPS.glob("*.yaml")):
+        for appset in argocd.load_docs(path):
+            if appset["kind"] != "ApplicationSet":
+                continue
+            for environment in ("dev", "prod"):
+                for app in argocd.generate(appset, cluster_secret(environment)):
+                    objs = rendered(app)
+                    if {(split_api_version(d["apiVersion"])[0], d["kind"]) for d in objs} & API_KINDS:
+                        delivering.setdefault(appset["metadata"]["name"], []).append(app)
+    assert len(delivering) == 2, sorted(delivering)
+    appsets = {d["metadata"]["name"]: d for d in by_kind("ApplicationSet")}
+    for name, apps in delivering.items():
+        appset = appsets[name]
+        assert not argocd.pruned_by_sync(appset), f"{name}: the root Application would prune it"
+        assert argocd.deleted_with(root, appset), f"{name}: destroy (the root's cascade) would leave it"
+        for app in apps:
+            app_name = app["metadata"]["name"]
+            sync = app["spec"]["syncPolicy"]
+            assert sync.get("automated", {}).get("prune", False) is False, app_name
+            options = sync.get("syncOptions", [])
+            assert "Prune=true" not in options and "Replace=true" not in options, app_name
+            for d in rendered(app):
+                if (split_api_version(d["apiVersion"])[0], d["kind"]) in API_KINDS:
+                    assert argocd.deleted_with(app, d), f"{app_name}: destroy would leave {d['kind']}"
+    app_names = {app["metadata"]["name"] for apps in delivering.values() for app in apps}
+    assert {n.rsplit("-webapp-api-", 1)[1] for n in app_names} == {"kro", "crossplane"}
     # Both API kinds are really delivered by them (an RGD or XRD moved elsewhere fails here).
     delivered = {(split_api_version(d["apiVersion"])[0], d["kind"])
                  for suffix in ("-webapp-api-kro", "-webapp-api-crossplane") for d in rendered(app_named(suffix))}
     assert API_KINDS <= delivered
+
+
+def test_the_deletion_model_reads_what_argo_cd_reads():
+    """The model behind the test above: Prune=false and Delete=false as Argo CD parses them
+    (comma-separated, on the object or, for Delete, in the Application's syncOptions), the
+    finalizer the ApplicationSet controller adds unless told to preserve resources."""
+    marked = {"metadata": {"annotations": {argocd.SYNC_OPTIONS: "SkipDryRunOnMissingResource=true,Prune=false"}}}
+    assert not argocd.pruned_by_sync(marked) and argocd.pruned_by_sync({"metadata": {}})
+    app = {"metadata": {"finalizers": [argocd.RESOURCES_FINALIZER]}, "spec": {"syncPolicy": {}}}
+    obj = {"kind": "ResourceGraphDefinition", "metadata": {}}
+    assert argocd.deleted_with(app, obj)
+    assert not argocd.deleted_with(app, {"kind": "X", "metadata": {"annotations": {argocd.SYNC_OPTIONS: "Delete=false"}}})
+    assert not argocd.deleted_with({**app, "spec": {"syncPolicy": {"syncOptions": ["Delete=false"]}}}, obj)
+    assert not argocd.deleted_with({"metadata": {}, "spec": {}}, obj)
+    assert not argocd.deleted_with(app, {"kind": "CustomResourceDefinition", "metadata": {}})
+    appset = copy.deepcopy(by_kind("ApplicationSet")[0])
+    assert argocd.generate(appset, cluster_secret())[0]["metadata"]["finalizers"] == [argocd.RESOURCES_FINALIZER]
+    appset["spec"]["syncPolicy"] = {"preserveResourcesOnDeletion": True}
+    assert "finalizers" not in argocd.generate(appset, cluster_secret())[0]["metadata"]
 
 
 def test_every_whitelisted_rbac_kind_is_pinned_by_name():
@@ -1093,6 +1149,7 @@ def test_workload_runs_as_the_apps_own_principal_with_the_app_contract(identity)
     from azure.identity import ClientSecretCredential, WorkloadIdentityCredential
 
     from app.webapp.azure_auth import azure_credential
+    from app.webapp.settings import Settings
 
     run = KroRun(identity=identity)
     (kro_dep,) = run.render("deployment")
@@ -1118,7 +1175,9 @@ def test_workload_runs_as_the_apps_own_principal_with_the_app_contract(identity)
         volumes = {v["name"]: v for v in pod["spec"]["volumes"]}
         mounts = {m["name"]: m for m in c["volumeMounts"]}
         assert volumes["tmp"] == {"name": "tmp", "emptyDir": {}} and mounts["tmp"]["mountPath"] == "/tmp"
-        credential = azure_credential(env)
+        # With the settings' default time limits (the test's fake status values are no URLs).
+        defaults = {f.name: f.default for f in dataclasses.fields(Settings) if f.default is not dataclasses.MISSING}
+        credential = azure_credential(SimpleNamespace(**defaults), env)
         if identity == WI:
             (source,) = volumes["azure-identity-token"]["projected"]["sources"]
             token = source["serviceAccountToken"]

@@ -10,6 +10,7 @@ from components.roles import BUILTIN_ROLES
 from components.versions import CHARTS
 from offline.evaluate import Evaluation
 from tests.conftest import run_program
+from tests.role_asserts import app_group_roles, assert_exactly_the_controller_roles
 
 RELEASE = "kubernetes:helm.sh/v3:Release"
 FIC = "azure-native:managedidentity:FederatedIdentityCredential"
@@ -110,20 +111,15 @@ def test_crossplane_identity_is_federated_to_the_providers_service_account(shipp
         assert pod["serviceAccountName"] == sa.plain("metadata.name")
 
 
-def test_controllers_hold_only_app_resource_group_roles(shipped):
+def test_controllers_hold_exactly_contributor_and_the_constrained_rbac_admin(shipped):
+    """Both identities, Crossplane's included, on the app resource group and nowhere else."""
     ev = shipped("prod")
-    data_roles = {BUILTIN_ROLES[r] for r in crossplane_module.STORAGE_DATA_PLANE_ROLES}
     for identity in ("aso-identity", "crossplane-identity"):
         grants = [r for r in ev.by_type("azure-native:authorization:RoleAssignment") if r.name.startswith(identity)]
-        guids = {g.plain("roleDefinitionId").rsplit("/", 1)[1] for g in grants}
-        # Only the Crossplane providers read through the storage data plane (ASO stays on ARM).
-        assert guids & data_roles == (data_roles if identity == "crossplane-identity" else set()), identity
-        assert len(grants) == 2 + len(guids & data_roles)
-        for grant in grants:
-            assert grant.plain("scope").endswith("/resourceGroups/rg-prod-webapp")
-            assert grant.plain("principalType") == "ServicePrincipal"
-        rbac_admin = [g for g in grants if g.plain("roleDefinitionId").endswith("f58310d9-a9f6-439a-9e8d-f62e7b41a168")]
-        assert len(rbac_admin) == 1 and "ba92f5b4-2d11-453d-a403-e96b0029c9fe" in rbac_admin[0].plain("condition")
+        assert all(g.plain("principalType") == "ServicePrincipal" for g in grants)
+        held = app_group_roles(grants)
+        assert set(held) == {"rg-prod-webapp"}, identity
+        assert_exactly_the_controller_roles(held["rg-prod-webapp"])
 
 
 def test_gitops_bridge_secret_carries_the_platform_facts(shipped):

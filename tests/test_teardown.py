@@ -9,6 +9,7 @@ below is the engine's guarantee, not one possible schedule.
 
 from __future__ import annotations
 
+import base64
 import copy
 import re
 from typing import Any
@@ -17,11 +18,19 @@ import pulumi
 import pulumi_kubernetes as k8s
 import pytest
 
-from components.argocd import RESOURCES_FINALIZER, ROOT_APPLICATION_DELETE_TIMEOUT, ArgoCd, ArgoCdArgs
+from components.argocd import RESOURCES_FINALIZER, ArgoCd, ArgoCdArgs, is_timeout
 from components.tenant import PROJECT_FINALIZER, TENANT_TEARDOWN_TIMEOUT
-from offline.evaluate import Evaluation, Registration, evaluate
+from offline import mocks
+from offline.evaluate import UNKNOWN, Evaluation, Registration, evaluate
 from offline.mocks import SUBSCRIPTION_ID, TENANT_ID
-from offline.teardown import deleted_before, deletion_order, not_outlived, replacement_reasons
+from offline.teardown import (
+    KUBERNETES_PROVIDER,
+    deleted_before,
+    deletion_order,
+    not_outlived,
+    provider_replacement_reasons,
+    replacement_reasons,
+)
 from tests.conftest import run_program
 
 APPLICATION = "kubernetes:argoproj.io/v1alpha1:Application"
@@ -156,10 +165,18 @@ def test_root_application_cascades_on_destroy_and_the_wait_is_bounded(stack):
     root = _root(stack)
     # Argo CD deletes the layer before it lets the Application go.
     assert root.plain("metadata.finalizers") == [RESOURCES_FINALIZER]
-    # Pulumi really deletes it, and waits for it, longer than its 10-minute default.
+    # Pulumi really deletes it, and waits for it, with a bound of the stack's own: without
+    # customTimeouts.delete pulumi-kubernetes would give up after its 10-minute default,
+    # and destroy would go on to uninstall the operators the layer still needs.
     assert not root.deleted_with and not root.retain_on_delete
-    assert root.custom_timeouts == {"delete": ROOT_APPLICATION_DELETE_TIMEOUT}
-    assert _minutes(ROOT_APPLICATION_DELETE_TIMEOUT) > PULUMI_KUBERNETES_DELETE_DEFAULT_MINUTES
+    assert set(root.custom_timeouts) == {"delete"} and is_timeout(root.custom_timeouts["delete"])
+
+
+@pytest.mark.parametrize("bound", ["90m", "2h", "45m30s"])
+def test_the_root_applications_wait_is_the_one_configured(bound):
+    """The bound recorded on the root Application is the one the caller gives, whatever it is."""
+    root = _root(_argocd(teardown_timeout=bound))
+    assert root.custom_timeouts == {"delete": bound}
 
 
 # --- a config change: never a cascade -----------------------------------------------------
@@ -188,12 +205,13 @@ def _argocd(name: str = "argocd", **overrides) -> Evaluation:
     ],
 )
 def test_a_change_of_repo_revision_or_path_updates_the_root_application_in_place(change):
-    before, after = _root(_argocd()), _root(_argocd(**change))
+    ev_before, ev_after = _argocd(), _argocd(**change)
+    before, after = _root(ev_before), _root(ev_after)
     # The object that would cascade if it were ever deleted.
     assert after.plain("metadata.finalizers") == [RESOURCES_FINALIZER]
     assert before.plain("spec.source") != after.plain("spec.source")
-    # Same URN, same name and namespace, nothing that forces a replacement.
-    assert replacement_reasons(before, after) == []
+    # Same URN, same name and namespace, same provider, nothing that forces a replacement.
+    assert replacement_reasons(before, after, ev_before, ev_after) == []
     assert after.replace_on_changes == [] and not after.delete_before_replace
     # Not vacuous: the same check sees a replacement when the identity moves (a renamed component).
     assert replacement_reasons(before, _root(_argocd("gitops", **change)))
@@ -201,13 +219,78 @@ def test_a_change_of_repo_revision_or_path_updates_the_root_application_in_place
 
 def test_a_stack_config_change_keeps_the_root_applications_identity(stack_file):
     config, secret = stack_file("dev")
-    before = _root(run_program(copy.deepcopy(config), secret, stack="dev"))
+    ev_before = run_program(copy.deepcopy(config), secret, stack="dev")
     argocd = config["aks-platform:addons"]["argocd"]
     argocd.update(repoUrl="https://github.com/fork/aks-platform.git", revision="v2", path="platform")
-    after = _root(run_program(config, secret, stack="dev"))
+    ev_after = run_program(config, secret, stack="dev")
+    before, after = _root(ev_before), _root(ev_after)
     assert after.plain("spec.source.repoURL") == "https://github.com/fork/aks-platform.git"
     assert after.plain("metadata.finalizers") == [RESOURCES_FINALIZER]
-    assert replacement_reasons(before, after) == []
+    # Its provider included: the cluster's kubeconfig is the same, so is the provider.
+    assert replacement_reasons(before, after, ev_before, ev_after) == []
+
+
+# --- the Kubernetes provider: replacing it replaces (and so deletes) everything it serves ----
+
+
+def _provider(**inputs: Any) -> Registration:
+    return Registration(
+        urn="urn:pulumi:dev::aks-platform::pulumi:providers:kubernetes::k", type=KUBERNETES_PROVIDER, name="k",
+        parent="", custom=True, provider="", dependencies=[], property_dependencies={}, protect=False,
+        ignore_changes=[], delete_before_replace=False, inputs=inputs,
+    )
+
+
+def _with_ca(kubeconfig: str, ca: bytes) -> str:
+    return kubeconfig.replace(base64.b64encode(b"mock-ca").decode(), base64.b64encode(ca).decode())
+
+
+def test_the_provider_model_follows_pulumi_kubernetes_diff_config():
+    kubeconfig = mocks.admin_kubeconfig("aks-dev", "westeurope")
+    rotated = _with_ca(kubeconfig, b"rotated-ca")
+    assert rotated != kubeconfig
+    same = _provider(kubeconfig=kubeconfig)
+    # No change, or a change that leaves the active cluster as it was: an update.
+    assert provider_replacement_reasons(same, _provider(kubeconfig=kubeconfig)) == []
+    assert provider_replacement_reasons(same, _provider(kubeconfig=kubeconfig, enableServerSideApply=True)) == []
+    # The active cluster's entry changed (here its CA), or the kubeconfig is unknown: replaced.
+    assert provider_replacement_reasons(same, _provider(kubeconfig=rotated)) == ["kubeconfig"]
+    assert provider_replacement_reasons(same, _provider(kubeconfig=UNKNOWN)) == ["kubeconfig (unknown)"]
+    # With an unchanged clusterIdentifier, neither replaces.
+    pinned = _provider(kubeconfig=kubeconfig, clusterIdentifier="aks-dev")
+    assert provider_replacement_reasons(pinned, _provider(kubeconfig=rotated, clusterIdentifier="aks-dev")) == []
+    assert provider_replacement_reasons(pinned, _provider(kubeconfig=UNKNOWN, clusterIdentifier="aks-dev")) == []
+    # A changed one always replaces; merely adding one does not suppress the kubeconfig rule.
+    assert "clusterIdentifier" in provider_replacement_reasons(
+        pinned, _provider(kubeconfig=kubeconfig, clusterIdentifier="aks-other"))
+    assert provider_replacement_reasons(same, _provider(kubeconfig=rotated, clusterIdentifier="aks-dev")) == ["kubeconfig"]
+    # And replacement_reasons passes it on to every object the provider serves.
+    ev_before, ev_after = _argocd_on(kubeconfig), _argocd_on(rotated)
+    assert replacement_reasons(_root(ev_before), _root(ev_after), ev_before, ev_after) == ["provider k: kubeconfig"]
+    with pytest.raises(ValueError, match="both evaluations"):
+        replacement_reasons(_root(ev_before), _root(ev_after), ev_before)
+
+
+def _argocd_on(kubeconfig: str) -> Evaluation:
+    def program():
+        provider = k8s.Provider("k", kubeconfig=kubeconfig)
+        ArgoCd("argocd", ArgoCdArgs(repo_url=REPO, revision="main", path="gitops"),
+               opts=pulumi.ResourceOptions(providers={"kubernetes": provider}))
+
+    return evaluate(program)
+
+
+def test_a_rotated_cluster_ca_replaces_nothing_on_the_cluster(stack_file, monkeypatch):
+    """AKS's certificate rotation gives the next `pulumi up` a kubeconfig with new CA data for
+    the same cluster: nothing on the cluster may be replaced."""
+    config, secret = stack_file("dev")
+    ev_before = run_program(copy.deepcopy(config), secret, stack="dev")
+    original = mocks._kubeconfig
+    monkeypatch.setattr(mocks, "_kubeconfig", lambda *a, **kw: _with_ca(original(*a, **kw), b"rotated-ca"))
+    ev_after = run_program(config, secret, stack="dev")
+    root_before, root_after = _root(ev_before), _root(ev_after)
+    assert root_before.urn == root_after.urn
+    assert replacement_reasons(root_before, root_after, ev_before, ev_after) == []
 
 
 # --- a tenant removed -----------------------------------------------------------------------

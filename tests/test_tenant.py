@@ -557,3 +557,37 @@ def test_identity_in_another_entra_tenant_reports_that_tenant():
     ev = evaluate(run)
     assert ev.outputs["analytics"].value == analytics["tenantId"] != TENANT_ID
     assert ev.outputs["home"].value == TENANT_ID
+
+
+# --- the platform's reference app is a platform-namespace app -----------------------------
+
+
+@both_modes
+def test_tenant_projects_deny_the_platforms_webapp_kinds(ev):
+    """Neither WebApp API works for a tenant, so no tenant project may deploy one: the
+    Crossplane Composition pins every composed managed resource to the platform's
+    ClusterProviderConfig, which TenantGuard denies in a tenant namespace (the XR would never
+    become Ready), and the kro RGD acts on the platform's facts through kro's own controller.
+    The kinds are read from the manifests, so a renamed group or kind fails here."""
+    from tests.test_gitops import rgd, xp_desired, xrd
+
+    kro_schema = rgd()["spec"]["schema"]
+    served = {
+        (kro_schema.get("group", "kro.run"), kro_schema["kind"]),
+        (xrd()["spec"]["group"], xrd()["spec"]["names"]["kind"]),
+    }
+    assert len(served) == 2
+    for name in NAMES:
+        [project] = owned(ev, name, APP_PROJECT)
+        denied = {(d["group"], d["kind"]) for d in project.plain("spec")["namespaceResourceBlacklist"]}
+        assert served <= denied, name
+
+    # Why the Crossplane one cannot work there: TenantGuard denies every composed managed
+    # resource the Composition would create in a tenant namespace.
+    spec = ev.one(POLICY).plain("spec")
+    composed = [obj for obj in xp_desired().values() if "providerConfigRef" in obj.get("spec", {})]
+    assert composed
+    for obj in composed:
+        group = obj["apiVersion"].split("/")[0]
+        obj = {**obj, "metadata": {"name": "x", "namespace": "team-a"}}
+        assert admission(spec, "CREATE", obj, group=group) is False, obj["kind"]

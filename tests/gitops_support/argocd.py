@@ -9,7 +9,13 @@ through these helpers cannot silently diverge from what Argo CD would do:
 * cluster generator parameters: name, nameNormalized, server, metadata.labels/annotations
   of the cluster Secret, with its label selector (matchLabels and matchExpressions);
 * kustomize: ``resources`` (plain files) plus the Application's ``kustomize.patches`` as
-  JSON 6902 patches (add/replace/remove/test) with group/version/kind/name targets.
+  JSON 6902 patches (add/replace/remove/test) with group/version/kind/name targets;
+* the resources finalizer the ApplicationSet controller adds to a generated Application
+  (applicationset/utils/utils.go RenderTemplateParams), and the two deletion decisions
+  that read ``argocd.argoproj.io/sync-options``: whether a sync prunes a live object
+  (``Prune=false``, gitops-engine) and whether deleting an Application with that finalizer
+  deletes it (controller/appcontroller.go shouldBeDeleted: ``Delete=false`` on the object
+  or in the Application's syncOptions, ``helm.sh/resource-policy: keep``, never a CRD).
 
 Not modelled: other generators and their merge/matrix combinations, the
 ApplicationSet's ``templatePatch`` and progressive syncs, strategic-merge patches, kustomize components, generators, name prefixes/suffixes, images
@@ -132,8 +138,52 @@ def generate(appset: dict[str, Any], cluster_secret: dict[str, Any]) -> list[dic
         app = render(copy.deepcopy(spec["template"]), cluster_params(cluster_secret))
         app = {"apiVersion": "argoproj.io/v1alpha1", "kind": "Application", **app}
         app["metadata"].setdefault("namespace", appset["metadata"]["namespace"])
+        # Argo CD v3.4 adds it when the template sets no finalizer and the ApplicationSet
+        # does not ask to preserve resources on deletion.
+        if not app["metadata"].get("finalizers") and not spec.get("syncPolicy", {}).get("preserveResourcesOnDeletion"):
+            app["metadata"]["finalizers"] = [RESOURCES_FINALIZER]
         apps.append(app)
     return apps
+
+
+# --- deletion: pruning and the cascade ----------------------------------------------------
+
+RESOURCES_FINALIZER = "resources-finalizer.argocd.argoproj.io"
+SYNC_OPTIONS = "argocd.argoproj.io/sync-options"
+
+
+def _options(value: str | None) -> dict[str, str]:
+    """`A=b,C=d` (the annotation's comma-separated form) as a dict."""
+    out = {}
+    for item in (value or "").split(","):
+        if "=" in item:
+            key, val = item.split("=", 1)
+            out[key.strip()] = val.strip()
+    return out
+
+
+def sync_option(obj: dict[str, Any], key: str) -> str | None:
+    return _options(obj.get("metadata", {}).get("annotations", {}).get(SYNC_OPTIONS)).get(key)
+
+
+def pruned_by_sync(live: dict[str, Any]) -> bool:
+    """Whether a sync with pruning deletes this live object once it left the Application's
+    source (gitops-engine reads Prune=false from the live object's annotation)."""
+    return sync_option(live, "Prune") != "false"
+
+
+def deleted_with(app: dict[str, Any], obj: dict[str, Any]) -> bool:
+    """Whether deleting `app` deletes `obj`: only with the resources finalizer, and then
+    unless shouldBeDeleted (Argo CD v3.4) keeps it."""
+    if RESOURCES_FINALIZER not in app["metadata"].get("finalizers", []):
+        return False
+    if obj.get("kind") == "CustomResourceDefinition":
+        return False
+    delete = sync_option(obj, "Delete")
+    if delete is None:
+        delete = _options(",".join(app["spec"].get("syncPolicy", {}).get("syncOptions", []))).get("Delete")
+    keep = obj.get("metadata", {}).get("annotations", {}).get("helm.sh/resource-policy") == "keep"
+    return delete != "false" and not keep
 
 
 # --- kustomize subset -------------------------------------------------------------------
