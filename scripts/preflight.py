@@ -676,8 +676,8 @@ def check_cluster_admin(needs: Needs, login: Login) -> Findings:
     if errors:
         denied = any(marker.lower() in e.lower() for e in errors for marker in GRAPH_DENIED)
         why = (
-            "Microsoft Graph refused to answer (a service principal needs the Directory.Read.All application "
-            "permission to read group memberships)" if denied else "; ".join(errors)
+            "Microsoft Graph refused to answer (a service principal needs an application permission such as "
+            "Directory.Read.All to read group memberships)" if denied else "; ".join(errors)
         )
         found.unchecked.append(
             f"whether {who} is a member of a group in {ADMIN_GROUPS_KEY} ({groups}): {why}. Verify it by hand, "
