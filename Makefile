@@ -38,7 +38,8 @@ lint: venv
 
 # Runs before anything is created (the venv is local): the tools and the Azure login, the
 # stack's shipped example values, then with az what the stack needs from Azure (providers,
-# the deployer's roles, vCPU quota, PostgreSQL in the region). Says what to run, and stops.
+# the deployer's roles, vCPU quota, PostgreSQL in the region, the deployer's membership of
+# the cluster's admin groups). Says what to run, and stops.
 # PREFLIGHT_SKIP=rbac,quota skips checks by name; see docs/preflight.md.
 preflight: venv
 	@$(PY) scripts/preflight.py $(STACK)

@@ -13,19 +13,32 @@
      Role Based Access Control Administrator or User Access Administrator, at the subscription
      or above), and logs in as the principal type the stack declares;
    - the region offers the pools' VM sizes (in their zones) and has the vCPU quota for them;
-   - the region offers the PostgreSQL flexible server the reference app asks for.
+   - the region offers the PostgreSQL flexible server the reference app asks for;
+   - with local accounts off (an AKS stack's `cluster.localAccounts` false), the deployer is a
+     member, directly or through nested groups, of a group in `cluster.adminGroupObjectIds`:
+     nothing else makes it cluster admin, so otherwise `up` creates the cluster and then fails
+     with Forbidden at the first Kubernetes call;
+   - a person signed in is reminded that, if CI deploys the stack too, both must share a
+     backend (a warning: which stacks CI deploys, the repository variable DEPLOY_STACKS, is
+     not readable from here).
 
 A check that cannot be made (az missing, not logged in, a command failing or answering
-something unreadable, a custom role) is listed as "could not check" and does not fail the run;
-a problem found does. `PREFLIGHT_SKIP=rbac,quota` skips checks by name (listed as skipped).
+something unreadable, a custom role, Microsoft Graph refusing a service principal without
+directory read rights) is listed as "could not check" and does not fail the run; a problem found
+does; a warning is printed and does not fail it. `PREFLIGHT_SKIP=rbac,quota` skips checks by
+name (listed as skipped).
 
 Not modelled: deny assignments, Entra PIM roles that are eligible but not active (they count
 as missing), role-assignment conditions (reported as could-not-check), management-group
 ancestry (any management-group assignment the subscription query returns is taken to apply),
-the surge nodes an upgrade adds on top of the pools' maximum, quota other than vCPUs.
+the surge nodes an upgrade adds on top of the pools' maximum, quota other than vCPUs; for the
+admin groups, a kubelogin mode other than `azurecli` (its identity is taken to be the Azure
+CLI's), a platform subscription in another Entra tenant than the Azure CLI's current one
+(Microsoft Graph is asked in the latter), and whether the current token already carries a
+membership added after it was issued.
 
-Only ever reads: every az command here is a list/show/get; the access token is decoded for its
-`oid` claim and never printed.
+Only ever reads: every az command here is a list/show/get/check; the access token is decoded for
+its `oid` claim and never printed.
 """
 
 from __future__ import annotations
@@ -44,7 +57,7 @@ from typing import Any, Callable, Iterator, Mapping, Optional
 
 ROOT = Path(__file__).resolve().parent.parent
 PROJECT = "aks-platform"
-CHECKS = ("examples", "providers", "rbac", "quota", "postgres")
+CHECKS = ("examples", "providers", "rbac", "quota", "postgres", "admins", "team")
 
 
 # --- 2. Shipped example values ----------------------------------------------------------------
@@ -224,6 +237,9 @@ class Needs:
     postgres: bool = False
     platform_subscription: Optional[str] = None  # from azure-native:subscriptionId, when set
     unmapped: tuple[str, ...] = ()
+    # cluster.adminGroupObjectIds where they are the only way to cluster admin (an AKS stack
+    # with local accounts off); empty otherwise (local accounts on, or a hybrid stack)
+    admin_groups: tuple[str, ...] = ()
 
 
 def stack_needs(stack: str, root: Path = ROOT) -> Needs:
@@ -269,8 +285,11 @@ def stack_needs(stack: str, root: Path = ROOT) -> Needs:
         providers.setdefault(PLATFORM, set()).update(APP_PROVIDERS)
 
     pools: list[Pool] = []
+    admin_groups: tuple[str, ...] = ()
     if cfg.cluster is not None:
         c = cfg.cluster
+        if not c.local_accounts:
+            admin_groups = tuple(c.admin_group_object_ids)
         for key, pool in [("cluster.systemPool", c.system_pool)] + [
             (f"cluster.userPools[{i}]", p) for i, p in enumerate(c.user_pools)
         ]:
@@ -287,6 +306,7 @@ def stack_needs(stack: str, root: Path = ROOT) -> Needs:
         postgres=app,
         platform_subscription=config.get("azure-native:subscriptionId"),
         unmapped=tuple(sorted(unmapped)),
+        admin_groups=admin_groups,
     )
 
 
@@ -334,6 +354,7 @@ def token_object_id(subscription: str) -> str:
 class Findings:
     problems: list[str] = field(default_factory=list)
     unchecked: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)  # printed, never failing the run
 
 
 @dataclass(frozen=True)
@@ -353,6 +374,13 @@ def login_from_account(account: Mapping[str, Any], needs: Needs) -> Login:
 
 def _subscription(login: Login, key: str) -> str:
     return login.subscription if key == PLATFORM else key
+
+
+def _who(login: Login, object_id: str) -> str:
+    """The signed-in principal by type, name (a UPN or an application ID) and object ID."""
+    if login.user_type == "user":
+        return f"you (user {login.user_name}, object ID {object_id})"
+    return f"the service principal (application ID {login.user_name}, object ID {object_id})"
 
 
 def _where(login: Login, key: str) -> str:
@@ -467,7 +495,7 @@ def check_rbac(needs: Needs, login: Login) -> Findings:
         if assigns and not can_assign:
             missing.append("create role assignments (Owner, User Access Administrator or Role Based Access Control Administrator)")
         principal_type = "User" if login.user_type == "user" else "ServicePrincipal"
-        who = f"{'you' if login.user_type == 'user' else 'the service principal'} ({login.user_name}, object ID {oid})"
+        who = _who(login, oid)
         if missing:
             grant = "Contributor" if not can_create else "Role Based Access Control Administrator"
             text = (
@@ -603,12 +631,105 @@ def check_postgres(needs: Needs, login: Login) -> Findings:
         )
     return found
 
+ADMIN_GROUPS_KEY = f"{PROJECT}:cluster.adminGroupObjectIds"
+# How the Azure CLI reports Microsoft Graph's 403 (Authorization_RequestDenied): it prints the
+# error's message only (azure-cli role/_msgrpah/_graph_client.py raises GraphError with
+# error.message; Azure/azure-cli#27934 shows the 403 body).
+GRAPH_DENIED = ("Insufficient privileges", "Authorization_RequestDenied", "Forbidden")
+FRESH_TOKEN = (
+    "a membership only counts in a token issued after it was added: sign in again "
+    "(`az logout && az login`; in CI, a new job logs in anew)"
+)
+
+
+def check_cluster_admin(needs: Needs, login: Login) -> Findings:
+    """With local accounts off, is the deployer in one of cluster.adminGroupObjectIds?
+
+    `az ad group member check` posts Microsoft Graph's directoryObject checkMemberGroups, which
+    is transitive (nested groups count), and answers `{"value": true|false}`
+    (azure-cli role/custom.py check_group_membership). A group ID that does not exist answers
+    false as well. The group ID is sent lower-case: the CLI compares it with Graph's answer as
+    a string.
+    """
+    found = Findings()
+    if not needs.admin_groups:
+        return found
+    groups = ", ".join(needs.admin_groups)
+    try:
+        oid = token_object_id(login.subscription)
+    except AzError as err:
+        found.unchecked.append(f"whether you are in {ADMIN_GROUPS_KEY} ({groups}): {err}")
+        return found
+    who = _who(login, oid)
+    errors: list[str] = []
+    for group in needs.admin_groups:
+        try:
+            answer = az("ad", "group", "member", "check", "--group", group.lower(), "--member-id", oid)
+        except AzError as err:
+            errors.append(str(err))
+            continue
+        value = answer.get("value") if isinstance(answer, Mapping) else None
+        if value is True:
+            return found
+        if value is not False:
+            errors.append(f"`az ad group member check --group {group}` answered no true/false `value`")
+    if errors:
+        denied = any(marker.lower() in e.lower() for e in errors for marker in GRAPH_DENIED)
+        why = (
+            "Microsoft Graph refused to answer (a service principal needs an application permission such as "
+            "Directory.Read.All to read group memberships)" if denied else "; ".join(errors)
+        )
+        found.unchecked.append(
+            f"whether {who} is a member of a group in {ADMIN_GROUPS_KEY} ({groups}): {why}. Verify it by hand, "
+            f"as someone who may read the directory: `az ad group member check --group {needs.admin_groups[0]} "
+            f"--member-id {oid}` must answer true for one of the groups (add it with `az ad group member add "
+            f"--group {needs.admin_groups[0]} --member-id {oid}`; {FRESH_TOKEN}); otherwise `up` creates the "
+            "cluster and then fails with Forbidden at its first Kubernetes call"
+        )
+        return found
+    found.problems.append(
+        f"{who} is not a member of any group in {ADMIN_GROUPS_KEY} ({groups}), directly or through nested groups: "
+        "with cluster.localAccounts false those groups' members are the cluster's only administrators, so `up` "
+        "would create the cluster and then fail with Forbidden at its first Kubernetes call. An owner of the group "
+        f"or an Entra administrator adds it: `az ad group member add --group {needs.admin_groups[0]} --member-id {oid}`; "
+        f"then {FRESH_TOKEN}. If you are sure it is a member, check that the IDs name your groups "
+        "(`az ad group show --group <id> --query displayName`)"
+    )
+    return found
+
+
+TEAM_DOC = 'docs/operations.md, "Running it as a team"'
+
+
+def check_team(needs: Needs, login: Login) -> Findings:
+    """A person deploying: remind them that CI may deploy the same stack (not an error).
+
+    Which stacks CI deploys is the repository variable DEPLOY_STACKS (stacks.yml), which is
+    not readable from a laptop, so this is a warning for every stack a person runs.
+    """
+    found = Findings()
+    if login.user_type != "user":
+        return found
+    local = os.environ.get("PULUMI_BACKEND_URL", "").startswith("file://")
+    found.warnings.append(
+        f"you are signed in as a person ({login.user_name}); if CI deploys stack {needs.stack} too (the repository "
+        "variable DEPLOY_STACKS, which preflight cannot read), local and CI deployments of one stack must share a "
+        + (
+            "backend, and yours is a local file backend that CI cannot see: choose a shared one before the first `up`"
+            if local else "backend: use the one CI uses (PULUMI_BACKEND_URL), and deploy from here only what is pushed"
+        )
+        + f" ({TEAM_DOC})"
+    )
+    return found
+
 
 AZURE_CHECKS: dict[str, Callable[[Needs, Login], Findings]] = {
     "providers": check_providers,
     "rbac": check_rbac,
     "quota": check_quota,
     "postgres": check_postgres,
+    "admins": check_cluster_admin,
+    "team": check_team,
 }
 
 
@@ -621,6 +742,7 @@ def run_azure_checks(needs: Needs, login: Login, skip: frozenset[str] = frozense
     for result in results:
         total.problems += result.problems
         total.unchecked += result.unchecked
+        total.warnings += result.warnings
     total.unchecked += [f"{n}: skipped (PREFLIGHT_SKIP)" for n in AZURE_CHECKS if n in skip]
     return total
 
@@ -631,6 +753,7 @@ def run_azure_checks(needs: Needs, login: Login, skip: frozenset[str] = frozense
 def main(stack: str, root: Path = ROOT) -> int:
     problems: list[str] = []
     unchecked: list[str] = []
+    warnings: list[str] = []
     skip = frozenset(s.strip() for s in os.environ.get("PREFLIGHT_SKIP", "").split(",") if s.strip())
     stack_file = root / f"Pulumi.{stack}.yaml"
     if not stack_file.is_file():
@@ -671,10 +794,13 @@ def main(stack: str, root: Path = ROOT) -> int:
                 azure = _azure(stack, root, account, skip)
                 problems += azure.problems
                 unchecked += azure.unchecked
+                warnings += azure.warnings
     for problem in problems:
         print(f"make up: {problem}", file=sys.stderr)
     for item in unchecked:
         print(f"make up: could not check {item}", file=sys.stderr)
+    for item in warnings:
+        print(f"make up: warning: {item}", file=sys.stderr)
     return 1 if problems else 0
 
 

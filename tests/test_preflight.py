@@ -4,8 +4,10 @@ The Azure checks run against a fake `az` on PATH (written by `fake_az`), answeri
 shapes Azure documents: `az account show` / `get-access-token` (Azure CLI reference), `az provider
 show` (Providers - Get), Role Assignments - List For Subscription with `assignedTo()` (REST
 2022-04-01, via `az rest`), `az vm list-skus` (Resource Skus - List), `az vm list-usage`
-(Usage - List) and `az postgres flexible-server list-skus` (PostgreSQL flexible server
-Capabilities - List By Location).
+(Usage - List), `az postgres flexible-server list-skus` (PostgreSQL flexible server
+Capabilities - List By Location) and `az ad group member check` (`{"value": true|false}`, from
+Microsoft Graph's checkMemberGroups; a Graph 403 is the CLI's `ERROR: Insufficient privileges to
+complete the operation.` with exit code 1).
 """
 
 from __future__ import annotations
@@ -38,6 +40,8 @@ TENANT_SUB = "8c1d2e3f-4a5b-4c6d-8e7f-9a0b1c2d3e4f"
 OID = "4a3b2c1d-0e9f-4a8b-9c7d-6e5f4a3b2c1d"
 APP_ID = "2d3e4f5a-6b7c-4d8e-9f0a-1b2c3d4e5f6a"
 GROUP_OID = "7e6d5c4b-3a2f-4e1d-8c0b-9a8f7e6d5c4b"
+ADMINS = "1b2c3d4e-5f6a-4b7c-8d9e-0f1a2b3c4d5e"
+OTHER_ADMINS = "9f8e7d6c-5b4a-4392-8180-7f6e5d4c3b2a"
 ROLE = {
     "Owner": "8e3af657-a8ff-443c-a75c-2fe8c4bcb635",
     "Contributor": "b24988ac-6180-42a0-ab88-20f7382dd24c",
@@ -103,6 +107,7 @@ def fake_az(tmp_path, monkeypatch) -> FakeAz:
     monkeypatch.setenv("PATH", str(bin_dir))
     monkeypatch.delenv("ARM_SUBSCRIPTION_ID", raising=False)
     monkeypatch.delenv("PREFLIGHT_SKIP", raising=False)
+    monkeypatch.delenv("PULUMI_BACKEND_URL", raising=False)
     return FakeAz(bin_dir)
 
 
@@ -254,7 +259,7 @@ def test_each_missing_prerequisite_is_named_and_the_azure_checks_are_listed_as_n
     assert "Pulumi CLI is missing" in result.stderr
     assert "Azure CLI is missing" in result.stderr
     assert "kubelogin" in result.stderr
-    assert "could not check the Azure checks (providers, rbac, quota, postgres): no Azure CLI" in result.stderr
+    assert "could not check the Azure checks (providers, rbac, quota, postgres, admins, team): no Azure CLI" in result.stderr
 
 
 def test_logged_out_azure_cli_is_reported(tmp_path):
@@ -263,7 +268,7 @@ def test_logged_out_azure_cli_is_reported(tmp_path):
     result = _run("dev", tmp_path)
     assert result.returncode == 1 and "az login" in result.stderr
     assert "Pulumi CLI" not in result.stderr
-    assert "could not check the Azure checks (providers, rbac, quota, postgres): not logged in" in result.stderr
+    assert "could not check the Azure checks (providers, rbac, quota, postgres, admins, team): not logged in" in result.stderr
 
 
 def test_unknown_stack_lists_the_shipped_ones(tmp_path):
@@ -377,11 +382,13 @@ _real_stack_needs = preflight.stack_needs
 def _needs(stack: str, root: Path = ROOT) -> preflight.Needs:
     """stack_needs, evaluated once per stack content (the offline evaluation is the slow part).
 
-    Example values change nothing the Azure checks ask about, so a stack and its copy with
-    'your' values share one evaluation.
+    Example values change nothing the Azure checks ask about but the admin groups (which
+    Needs carries), so a stack and its copy with 'your' values share one evaluation when their
+    cluster.adminGroupObjectIds agree.
     """
     doc = yaml.safe_load((root / f"Pulumi.{stack}.yaml").read_text())
-    key = stack + yaml.safe_dump(_replace_examples(doc))
+    groups = ((doc.get("config") or {}).get("aks-platform:cluster") or {}).get("adminGroupObjectIds")
+    key = stack + yaml.safe_dump(_replace_examples(doc)) + json.dumps(groups)
     if key not in _NEEDS_BY_TEXT:
         _NEEDS_BY_TEXT[key] = _real_stack_needs(stack, root)
     return _NEEDS_BY_TEXT[key]
@@ -482,7 +489,7 @@ def test_a_contributor_only_person_is_refused_with_the_grant_to_ask_for(fake_az)
     found = _rbac(fake_az, [assignment("Contributor"), assignment("Reader")])
     assert len(found.problems) == 1
     problem = found.problems[0]
-    assert "you (ada@contoso.com, object ID " + OID in problem and "create role assignments" in problem
+    assert "you (user ada@contoso.com, object ID " + OID in problem and "create role assignments" in problem
     assert "(found only Contributor, Reader)" in problem
     assert (f'`az role assignment create --assignee-object-id {OID} --assignee-principal-type User '
             f'--role "Role Based Access Control Administrator" --scope /subscriptions/{SUB}`') in problem
@@ -510,7 +517,7 @@ def test_a_resource_group_grant_does_not_count_for_the_subscription(fake_az):
 
 def test_a_service_principal_without_rights_is_refused_as_a_service_principal(fake_az):
     found = _rbac(fake_az, [], user_type="servicePrincipal")
-    assert found.problems and found.problems[0].startswith(f"the service principal ({APP_ID}, object ID {OID})")
+    assert found.problems and found.problems[0].startswith(f"the service principal (application ID {APP_ID}, object ID {OID})")
     assert "--assignee-principal-type ServicePrincipal" in found.problems[0]
 
 
@@ -636,6 +643,115 @@ def test_a_failing_postgres_query_is_could_not_check_and_no_app_means_no_questio
     assert preflight.check_postgres(needs(postgres=False), login()) == preflight.Findings() and len(fake_az.calls) == calls
 
 
+# --- Cluster admin through the Entra groups ---------------------------------------------------
+
+
+@pytest.mark.parametrize("stack", SHIPPED)
+def test_admin_groups_are_asked_about_exactly_where_local_accounts_are_off(stack):
+    """prod and tenants (localAccounts false) name their groups; dev (true) and hybrid (no AKS) none."""
+    cluster = _doc(stack)["config"].get("aks-platform:cluster") or {}
+    expected = tuple(cluster.get("adminGroupObjectIds") or ()) if cluster.get("localAccounts") is False else ()
+    assert _needs(stack).admin_groups == expected
+    assert bool(expected) is (stack in ("prod", "tenants"))
+
+
+def _member_checks(fake_az) -> list[list[str]]:
+    return [c for c in fake_az.calls if c[:4] == ["ad", "group", "member", "check"]]
+
+
+def _arg(call: list[str], flag: str) -> str:
+    return call[call.index(flag) + 1]
+
+
+@pytest.mark.parametrize("user_type", ["user", "servicePrincipal"])
+def test_a_member_of_an_admin_group_passes(fake_az, user_type):
+    fake_az.answer("account", "get-access-token", json_=access_token())
+    fake_az.answer("ad", "group", "member", "check", json_={"value": False})
+    fake_az.answer("ad", "group", "member", "check", OTHER_ADMINS, json_={"value": True})
+    found = preflight.check_cluster_admin(needs(admin_groups=(ADMINS.upper(), OTHER_ADMINS)), login(user_type))
+    assert found == preflight.Findings()
+    checks = _member_checks(fake_az)
+    # the token's oid, each group until one answers true; sent lower-case (the CLI compares strings)
+    assert [(_arg(c, "--group"), _arg(c, "--member-id")) for c in checks] == [(ADMINS, OID), (OTHER_ADMINS, OID)]
+
+
+@pytest.mark.parametrize("user_type, who", [
+    ("user", f"you (user ada@contoso.com, object ID {OID})"),
+    ("servicePrincipal", f"the service principal (application ID {APP_ID}, object ID {OID})"),
+])
+def test_a_non_member_is_refused_with_the_command_that_adds_it(fake_az, user_type, who):
+    fake_az.answer("account", "get-access-token", json_=access_token())
+    fake_az.answer("ad", "group", "member", "check", json_={"value": False})
+    found = preflight.check_cluster_admin(needs(admin_groups=(ADMINS, OTHER_ADMINS)), login(user_type))
+    assert found.unchecked == [] and len(found.problems) == 1
+    problem = found.problems[0]
+    assert problem.startswith(f"{who} is not a member of any group in aks-platform:cluster.adminGroupObjectIds "
+                              f"({ADMINS}, {OTHER_ADMINS})")
+    assert f"`az ad group member add --group {ADMINS} --member-id {OID}`" in problem
+    assert "`az logout && az login`" in problem and "in CI, a new job" in problem
+    assert "Forbidden" in problem
+    assert len(_member_checks(fake_az)) == 2  # every group was asked before refusing
+
+
+@pytest.mark.parametrize("user_type", ["user", "servicePrincipal"])
+def test_a_graph_403_is_could_not_check_with_what_to_verify(fake_az, user_type):
+    fake_az.answer("account", "get-access-token", json_=access_token())
+    fake_az.answer("ad", "group", "member", "check", rc=1, stderr="ERROR: Insufficient privileges to complete the operation.")
+    found = preflight.check_cluster_admin(needs(admin_groups=(ADMINS,)), login(user_type))
+    assert found.problems == [] and len(found.unchecked) == 1
+    unchecked = found.unchecked[0]
+    assert "Microsoft Graph refused" in unchecked and "Directory.Read.All" in unchecked
+    assert f"`az ad group member check --group {ADMINS} --member-id {OID}`" in unchecked
+    assert f"`az ad group member add --group {ADMINS} --member-id {OID}`" in unchecked
+
+
+def test_a_refusal_on_one_group_and_false_on_another_is_could_not_check(fake_az):
+    """Not a member of the readable group says nothing about the unreadable one."""
+    fake_az.answer("account", "get-access-token", json_=access_token())
+    fake_az.answer("ad", "group", "member", "check", json_={"value": False})
+    fake_az.answer("ad", "group", "member", "check", OTHER_ADMINS, rc=1, stderr="ERROR: Insufficient privileges to complete the operation.")
+    found = preflight.check_cluster_admin(needs(admin_groups=(ADMINS, OTHER_ADMINS)), login("servicePrincipal"))
+    assert found.problems == [] and "Microsoft Graph refused" in found.unchecked[0]
+
+
+def test_an_unreadable_token_is_could_not_check(fake_az):
+    fake_az.answer("account", "get-access-token", rc=1, stderr="ERROR: Please run 'az login' to setup account.")
+    found = preflight.check_cluster_admin(needs(admin_groups=(ADMINS,)), login())
+    assert found.problems == [] and "az login" in found.unchecked[0] and _member_checks(fake_az) == []
+
+
+@pytest.mark.parametrize("user_type", ["user", "servicePrincipal"])
+def test_local_accounts_on_or_hybrid_ask_nothing_about_groups(fake_az, user_type):
+    """needs() without admin_groups is what stack_needs gives dev (local accounts on) and hybrid."""
+    assert preflight.check_cluster_admin(needs(admin_groups=()), login(user_type)) == preflight.Findings()
+    assert fake_az.calls == []
+
+
+# --- Who deploys -------------------------------------------------------------------------------
+
+
+def test_a_person_is_warned_that_ci_and_laptop_must_share_a_backend(monkeypatch):
+    monkeypatch.setenv("PULUMI_BACKEND_URL", "file:///home/ada/aks-platform/.pulumi-state")
+    found = preflight.check_team(needs(), login("user"))
+    assert found.problems == [] and found.unchecked == [] and len(found.warnings) == 1
+    warning = found.warnings[0]
+    assert "signed in as a person (ada@contoso.com)" in warning and "stack prod" in warning
+    assert "DEPLOY_STACKS" in warning and "local file backend" in warning
+    assert 'docs/operations.md, "Running it as a team"' in warning
+    assert "/home/ada" not in warning
+    monkeypatch.setenv("PULUMI_BACKEND_URL", "azblob://pulumi-state?storage_account=contosostate")
+    shared = preflight.check_team(needs(), login("user")).warnings
+    assert len(shared) == 1 and "use the one CI uses" in shared[0] and "local file backend" not in shared[0]
+
+
+def test_a_service_principal_is_not_warned():
+    assert preflight.check_team(needs(), login("servicePrincipal")) == preflight.Findings()
+
+
+def test_the_team_section_the_warning_names_exists():
+    assert re.search(r"^## Running it as a team$", (ROOT / "docs/operations.md").read_text(), re.M)
+
+
 # --- The whole run -----------------------------------------------------------------------------
 
 
@@ -658,7 +774,11 @@ def own_project(tmp_path, fake_az, cached_needs):
 def test_a_prepared_subscription_passes_for_a_person_and_a_service_principal(own_project, fake_az, capsys, user_type):
     healthy(fake_az, user_type)
     assert preflight.main("dev", own_project) == 0
-    assert capsys.readouterr().err == ""
+    err = capsys.readouterr().err
+    if user_type == "user":  # a person is reminded of CI, and nothing else is said
+        assert err.startswith("make up: warning: you are signed in as a person (ada@contoso.com)") and err.count("\n") == 1
+    else:
+        assert err == ""
     asked = {" ".join(c[:2]) for c in fake_az.calls}
     assert {"account show", "provider show", "rest --method", "vm list-skus", "vm list-usage", "postgres flexible-server"} <= asked
 
@@ -701,3 +821,36 @@ def test_invalid_config_is_reported_before_any_azure_question(own_project, fake_
     err = capsys.readouterr().err
     assert "config is invalid" in err and "skuTier" in err
     assert {c[0] for c in fake_az.calls} == {"account"}
+
+
+@pytest.fixture
+def own_prod(tmp_path, fake_az, cached_needs):
+    """The prod stack with 'your' values (local accounts off), with pulumi and kubelogin on PATH."""
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "Pulumi.prod.yaml").write_text(yaml.safe_dump(_replace_examples(_doc("prod"))))
+    _fake_tool(fake_az.dir, "pulumi")
+    _fake_tool(fake_az.dir, "kubelogin")
+    return project
+
+
+def test_a_deployer_outside_the_admin_groups_fails_the_run(own_prod, fake_az, capsys):
+    """The group asked about is the stack file's (a service principal: the next test)."""
+    healthy(fake_az)
+    fake_az.answer("ad", "group", "member", "check", json_={"value": True})
+    assert preflight.main("prod", own_prod) == 0
+    fake_az.answer("ad", "group", "member", "check", json_={"value": False})
+    assert preflight.main("prod", own_prod) == 1
+    err = capsys.readouterr().err
+    assert f"az ad group member add --group {OWN_VALUES['guid']} --member-id {OID}" in err
+    assert {_arg(c, "--group") for c in _member_checks(fake_az)} == {OWN_VALUES["guid"]}
+
+
+def test_a_graph_refusal_does_not_fail_the_run_and_the_check_can_be_skipped(own_prod, fake_az, capsys, monkeypatch):
+    healthy(fake_az, "servicePrincipal")
+    fake_az.answer("ad", "group", "member", "check", rc=1, stderr="ERROR: Insufficient privileges to complete the operation.")
+    assert preflight.main("prod", own_prod) == 0
+    assert "make up: could not check whether the service principal" in capsys.readouterr().err
+    monkeypatch.setenv("PREFLIGHT_SKIP", "admins")
+    assert preflight.main("prod", own_prod) == 0
+    assert "could not check admins: skipped (PREFLIGHT_SKIP)" in capsys.readouterr().err
