@@ -144,15 +144,20 @@ class PublishedIssuerArgs:
 class PublishedIssuer(pulumi.ComponentResource):
     """The discovery document and JWKS, anonymously readable and nothing else."""
 
-    issuer_url: str
+    # Resolves only once the account, the container and both documents exist: whatever is
+    # federated to the issuer takes it as input, so it is created after the documents and,
+    # on `destroy`, deleted before them (Entra ID fetches them at every token exchange).
+    issuer_url: pulumi.Output[str]
     storage_account_name: str
     key_id: str
+    # The resources that publish the issuer, for callers that must outlive none of them.
+    publication: list[pulumi.Resource]
 
     def __init__(self, name: str, args: PublishedIssuerArgs, opts: Optional[pulumi.ResourceOptions] = None):
         super().__init__("aks-platform:oidc_issuer:PublishedIssuer", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
         self.storage_account_name = storage_account_name(args.public_key_pem)
-        self.issuer_url = issuer_url(args.public_key_pem)
+        url = issuer_url(args.public_key_pem)
         self.key_id = key_id(load_public_key(args.public_key_pem))
 
         account = storage.StorageAccount(
@@ -192,7 +197,7 @@ class PublishedIssuer(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(parent=self, depends_on=[account]),
         )
         documents = {
-            DISCOVERY_PATH: discovery_document(self.issuer_url),
+            DISCOVERY_PATH: discovery_document(url),
             JWKS_PATH: jwks_document(args.public_key_pem),
         }
         self.blobs = [
@@ -210,6 +215,11 @@ class PublishedIssuer(pulumi.ComponentResource):
             for path, text in documents.items()
         ]
         self.documents = documents
+        self.publication = [account, container, *self.blobs]
+        # From the URNs, not the ids: a URN resolves when the engine reports the resource
+        # created or updated, and is known in a preview too, so the federations' issuer stays
+        # a known value there (policy and reviewers read it) while carrying the dependency.
+        self.issuer_url = pulumi.Output.all(*(r.urn for r in self.publication)).apply(lambda _: url)
         self.register_outputs(
             {"issuer_url": self.issuer_url, "storage_account_name": self.storage_account_name, "key_id": self.key_id}
         )

@@ -111,6 +111,10 @@ def build(cfg: StackConfig) -> dict[str, Any]:
         # Crossplane runtime configs project the token themselves (ASO always does).
         identity_webhook=False,
         app_principal=app_principal,
+        # The issuer's URL already carries the dependency into every federation and the
+        # cluster Secret; the root Application names it too, so the layer's cascade (which
+        # needs ASO and Crossplane to exchange tokens) finishes before the issuer goes.
+        issuer_publication=published.publication if published else (),
     )
     outputs = build_platform(cfg, target)
     if hybrid.workload_identity:

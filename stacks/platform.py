@@ -8,7 +8,8 @@ Crossplane, cert-manager and Argo CD install in parallel.
 Teardown order (`pulumi destroy` deletes dependents first and waits for each Kubernetes
 object to be gone): the root Application depends on everything the GitOps layer runs on
 or acts through (every add-on, the controllers' identities with their federated
-credentials and role assignments, the app resource groups, the node pools), so the layer
+credentials and role assignments, the app resource groups, the node pools, the OIDC
+issuer's documents where the platform publishes them), so the layer
 is deleted, through Argo CD's cascade and the operators' finalizers down to Azure, while
 all of that still exists. Each controller's release depends on its identity, so the
 operators are uninstalled before their credentials and grants go. Tenants' objects depend
@@ -76,6 +77,9 @@ class PlatformTarget:
     workload_nodes: Sequence[pulumi.Resource] = ()
     # Without workload identity: the app's own principal, if the stack names one.
     app_principal: Optional[AppPrincipal] = None
+    # What serves the OIDC issuer's documents when the platform publishes them itself
+    # (`make kind`): every federation and the GitOps layer need them until they are gone.
+    issuer_publication: Sequence[pulumi.Resource] = ()
 
 
 def build_platform(cfg: StackConfig, target: PlatformTarget) -> dict[str, Any]:
@@ -130,7 +134,9 @@ def build_platform(cfg: StackConfig, target: PlatformTarget) -> dict[str, Any]:
     outputs: dict[str, Any] = {"appResourceGroups": [g.name for g in app_groups.values()]}
     installed: dict[str, pulumi.Resource] = {}
     # What the GitOps layer needs to exist until it is gone (see the module docstring).
-    gitops_dependencies: list[pulumi.Resource] = [*app_groups.values(), *target.workload_nodes]
+    gitops_dependencies: list[pulumi.Resource] = [
+        *app_groups.values(), *target.workload_nodes, *target.issuer_publication
+    ]
 
     sp = target.service_principal
     sp_roles: Optional[PrincipalRoles] = None

@@ -95,7 +95,7 @@ def _hybrid_workload_identity(config: dict[str, Any], secret: list[str]) -> tupl
     return config, secret
 
 
-STACKS = ["dev", "prod", "tenants", "hybrid", "hybrid-workload-identity"]
+STACKS = ["dev", "prod", "tenants", "hybrid", "hybrid-workload-identity", "kind"]
 _HYBRID_WI: list[Evaluation] = []
 
 
@@ -134,6 +134,31 @@ def test_destroy_deletes_the_gitops_layer_before_anything_it_runs_on(stack):
     # And so in the order the graph implies, the root Application comes before all of them.
     order = deletion_order(ev)
     assert all(order.index(root.urn) < order.index(r.urn) for r in platform if r.urn != root.urn)
+
+
+ACCOUNT = "azure-native:storage:StorageAccount"
+CONTAINER = "azure-native:storage:BlobContainer"
+BLOB = "azure-native:storage:Blob"
+
+
+@pytest.mark.parametrize("preview", [False, True], ids=["update", "preview"])
+def test_the_published_issuer_outlives_everything_that_exchanges_tokens_with_it(shipped, preview):
+    """kind: Entra ID fetches the issuer's documents at every token exchange, so the two blobs
+    and their account go last: after the root Application (whose cascade needs ASO and
+    Crossplane to authenticate), every federated credential and both controllers; and on
+    `up` they exist before anything is federated to them."""
+    ev = shipped("kind", preview)
+    documents = ev.by_type(BLOB) + ev.by_type(CONTAINER) + ev.by_type(ACCOUNT)
+    assert len(ev.by_type(BLOB)) == 2 and len(documents) == 4
+    federations = ev.by_type(FIC)
+    assert {f.plain("subject").split(":")[2] for f in federations} == {"azureserviceoperator-system", "crossplane-system"}
+    controllers = [r for r in ev.by_type(RELEASE) if r.plain("name") in ("aso", "crossplane")]
+    controllers += ev.by_type(CROSSPLANE_PROVIDER)
+    cluster_secret = next(s for s in ev.by_type(SECRET) if s.name.endswith("-cluster-secret"))
+    for dependent in [_root(ev), cluster_secret, *federations, *controllers]:
+        assert not_outlived(ev, dependent, documents) == [], dependent.name
+    order = deletion_order(ev)
+    assert max(order.index(r.urn) for r in [_root(ev), *federations]) < min(order.index(d.urn) for d in documents)
 
 
 def test_user_pools_outlive_the_gitops_layer(shipped):
