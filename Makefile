@@ -1,6 +1,7 @@
 # aks-platform: one entry point for people and CI.
 #   make up STACK=dev      prerequisites check, venv, local state backend, stack, pulumi up
 #   make kind STACK=kind   key pair + kind cluster whose issuer `make up STACK=kind` publishes
+#   make forget-cluster STACK=x  after the stack's cluster was deleted outside Pulumi
 #   make test              venv + every test (Pulumi mocks, GitOps manifests, the app) + workflow lint
 #   make preview STACK=x   pulumi preview against Azure
 #   make plan STACK=x      offline preview under mocks: build/plan-<stack>.{json,md}
@@ -19,7 +20,7 @@ export PULUMI_BACKEND_URL
 
 APP_REQUIREMENTS := $(wildcard app/requirements.txt app/requirements-test.txt)
 
-.PHONY: venv test lint preflight login stack up preview destroy plan bench policy docs clean kubeconfig argocd app kind
+.PHONY: venv test lint preflight login stack up preview destroy forget-cluster plan bench policy docs clean kubeconfig argocd app kind
 
 $(VENV)/.installed: requirements.txt $(APP_REQUIREMENTS)
 	$(PYTHON) -m venv $(VENV)
@@ -59,6 +60,16 @@ preview: stack
 
 destroy: stack
 	pulumi destroy --stack $(STACK)
+
+# After a hybrid stack's cluster was deleted outside Pulumi (`kind delete cluster` before
+# `make destroy`): drops the objects the state records on it, so `make up` re-creates them on
+# the new cluster and `make destroy` can finish. pulumi-kubernetes drops an object only when
+# its cluster is unreachable and PULUMI_K8S_DELETE_UNREACHABLE is true (pulumi/pulumi-kubernetes
+# #2037, #2489); a refresh, because deleting a Helm Release on an unreachable cluster fails even
+# then (#2675), while reading one honours it. Confirm only if the deletes it previews are the
+# lost cluster's: a cluster that is merely down (Docker stopped) is unreachable too.
+forget-cluster: stack
+	PULUMI_K8S_DELETE_UNREACHABLE=true pulumi refresh --stack $(STACK)
 
 # A kind cluster for a stack with hybrid.serviceAccountPublicKeyPath (Pulumi.kind.yaml):
 # generates the service-account key pair under .kind/ (ignored by Git), writes the kind

@@ -48,7 +48,9 @@ def build(cfg: StackConfig) -> dict[str, Any]:
         kubeconfig=kubeconfig,
         context=hybrid.context,
         # Replaced (with every object on it) only when the API server changes, not when a
-        # credential in the kubeconfig is rotated (pulumi-kubernetes DiffConfig).
+        # credential in the kubeconfig is rotated (pulumi-kubernetes DiffConfig). A new kind
+        # cluster has a new URL (kind picks the port): a new cluster, whose predecessor's
+        # objects `make forget-cluster` drops from the state (docs/hybrid.md).
         cluster_identifier=kubeconfig.apply(lambda text: api_server(text, hybrid.context)),
     )
 

@@ -163,37 +163,222 @@ def test_the_script_names_the_stack_key_it_cannot_use(project, change, message, 
     assert not (project / ".kind").exists()  # nothing half-created
 
 
-class FakeKind:
-    def __init__(self, existing: str = ""):
-        self.calls: list[list[str]] = []
-        self.existing = existing
+# Stand-ins for kind and kubectl on PATH, with a state directory as their "machine": which
+# clusters exist, what the cluster's API server serves. They do what the real tools do with
+# the arguments the script passes (kind create writes the kubeconfig with a fresh host port).
+KIND_STUB = r"""#!{python}
+import json, os, sys
+from pathlib import Path
+state = Path(os.environ["KIND_STUB_STATE"])
+with open(state / "calls", "a") as log:
+    log.write(json.dumps(["kind", *sys.argv[1:]]) + "\n")
+clusters = state / "clusters"
+names = clusters.read_text().split() if clusters.exists() else []
+args = sys.argv[1:]
+if args[:2] == ["get", "clusters"]:
+    print("\n".join(names)) if names else print("No kind clusters found.", file=sys.stderr)
+elif args[:2] == ["get", "kubeconfig"]:
+    print((state / "exported-kubeconfig").read_text())
+elif args[:2] == ["create", "cluster"]:
+    name, kubeconfig = args[args.index("--name") + 1], Path(args[args.index("--kubeconfig") + 1])
+    port = state / "port"
+    number = int(port.read_text()) + 1 if port.exists() else 40001
+    port.write_text(str(number))
+    context = "kind-" + name
+    kubeconfig.write_text(json.dumps({
+        "apiVersion": "v1", "kind": "Config", "current-context": context,
+        "clusters": [{"name": context, "cluster": {"server": f"https://127.0.0.1:{number}"}}],
+        "contexts": [{"name": context, "context": {"cluster": context, "user": context}}],
+        "users": [{"name": context, "user": {"token": "t"}}],
+    }))
+    clusters.write_text("\n".join([*names, name]))
+"""
 
-    def __call__(self, argv, capture):
-        self.calls.append(list(argv))
-        out = self.existing if argv[1:] == ["get", "clusters"] else ""
-        return subprocess.CompletedProcess(argv, 0, stdout=out, stderr="")
+KUBECTL_STUB = r"""#!{python}
+import os, sys
+from pathlib import Path
+state = Path(os.environ["KIND_STUB_STATE"])
+args = sys.argv[1:]
+assert args[0] == "--kubeconfig" and Path(args[1]).is_file() and args[2:4] == ["get", "--raw"], args
+served = state / ("served-jwks" if args[4] == "/openid/v1/jwks" else "served-discovery")
+if (state / "unreachable").exists() or not served.exists():
+    print("The connection to the server 127.0.0.1:40001 was refused", file=sys.stderr)
+    sys.exit(1)
+print(served.read_text())
+"""
 
 
-def test_make_kind_creates_the_cluster_with_the_config_and_the_stack_kubeconfig(project):
-    fake = FakeKind(existing="other\n")
-    assert kind_cluster.main(["kind"], root=project, run=fake, which=lambda _: "/usr/bin/kind") == 0
+class Machine:
+    """The stubs' state: clusters, what the API server serves, the calls made."""
+
+    def __init__(self, root: Path):
+        self.root = root
+
+    def clusters(self, *names: str) -> None:
+        (self.root / "clusters").write_text("\n".join(names))
+
+    def delete_cluster(self, name: str) -> None:
+        """`kind delete cluster --name <name>` (the stack's kubeconfig file stays)."""
+        self.clusters(*[n for n in (self.root / "clusters").read_text().split() if n != name])
+
+    def serves(self, public_key: rsa.RSAPublicKey, issuer: str) -> None:
+        """What kube-apiserver serves for a cluster signing with `public_key` under `issuer`:
+        built with PyJWT's JWK encoder and Kubernetes' key id, not the project's own code."""
+        jwk = json.loads(jwt.algorithms.RSAAlgorithm.to_jwk(public_key))
+        jwk.update(use="sig", alg="RS256", kid=kubernetes_key_id(public_key))
+        (self.root / "served-jwks").write_text(json.dumps({"keys": [jwk]}))
+        (self.root / "served-discovery").write_text(json.dumps({"issuer": issuer, "jwks_uri": f"{issuer}/openid/v1/jwks"}))
+        (self.root / "exported-kubeconfig").write_text("apiVersion: v1\nkind: Config\n")
+
+    def calls(self) -> list[list[str]]:
+        log = self.root / "calls"
+        return [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
+
+
+@pytest.fixture(autouse=True)
+def machine(tmp_path_factory, monkeypatch) -> Machine:
+    """kind and kubectl stubs first on PATH for every test here: no real cluster is ever asked."""
+    import os
+    import sys
+
+    state = tmp_path_factory.mktemp("machine")
+    bin_dir = state / "bin"
+    bin_dir.mkdir()
+    for name, text in (("kind", KIND_STUB), ("kubectl", KUBECTL_STUB)):
+        (bin_dir / name).write_text(text.replace("{python}", sys.executable))
+        (bin_dir / name).chmod(0o755)
+    monkeypatch.setenv("KIND_STUB_STATE", str(state))
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}")
+    return Machine(state)
+
+
+def test_make_kind_creates_the_cluster_with_the_config_and_the_stack_kubeconfig(project, machine, capsys):
+    machine.clusters("other")
+    assert kind_cluster.main(["kind"], root=project) == 0
     ks = kind_cluster.read_stack("kind", project)
-    assert fake.calls[-1] == [
+    assert machine.calls()[-1] == [
         "kind", "create", "cluster", "--name", "platform-wi", "--config", str(ks.config_file),
         "--kubeconfig", str(ks.kubeconfig),
     ]
+    out = capsys.readouterr().out
+    assert "next: make up STACK=kind" in out and "re-created" not in out
     # The stack's context is the one kind names after the cluster.
     config, _ = stack_config("kind")
     assert config["aks-platform:hybrid"]["context"] == "kind-platform-wi"
 
 
-def test_an_existing_cluster_is_left_alone_and_a_missing_kind_is_named(project, capsys):
-    fake = FakeKind(existing="platform-wi\n")
-    assert kind_cluster.main(["kind"], root=project, run=fake, which=lambda _: "/usr/bin/kind") == 0
-    assert [c[1] for c in fake.calls] == ["get"]
-    assert "exists already" in capsys.readouterr().out
-    assert kind_cluster.main(["kind"], root=project, run=fake, which=lambda _: None) == 1
+def test_a_missing_kind_is_named(project, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("PATH", str(tmp_path / "nothing-here"))
+    assert kind_cluster.main(["kind"], root=project) == 1
     assert "kind is missing" in capsys.readouterr().err
+
+
+def test_kind_config_leaves_the_api_server_port_to_kind(made):
+    """A new cluster gets a new API server URL, so the stack's provider identity changes with
+    it (stacks/hybrid.py): Pulumi never takes a new cluster for the old one."""
+    config = yaml.safe_load(made.config_file.read_text())
+    assert "apiServerPort" not in (config.get("networking") or {})
+    assert "networking" not in config
+
+
+def _server(kubeconfig: Path) -> str:
+    from stacks.hybrid import api_server
+
+    return api_server(kubeconfig.read_text(), "kind-platform-wi")
+
+
+def test_re_creating_the_cluster_says_to_forget_the_old_one_first(project, machine, capsys):
+    assert kind_cluster.main(["kind"], root=project) == 0
+    ks = kind_cluster.read_stack("kind", project)
+    first = _server(ks.kubeconfig)
+    capsys.readouterr()
+    machine.delete_cluster("platform-wi")
+    assert kind_cluster.main(["kind"], root=project) == 0
+    second = _server(ks.kubeconfig)
+    assert first != second  # kind bound another host port: the provider identity changed
+    out = capsys.readouterr().out
+    assert f"was re-created (API server {first} before, {second} now)" in out
+    # The way through, in order: drop the lost cluster's objects, then up.
+    assert out.index("make forget-cluster STACK=kind") < out.index("next: make up STACK=kind")
+    # The same key, so the same issuer in the new cluster's config.
+    assert apiserver_flags(ks)["service-account-issuer"] == oidc_issuer.issuer_url(ks.public_key.read_text())
+
+
+@pytest.mark.skipif(shutil.which("make") is None, reason="GNU make is not installed")
+def test_forget_cluster_refreshes_with_unreachable_objects_dropped():
+    """pulumi-kubernetes drops an unreachable cluster's objects from the state only with
+    PULUMI_K8S_DELETE_UNREACHABLE (pulumi/pulumi-kubernetes#2037, #2489), and deletes a Helm
+    Release on one never (#2675): so a refresh with it, never an up or destroy with it."""
+    dry = subprocess.run(["make", "-n", "--no-print-directory", "-C", str(ROOT), "forget-cluster", "STACK=kind",
+                          "PY=python", "PYTHON=python"], capture_output=True, text=True, timeout=30)
+    assert dry.returncode == 0, dry.stderr
+    assert dry.stdout.splitlines()[-1] == "PULUMI_K8S_DELETE_UNREACHABLE=true pulumi refresh --stack kind"
+
+
+def test_an_existing_cluster_that_signs_with_the_key_is_left_alone(project, made, machine, capsys):
+    public = serialization.load_pem_public_key(made.public_key.read_bytes())
+    machine.clusters("platform-wi")
+    machine.serves(public, oidc_issuer.issuer_url(made.public_key.read_text()))
+    capsys.readouterr()
+    (machine.root / "calls").unlink()
+    assert kind_cluster.main(["kind"], root=project) == 0
+    assert [c[1:3] for c in machine.calls()] == [["get", "clusters"], ["get", "kubeconfig"]]  # nothing created
+    out = capsys.readouterr().out
+    assert "exists already and signs with this key" in out
+    # Re-creating it: the stack first, while the cluster still answers.
+    assert out.index("make destroy STACK=kind") < out.index("kind delete cluster --name platform-wi")
+
+
+@pytest.mark.parametrize("config_only", [False, True], ids=["make-kind", "config-only"])
+def test_a_running_cluster_without_its_key_pair_is_refused_and_no_pair_is_generated(project, machine, capsys, config_only):
+    machine.clusters("platform-wi")
+    assert kind_cluster.main(["kind", *(["--config-only"] if config_only else [])], root=project) == 1
+    err = capsys.readouterr().err
+    assert "kind cluster platform-wi exists but its key pair is not in" in err
+    # What to do: put the pair back from the node, or re-create in order.
+    assert "docker exec platform-wi-control-plane cat /etc/kubernetes/pki/sa.key" in err
+    assert err.index("make destroy STACK=kind") < err.index("kind delete cluster --name platform-wi")
+    assert not (project / ".kind" / "kind" / "sa.pub").exists() and not (project / ".kind" / "kind" / "sa.key").exists()
+    assert not any(c[1] == "create" for c in machine.calls())
+
+
+def test_a_running_cluster_that_signs_with_another_key_is_refused(project, made, machine, capsys):
+    """`.kind/kind/` deleted and re-made while the cluster runs: make up would publish an
+    issuer the running API server does not sign for."""
+    other = rsa.generate_private_key(public_exponent=65537, key_size=2048).public_key()
+    machine.clusters("platform-wi")
+    machine.serves(other, oidc_issuer.issuer_url(
+        other.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)))
+    before = made.config_file.read_text()
+    capsys.readouterr()
+    assert kind_cluster.main(["kind"], root=project) == 1
+    err = capsys.readouterr().err
+    assert f"signs with another key (key id {kubernetes_key_id(other)})" in err
+    assert "AADSTS700211" in err and "docker exec platform-wi-control-plane cat /etc/kubernetes/pki/sa.key" in err
+    assert made.config_file.read_text() == before
+
+
+def test_a_running_cluster_that_names_another_issuer_is_refused(project, made, machine, capsys):
+    """Same key, other issuer: a cluster of this name made by hand (plain `kind create cluster`
+    with these files, or an old config)."""
+    public = serialization.load_pem_public_key(made.public_key.read_bytes())
+    machine.clusters("platform-wi")
+    machine.serves(public, "https://kubernetes.default.svc.cluster.local")
+    assert kind_cluster.main(["kind"], root=project) == 1
+    assert "names the issuer 'https://kubernetes.default.svc.cluster.local'" in capsys.readouterr().err
+
+
+def test_a_running_cluster_that_cannot_be_asked_is_refused(project, made, machine, tmp_path, monkeypatch, capsys):
+    machine.clusters("platform-wi")
+    (machine.root / "unreachable").write_text("")
+    (machine.root / "exported-kubeconfig").write_text("apiVersion: v1\nkind: Config\n")
+    assert kind_cluster.main(["kind"], root=project) == 1
+    assert "could not read /.well-known/openid-configuration from kind cluster platform-wi" in capsys.readouterr().err
+    # Without kubectl the comparison is impossible: named, not skipped.
+    (machine.root / "bin" / "kubectl").unlink()
+    monkeypatch.setenv("PATH", str(machine.root / "bin"))
+    assert kind_cluster.main(["kind"], root=project) == 1
+    assert "kubectl is missing" in capsys.readouterr().err
 
 
 # --- the published issuer -------------------------------------------------------------------
