@@ -5,8 +5,11 @@ temporary copy of the project's stack file), then the real program runs on the s
 Pulumi.kind.yaml pointed at those files. What is checked is what Entra ID and the API
 server would do with the result: a token signed with the private key, carrying the `kid`
 kube-apiserver computes, verifies against the JWKS the program uploads (PyJWT); the issuer
-is one string in the kind config, the discovery document and every federation; and the
-only anonymously readable storage is the two discovery documents.
+is one string in the kind config, the discovery document and every federation; another
+key gets another kid, JWKS and issuer; and the only anonymously readable storage is the two
+discovery documents. `make kind` itself runs against kind and kubectl stand-ins on PATH
+(the `machine` fixture): creating, re-creating, and refusing a running cluster whose
+served keys or issuer are not the local pair's.
 """
 
 from __future__ import annotations
@@ -420,11 +423,20 @@ def test_a_token_signed_with_the_private_key_verifies_against_the_published_jwks
                         audience=AUDIENCE, issuer=issuer)
     assert claims["sub"] == subject
 
-    # A token from another key (another cluster) is rejected.
+    # Another cluster (another key pair): the project publishes another JWKS and issuer for
+    # it, and its tokens (kid as kube-apiserver computes it) find no key in this stack's JWKS,
+    # so Entra has nothing to verify them with; nor does any federation name its issuer.
     stranger = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    forged = kube_token(stranger, issuer, subject, kid)
-    with pytest.raises(jwt.InvalidSignatureError):
-        jwt.decode(forged, key.key, algorithms=["RS256"], audience=AUDIENCE, issuer=issuer)
+    stranger_pem = stranger.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    (theirs,) = json.loads(oidc_issuer.jwks_document(stranger_pem))["keys"]
+    (ours,) = json.loads(blob_text(ev, oidc_issuer.JWKS_PATH))["keys"]
+    assert theirs["kid"] == kubernetes_key_id(stranger.public_key()) != ours["kid"] == kid
+    assert (theirs["n"], theirs["e"]) != (ours["n"], ours["e"])
+    forged = kube_token(stranger, issuer, subject, kubernetes_key_id(stranger.public_key()))
+    assert [k for k in published.keys if k.key_id == jwt.get_unverified_header(forged)["kid"]] == []
+    federated = {f.plain("issuer") for f in ev.by_type(FIC)}
+    assert federated == {issuer} and oidc_issuer.issuer_url(stranger_pem) not in federated
 
 
 @pytest.mark.parametrize("preview", MODES)
