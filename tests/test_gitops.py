@@ -13,7 +13,8 @@ What is checked, offline and in seconds:
   evaluates on samples carrying every declared field; everything the app needs is Ready
   before the Deployment starts; Crossplane: the Composition's patches read and write
   declared XR fields and render valid names, its cel-filter expressions evaluate to the
-  intended decisions; both variants expose the same spec;
+  intended decisions (the Deployment only once every composed Azure resource is Ready);
+  both variants expose the same spec;
 * the AppProjects allow exactly the kinds and namespaces the Applications deploy, pin
   every RBAC kind by name, and the API Applications never prune;
 * secure defaults (no secrets, Entra-only PostgreSQL, TLS, storage lockdown, 0.0.0.0 only
@@ -1062,13 +1063,29 @@ def test_composed_resources_render_and_are_namespaced_upbound_resources(upstream
     assert desired["postgres-server"]["spec"]["forProvider"]["storageMb"] == 32768
 
 
-def cel_filter(name: str, xr: dict[str, Any], observed: tuple[str, ...] = ()) -> bool:
-    """function-cel-filter v0.2.0's decision for one resource: keep it when the expression is true."""
+def cel_filter(name: str, xr: dict[str, Any], observed: tuple[str, ...] | dict[str, dict[str, Any]] = ()) -> bool:
+    """function-cel-filter v0.2.0's decision for one resource: keep it when the expression is true.
+
+    `observed`: the composed resources that exist, by name: a tuple of names (objects with
+    no status yet) or name -> the object Crossplane observed. fn.go hands the expression
+    the request's State message, where each observed resource is `{resource: <object>}`.
+    """
     (expr,) = [f["expression"] for f in step_input("function-cel-filter")["filters"] if f["name"] == name]
-    state = {"composite": {"resource": xr}, "resources": {n: {"resource": {}} for n in observed}}
+    objects = observed if isinstance(observed, dict) else {n: {} for n in observed}
+    state = {"composite": {"resource": xr}, "resources": {n: {"resource": obj} for n, obj in objects.items()}}
     result = cel.evaluate(cel.CEL_FILTER, expr, {"observed": state, "desired": {"composite": {"resource": xr}}, "context": {}})
     assert isinstance(result, bool), (name, result)
     return result
+
+
+def mr_observed(obj: dict[str, Any], *conditions: dict[str, str]) -> dict[str, Any]:
+    """A composed resource as Crossplane observes it, with these status conditions."""
+    return {**obj, "status": {"conditions": [{"lastTransitionTime": "2026-01-01T00:00:00Z", "reason": "x", **c}
+                                             for c in conditions]}}
+
+
+READY = {"type": "Ready", "status": "True", "reason": "Available"}
+SYNCED = {"type": "Synced", "status": "True", "reason": "ReconcileSuccess"}
 
 
 def test_cel_filters_name_real_resources_and_gate_zero_ip_to_dev():
@@ -1091,18 +1108,59 @@ def test_cel_filters_name_real_resources_and_gate_zero_ip_to_dev():
     bare = sample_xr()
     del bare["status"]
     for gated in ("blob-contributor", "postgres-entra-admin", "deployment"):
+        # Everything else composed and Ready: only the XR's status decides.
+        converged = {n: mr_observed(o, READY) for n, o in xp_desired().items() if n != gated}
         assert not cel_filter(gated, bare), gated
-        assert cel_filter(gated, sample_xr()), gated
+        assert not cel_filter(gated, bare, converged), gated
+        assert cel_filter(gated, sample_xr(), converged), gated
         assert cel_filter(gated, bare, observed=(gated,)), gated
         for missing in sample_xr()["status"]:
             partial = sample_xr()
             del partial["status"][missing]
-            if cel_filter(gated, partial):
+            if cel_filter(gated, partial, converged):
                 continue  # this resource does not need that ID
             assert cel_filter(gated, partial, observed=(gated,)), (gated, missing)
     with pytest.raises(cel.CelError):
         cel.evaluate(cel.CEL_FILTER, "observed.composite.resource.spec.platfrom.environment == 'dev'",
                      {"observed": {"composite": {"resource": full}}})
+
+
+@pytest.mark.parametrize("identity", [WI, SP])
+@pytest.mark.parametrize("environment", ["dev", "prod"])
+def test_crossplane_starts_the_app_only_after_everything_it_needs_is_ready(environment, identity):
+    """The Deployment is composed once every Azure resource composed for this XR reports
+    Ready (not merely exists): the same rule kro's readyWhen enforces for the ASO variant.
+    Crossplane itself creates composed resources in no order and waits for none."""
+    for ranges in range(4):
+        xr = sample_xr(environment, ranges, identity=identity)
+        desired = xp_desired(environment, identity, xr)
+        assert "deployment" in desired, (environment, identity, ranges)
+        azure = {n: o for n, o in desired.items() if split_api_version(o["apiVersion"])[0].endswith(".azure.m.upbound.io")}
+        firewall = {n for n in azure if n.startswith("postgres-firewall-")}
+        assert len(firewall) == ranges + (environment == "dev"), firewall
+        assert {"postgres-server", "postgres-database", "postgres-require-tls", "postgres-tls-min-version",
+                "postgres-entra-admin", "storage-account", "storage-container", "blob-contributor"} <= set(azure)
+        assert ({"identity", "federated-credential"} <= set(azure)) is (identity == WI)
+        others = {n: mr_observed(o, READY, SYNCED) for n, o in desired.items() if n not in azure and n != "deployment"}
+        ready = {n: mr_observed(o, READY, SYNCED) for n, o in azure.items()}
+        assert cel_filter("deployment", xr, {**others, **ready})
+        # Only what this XR composes is waited for: extra Ready rules change nothing.
+        assert cel_filter("deployment", xr, ready)
+        for name, obj in azure.items():
+            for state in (None,  # not created yet
+                          mr_observed(obj),  # created, no status yet
+                          mr_observed(obj, SYNCED),  # applied, Azure still creating it
+                          mr_observed(obj, {"type": "Ready", "status": "False", "reason": "Creating"}, SYNCED),
+                          mr_observed(obj, {"type": "Ready", "status": "Unknown", "reason": "x"})):
+                observed = {**others, **ready}
+                if state is None:
+                    del observed[name]
+                else:
+                    observed[name] = state
+                assert not cel_filter("deployment", xr, observed), (environment, identity, ranges, name, state)
+        # Once running, the app stays through a later hiccup of one of its resources.
+        hiccup = {**ready, "postgres-server": mr_observed(azure["postgres-server"], SYNCED), "deployment": {}}
+        assert cel_filter("deployment", xr, hiccup)
 
 
 # --- the workload and secure defaults, both variants --------------------------------------------
@@ -1111,12 +1169,24 @@ def kro_template(kind: str, **where: Any) -> list[dict[str, Any]]:
     return [r for r in rgd_resources() if r["template"]["kind"] == kind and all(r.get(k) == v for k, v in where.items())]
 
 
-def xp_desired(environment: str = "dev", identity: str = WI, xr: dict[str, Any] | None = None) -> dict[str, dict[str, Any]]:
-    """What the pipeline composes: P&T renders, then cel-filter keeps what it decides to."""
-    xr = xr or sample_xr(environment, identity=identity)
+def xp_compose(xr: dict[str, Any], observed: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """One run of the pipeline: P&T renders, then cel-filter keeps what it decides to."""
     names = {f["name"] for f in step_input("function-cel-filter")["filters"]}
     return {name: obj for name, obj in pt.render(step_input("function-patch-and-transform"), xr).items()
-            if name not in names or cel_filter(name, xr)}
+            if name not in names or cel_filter(name, xr, observed)}
+
+
+def xp_desired(environment: str = "dev", identity: str = WI, xr: dict[str, Any] | None = None) -> dict[str, dict[str, Any]]:
+    """What the pipeline composes once converged: Crossplane runs it again after each
+    composed resource it created becomes Ready (in this model, at once), until nothing changes."""
+    xr = xr or sample_xr(environment, identity=identity)
+    observed: dict[str, dict[str, Any]] = {}
+    for _ in range(5):
+        desired = xp_compose(xr, observed)
+        if set(desired) == set(observed):
+            return desired
+        observed = {name: mr_observed(obj, READY, SYNCED) for name, obj in desired.items()}
+    raise AssertionError(f"the pipeline does not converge: {sorted(desired)}")
 
 
 def pod_environment(container: dict[str, Any], secrets: dict[str, dict[str, str]]) -> dict[str, str]:
