@@ -93,9 +93,11 @@ UNPINNED_STATUS_FIELDS = {
     ("authorization.azure.com", "RoleAssignment"): {"id", "conditions", "principalId", "scope"},
     ("dbforpostgresql.azure.com", "FlexibleServersAdministrator"): {"id", "conditions", "objectId", "principalName"},
     ("dbforpostgresql.azure.com", "FlexibleServersConfiguration"): {"id", "conditions", "value"},
-    # Core kinds have no CRD at all.
-    ("apps", "Deployment"): {"conditions", "availableReplicas", "readyReplicas", "replicas"},
+    # Core kinds have no CRD at all (apps/v1 DeploymentStatus).
+    ("apps", "Deployment"): {"conditions", "availableReplicas", "readyReplicas", "replicas", "observedGeneration"},
 }
+# Integer status fields among those above (the others are strings, conditions a list).
+UNPINNED_INTEGER_FIELDS = {"availableReplicas", "readyReplicas", "replicas", "observedGeneration"}
 KRO_GROUP = "kro.run"
 XP_GROUP = "crossplane.aks-platform.internal"
 APP_ENV = {
@@ -662,7 +664,8 @@ def kro_observed_sample(res: dict[str, Any]) -> dict[str, Any]:
         obj = copy.deepcopy(tpl)
         fields = UNPINNED_STATUS_FIELDS.get((group, tpl["kind"]))
         if fields is not None:
-            obj["status"] = {f: [SAMPLE_CONDITION] if f == "conditions" else "x" for f in fields}
+            obj["status"] = {f: [SAMPLE_CONDITION] if f == "conditions" else 1 if f in UNPINNED_INTEGER_FIELDS else "x"
+                             for f in fields}
     obj["metadata"] = dict(RESOURCE_META)
     return obj
 
@@ -886,6 +889,67 @@ def test_kro_expression_check_catches_typos_and_forbidden_reads(upstream):
         hashlib.sha256(seed.encode()).hexdigest()[:16])
 
 
+def kro_ready(res: dict[str, Any], observed: dict[str, Any]) -> bool:
+    """kro v0.9.3's readiness of one observed object (an item, for collections): every
+    readyWhen true; a missing field is "data pending", i.e. not ready yet, and any other
+    evaluation error is a bug (pkg/runtime/node_readiness.go, errors.go)."""
+    own = "each" if kro_collection(res) else res["id"]
+    for cond in res["readyWhen"]:
+        (expr,) = kro.expressions(cond)
+        try:
+            value = cel.evaluate(cel.KRO, expr, {own: observed})
+        except cel.CelError as err:
+            if "not found" in str(err).lower() or "no such" in str(err):
+                return False
+            raise
+        assert isinstance(value, bool), (res["id"], value)
+        if not value:
+            return False
+    return True
+
+
+def test_kro_ready_means_ready_for_the_current_spec():
+    """Right after a spec change the controller's last report still says Ready=True (ASO)
+    or Available=True (the Deployment), computed for the previous generation: that must not
+    count, or kro starts dependants (and reports the instance ready) against the old spec.
+    ASO stamps each condition with the generation it saw (conditions[].observedGeneration in
+    every pinned ASO CRD); a Deployment reports status.observedGeneration."""
+    checked = set()
+    for res in rgd_resources():
+        if not res.get("readyWhen"):
+            continue
+        kind = res["template"]["kind"]
+        ready_type = "Available" if kind == "Deployment" else "Ready"
+
+        def observed(seen: int | None, generation: int = 3) -> dict[str, Any]:
+            condition = {"type": ready_type, "status": "True", "reason": "Succeeded", "lastTransitionTime": "x"}
+            status: dict[str, Any] = {"conditions": [condition]}
+            if seen is not None:
+                if kind == "Deployment":  # DeploymentCondition has no observedGeneration
+                    status["observedGeneration"] = seen
+                else:
+                    condition["observedGeneration"] = seen
+            return {"metadata": {**RESOURCE_META, "generation": generation}, "status": status}
+
+        assert kro_ready(res, observed(seen=3)), res["id"]
+        assert not kro_ready(res, observed(seen=2)), f"{res['id']}: a Ready condition for the previous spec counts"
+        assert not kro_ready(res, observed(seen=None)), res["id"]
+        checked.add(kind)
+    assert {"Deployment", "FlexibleServer", "FlexibleServersDatabase", "FlexibleServersFirewallRule",
+            "FlexibleServersConfiguration", "FlexibleServersAdministrator", "StorageAccount",
+            "StorageAccountsBlobServicesContainer", "RoleAssignment", "UserAssignedIdentity",
+            "FederatedIdentityCredential"} <= checked
+    # What the sample stands for is what the pinned CRDs declare.
+    if UPSTREAM.is_dir():
+        crds = upstream_schemas()
+        for res in rgd_resources():
+            group, version = split_api_version(res["template"]["apiVersion"])
+            key = (group, res["template"]["kind"], version)
+            if group.endswith(".azure.com"):
+                conditions = crds[key]["properties"]["status"]["properties"]["conditions"]["items"]
+                assert conditions["properties"]["observedGeneration"]["type"] == "integer", key
+
+
 def test_kro_starts_the_app_only_after_everything_it_needs_is_ready():
     """kro v0.9.3 creates a resource once every resource it reads passes its readyWhen; one
     without readyWhen counts as ready as soon as it exists (pkg/runtime/node_readiness.go)."""
@@ -915,11 +979,11 @@ def test_kro_starts_the_app_only_after_everything_it_needs_is_ready():
         own = "each" if kro_collection(res) else rid
         ready_type = "Available" if res["template"]["kind"] == "Deployment" else "Ready"
 
-        def ready(conditions: list[dict[str, Any]] | None) -> bool:
-            obj = {"metadata": dict(RESOURCE_META)}
-            if conditions is not None:
-                obj["status"] = {"conditions": conditions}
-            return cel.evaluate(cel.KRO, expr, {own: obj}) if conditions is not None else False
+        def ready(conditions: list[dict[str, Any]]) -> bool:
+            # Conditions for the current generation (the next test covers stale ones).
+            return kro_ready(res, {"metadata": dict(RESOURCE_META), "status": {
+                "observedGeneration": RESOURCE_META["generation"],
+                "conditions": [{**c, "observedGeneration": RESOURCE_META["generation"]} for c in conditions]}})
 
         assert ready([{"type": ready_type, "status": "True"}]), rid
         assert not ready([{"type": ready_type, "status": "False", "reason": "Reconciling"}]), rid
