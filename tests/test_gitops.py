@@ -16,7 +16,8 @@ What is checked, offline and in seconds:
   intended decisions (the Deployment only once every composed Azure resource is Ready);
   both variants expose the same spec;
 * the AppProjects allow exactly the kinds and namespaces the Applications deploy, pin
-  every RBAC kind by name, and the API Applications never prune;
+  every RBAC kind by name, the API Applications never prune, and the root prunes no
+  ApplicationSet whose deletion would delete the APIs or the instances;
 * secure defaults (no secrets, Entra-only PostgreSQL, TLS, storage lockdown, 0.0.0.0 only
   in dev).
 """
@@ -517,6 +518,41 @@ def test_applications_that_deliver_the_platform_apis_never_prune():
     delivered = {(split_api_version(d["apiVersion"])[0], d["kind"])
                  for suffix in ("-webapp-api-kro", "-webapp-api-crossplane") for d in rendered(app_named(suffix))}
     assert API_KINDS <= delivered
+
+
+INSTANCE_KINDS = {(KRO_GROUP, "WebApp"), (XP_GROUP, "WebApp")}
+
+
+def test_the_root_never_prunes_what_would_delete_webapp_instances():
+    """Every object the root Application syncs whose deletion cascades into deleting WebApp
+    instances (an ApplicationSet whose Applications deliver an API or an instance: the
+    ApplicationSet goes, its Applications with it by ownerReference, and their resources
+    finalizer deletes what they applied, and ASO or Crossplane the databases and storage)
+    carries Prune=false, so a root path or revision without it deletes nothing; and still
+    goes with the root's cascade on destroy, down to the instances."""
+    root = root_application()
+    guarded: dict[str, set[tuple[str, str]]] = {}
+    for path in sorted(GITOPS.glob("*.yaml")):
+        for doc in argocd.load_docs(path):
+            key = (split_api_version(doc["apiVersion"])[0], doc["kind"])
+            assert key not in API_KINDS | INSTANCE_KINDS and doc["kind"] != "Application", (
+                f"{path.name}: {doc['kind']} synced by the root directly: guard it like the ApplicationSets")
+            if doc["kind"] != "ApplicationSet":
+                continue
+            name = doc["metadata"]["name"]
+            for environment in ("dev", "prod"):
+                for app in argocd.generate(doc, cluster_secret(environment)):
+                    for d in rendered(app):
+                        kind = (split_api_version(d["apiVersion"])[0], d["kind"])
+                        if kind in API_KINDS | INSTANCE_KINDS:
+                            guarded.setdefault(name, set()).add(kind)
+                            assert argocd.deleted_with(app, d), f"{app['metadata']['name']}: destroy would leave {d['kind']}"
+            if name in guarded:
+                assert not argocd.pruned_by_sync(doc), f"{path.name}: {name}: the root Application would prune it"
+                assert argocd.deleted_with(root, doc), f"{name}: destroy (the root's cascade) would leave it"
+    # Both APIs and both instances are found (a guard nothing reaches would prove nothing).
+    assert set().union(*guarded.values()) == API_KINDS | INSTANCE_KINDS
+    assert len(guarded) == 4, sorted(guarded)
 
 
 def test_the_deletion_model_reads_what_argo_cd_reads():
