@@ -2,9 +2,9 @@
 
 What is checked, offline and in seconds:
 * each YAML document under gitops/ parses and validates strictly (unknown fields rejected)
-  against the CRD in ../shared/upstream for its group/kind/version; kinds with no CRD
-  there (core Kubernetes, ASO kinds not pinned, namespaced Crossplane MRs) get structural
-  checks;
+  against the CRD in ../shared/upstream for its group/kind/version, and so does every
+  object kro or the Composition creates (ASO kinds, namespaced Upbound MRs) and each
+  function's input; only core Kubernetes kinds, which have no CRD, get structural checks;
 * the ApplicationSets render, for a cluster Secret built from components.gitops_bridge,
   into Applications that validate, point at existing paths and projects, and inject every
   Azure fact from the Secret (nothing is a literal in Git);
@@ -87,18 +87,14 @@ UPSTREAM = upstream_dir()
 
 # Kinds that have no CRD anywhere (built into Kubernetes): structural checks only.
 CORE_GROUPS = {"", "apps", "rbac.authorization.k8s.io"}
-# Kinds with no CRD in shared/upstream whose status kro expressions read: ASO v2.20 kinds
-# not pinned there (see gitops/README.md, "Open points") and core kinds. The fields are
-# taken from the upstream CRDs / API so the reference check has something to check against.
-UNPINNED_STATUS_FIELDS = {
-    ("authorization.azure.com", "RoleAssignment"): {"id", "conditions", "principalId", "scope"},
-    ("dbforpostgresql.azure.com", "FlexibleServersAdministrator"): {"id", "conditions", "objectId", "principalName"},
-    ("dbforpostgresql.azure.com", "FlexibleServersConfiguration"): {"id", "conditions", "value"},
-    # Core kinds have no CRD at all (apps/v1 DeploymentStatus).
+# Core kinds whose status kro expressions read have no CRD: the fields, from the Kubernetes
+# API (apps/v1 DeploymentStatus), so the reference check has something to check against.
+# Every other kind kro or the Composition creates has its CRD pinned in shared/upstream.
+CORE_STATUS_FIELDS = {
     ("apps", "Deployment"): {"conditions", "availableReplicas", "readyReplicas", "replicas", "observedGeneration"},
 }
 # Integer status fields among those above (the others are strings, conditions a list).
-UNPINNED_INTEGER_FIELDS = {"availableReplicas", "readyReplicas", "replicas", "observedGeneration"}
+CORE_INTEGER_FIELDS = {"availableReplicas", "readyReplicas", "replicas", "observedGeneration"}
 KRO_GROUP = "kro.run"
 XP_GROUP = "crossplane.aks-platform.internal"
 APP_ENV = {
@@ -687,8 +683,8 @@ SAMPLE_CONDITION = {"type": "Ready", "status": "True", "reason": "x", "message":
 def kro_observed_sample(res: dict[str, Any]) -> dict[str, Any]:
     """What kro would hand an expression for this resource: every field its CRD declares.
 
-    Kinds without a pinned CRD: the template (spec as written) and the status fields in
-    UNPINNED_STATUS_FIELDS; core kinds without status: the template.
+    Core kinds: the template (spec as written) and the status fields in CORE_STATUS_FIELDS,
+    or no status.
     """
     tpl = res["template"]
     group, version = split_api_version(tpl["apiVersion"])
@@ -698,9 +694,9 @@ def kro_observed_sample(res: dict[str, Any]) -> dict[str, Any]:
         obj = cel.sample(crds[key])
     else:
         obj = copy.deepcopy(tpl)
-        fields = UNPINNED_STATUS_FIELDS.get((group, tpl["kind"]))
+        fields = CORE_STATUS_FIELDS.get((group, tpl["kind"]))
         if fields is not None:
-            obj["status"] = {f: [SAMPLE_CONDITION] if f == "conditions" else 1 if f in UNPINNED_INTEGER_FIELDS else "x"
+            obj["status"] = {f: [SAMPLE_CONDITION] if f == "conditions" else 1 if f in CORE_INTEGER_FIELDS else "x"
                              for f in fields}
     obj["metadata"] = dict(RESOURCE_META)
     return obj
@@ -833,15 +829,14 @@ def test_kro_templates_validate_against_upstream_crds(upstream, identity):
                 problems = errors(validator_for(*key), doc)
                 assert not problems, f"{res['id']}:\n" + "\n".join(problems)
                 validated.add(tpl["kind"])
-        elif group in CORE_GROUPS:
-            assert "spec" in tpl or tpl["kind"] == "ServiceAccount", res["id"]
         else:
-            assert (group, tpl["kind"]) in UNPINNED_STATUS_FIELDS, f"{res['id']}: {key} has no CRD in {upstream}"
-            assert group.endswith(".azure.com") and "owner" in tpl["spec"], res["id"]
             served = sorted(v for (g, k, v) in crds if (g, k) == (group, tpl["kind"]))
-            assert not served, f"{res['id']}: {group}/{tpl['kind']} is pinned now; list it as validated"
+            assert group in CORE_GROUPS, f"{res['id']}: {key} has no CRD in {upstream} (serves {served})"
+            assert "spec" in tpl or tpl["kind"] == "ServiceAccount", res["id"]
     expected = {"StorageAccount", "StorageAccountsBlobService", "StorageAccountsBlobServicesContainer",
-                "FlexibleServer", "FlexibleServersDatabase", "FlexibleServersFirewallRule"}
+                "FlexibleServer", "FlexibleServersDatabase", "FlexibleServersFirewallRule", "FlexibleServersConfiguration"}
+    if identity != NO_IDENTITY:
+        expected |= {"RoleAssignment", "FlexibleServersAdministrator"}
     if identity == WI:
         expected |= {"UserAssignedIdentity", "FederatedIdentityCredential"}
     assert validated >= expected
@@ -1096,9 +1091,9 @@ def test_functions_are_pinned_and_every_step_uses_one(upstream):
         group, version = split_api_version(step["input"]["apiVersion"])
         key = (group, step["input"]["kind"], version)
         assert key in {("pt.fn.crossplane.io", "Resources", "v1beta1"), ("cel.fn.crossplane.io", "Filters", "v1beta1")}
-        if key in crds:  # the functions' input CRDs, once shared/upstream pins them
-            doc = {**step["input"], "metadata": {"name": step["step"]}}
-            assert not errors(validator_for(*key), doc), (step["step"], errors(validator_for(*key), doc))
+        assert key in crds, f"{step['step']}: the function's input CRD is not pinned in {upstream}"
+        doc = {**step["input"], "metadata": {"name": step["step"]}}
+        assert not errors(validator_for(*key), doc), (step["step"], errors(validator_for(*key), doc))
     assert composition()["spec"]["mode"] == "Pipeline"
     assert composition()["spec"]["compositeTypeRef"] == {
         "apiVersion": f"{xrd()['spec']['group']}/{xrd_version()['name']}", "kind": xrd()["spec"]["names"]["kind"]}
@@ -1138,10 +1133,10 @@ def test_composed_resources_render_and_are_namespaced_upbound_resources(upstream
             assert group.endswith(".azure.m.upbound.io") and version == "v1beta1", f"{name}: namespaced MRs only"
             assert obj["spec"]["providerConfigRef"] == {"kind": "ClusterProviderConfig", "name": CROSSPLANE_PROVIDER_CONFIG}
             key = (group, obj["kind"], version)
-            if key in crds:  # validated as soon as shared/upstream pins the provider's MR CRDs
-                obj = {**obj, "metadata": {"name": name, **obj.get("metadata", {})}}
-                assert not errors(validator_for(*key), obj), (identity, name, errors(validator_for(*key), obj))
-                validated.add((identity, obj["kind"]))
+            assert key in crds, f"{name}: {key} is not pinned in {upstream}"
+            obj = {**obj, "metadata": {"name": name, **obj.get("metadata", {})}}
+            assert not errors(validator_for(*key), obj), (identity, name, errors(validator_for(*key), obj))
+            validated.add((identity, obj["kind"]))
     assert {(SP, "RoleAssignment"), (SP, "FlexibleServerActiveDirectoryAdministrator"), (WI, "RoleAssignment"),
             (WI, "FlexibleServerActiveDirectoryAdministrator"), (WI, "FederatedIdentityCredential")} <= validated
     desired = pt.render(pt_input, sample_xr())
