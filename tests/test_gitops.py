@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import functools
 import hashlib
 import json
 import re
@@ -322,6 +323,40 @@ def test_crd_conversion_closes_objects_and_honours_kubernetes_extensions():
     for bad in ({"closed": {"a": "s", "typo": 1}}, {"map": {"k": {"b": 1, "c": 2}}}, {"port": 1.5},
                 {"metadata": {"name": "n", "nmespace": "x"}}, {"extra": True}):
         assert errors(v, {**ok, **bad}), bad
+
+
+def test_conversion_leaves_the_upstream_schema_untouched():
+    """Converted schemas share leaves with the cached upstream ones: converting must not
+    modify what every later test reads."""
+    schema = {"type": "object", "required": ["a"], "properties": {
+        "a": {"type": "string", "enum": ["x"], "nullable": True},
+        "p": {"x-kubernetes-int-or-string": True, "type": "string"},
+        "o": {"type": "object", "x-kubernetes-embedded-resource": True, "properties": {"metadata": {"type": "object"}}}}}
+    before = copy.deepcopy(schema)
+    object_jsonschema(schema)
+    assert schema == before
+
+
+def test_the_parsed_upstream_cache_gives_what_yaml_gives(tmp_path, monkeypatch):
+    """upstream files are parsed once and kept as JSON by content: reading the cache gives
+    exactly the YAML's documents, and content JSON cannot carry exactly is never cached."""
+    from tests.gitops_support import crds
+
+    monkeypatch.setattr(crds, "CACHE_DIR", tmp_path / "cache")
+    parse = crds._parsed.__wrapped__  # past the in-process cache
+    plain = tmp_path / "crd.yaml"
+    plain.write_text("kind: CustomResourceDefinition\nspec: {versions: [{name: v1, served: true}], n: 1.5}\n---\n"
+                     "kind: Other\nlist: [a, null, true, 3]\n")
+    expected = tuple(d for d in yaml.safe_load_all(plain.read_text()) if isinstance(d, dict))
+    assert parse(str(plain), 0, 0) == expected
+    (entry,) = (tmp_path / "cache").iterdir()
+    assert json.loads(entry.read_text()) == list(expected)
+    entry.write_text(json.dumps([{"kind": "FromTheCache"}]))  # the cache is what is read next
+    assert parse(str(plain), 0, 0) == ({"kind": "FromTheCache"},)
+    odd = tmp_path / "odd.yaml"
+    odd.write_text("kind: X\nports: {8080: http}\n")  # an integer key: JSON would make it "8080"
+    assert parse(str(odd), 0, 0) == ({"kind": "X", "ports": {8080: "http"}},)
+    assert len(list((tmp_path / "cache").iterdir())) == 1
 
 
 def test_no_secret_and_no_azure_id_is_committed():
@@ -1158,6 +1193,18 @@ def test_composed_resources_render_and_are_namespaced_upbound_resources(upstream
     assert desired["postgres-server"]["spec"]["forProvider"]["storageMb"] == 32768
 
 
+@functools.lru_cache(maxsize=None)
+def _cel_filter_expressions(composition_mtime_ns: int) -> dict[str, str]:
+    filters = step_input("function-cel-filter")["filters"]
+    assert len({f["name"] for f in filters}) == len(filters), "one filter per resource name"
+    return {f["name"]: f["expression"] for f in filters}
+
+
+def cel_filter_expressions() -> dict[str, str]:
+    """Resource name -> the Composition's cel-filter expression (parsed once per file version)."""
+    return dict(_cel_filter_expressions((GITOPS / "platform/crossplane/webapp-composition.yaml").stat().st_mtime_ns))
+
+
 def cel_filter(name: str, xr: dict[str, Any], observed: tuple[str, ...] | dict[str, dict[str, Any]] = ()) -> bool:
     """function-cel-filter v0.2.0's decision for one resource: keep it when the expression is true.
 
@@ -1165,7 +1212,7 @@ def cel_filter(name: str, xr: dict[str, Any], observed: tuple[str, ...] | dict[s
     no status yet) or name -> the object Crossplane observed. fn.go hands the expression
     the request's State message, where each observed resource is `{resource: <object>}`.
     """
-    (expr,) = [f["expression"] for f in step_input("function-cel-filter")["filters"] if f["name"] == name]
+    expr = cel_filter_expressions()[name]
     objects = observed if isinstance(observed, dict) else {n: {} for n in observed}
     state = {"composite": {"resource": xr}, "resources": {n: {"resource": obj} for n, obj in objects.items()}}
     result = cel.evaluate(cel.CEL_FILTER, expr, {"observed": state, "desired": {"composite": {"resource": xr}}, "context": {}})
@@ -1266,7 +1313,7 @@ def kro_template(kind: str, **where: Any) -> list[dict[str, Any]]:
 
 def xp_compose(xr: dict[str, Any], observed: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
     """One run of the pipeline: P&T renders, then cel-filter keeps what it decides to."""
-    names = {f["name"] for f in step_input("function-cel-filter")["filters"]}
+    names = set(cel_filter_expressions())
     return {name: obj for name, obj in pt.render(step_input("function-patch-and-transform"), xr).items()
             if name not in names or cel_filter(name, xr, observed)}
 
