@@ -33,7 +33,8 @@ ClusterProviderConfig depends on the Providers.
 Deleting: Pulumi removes the ClusterProviderConfig first, then the Providers, then the
 release. Crossplane holds the ClusterProviderConfig (an ``in-use`` finalizer) while managed
 resources still use it, so switching Crossplane off waits until the GitOps layer has
-removed its managed resources.
+removed its managed resources, up to ``teardown_timeout`` (by default the root
+Application's bound, 60 minutes, not pulumi-kubernetes' 10-minute default).
 """
 
 from __future__ import annotations
@@ -45,6 +46,7 @@ from typing import Any, Optional
 import pulumi
 import pulumi_kubernetes as k8s
 
+from components.argocd import ROOT_APPLICATION_DELETE_TIMEOUT, is_timeout
 from components.gitops_bridge import CROSSPLANE_PROVIDER_CONFIG
 from components.helm import caller_depends_on, install_chart
 from components.identity import ServiceAccountRef
@@ -76,6 +78,13 @@ PROVIDER_WAIT_FOR = '["condition=Installed","condition=Healthy"]'
 # Upbound quotes up to 5 minutes for a provider to become Healthy; pulling the package and
 # its image onto a new node takes longer on a cold cluster.
 PROVIDER_TIMEOUT = "15m"
+# How long deleting the ClusterProviderConfig waits. Crossplane holds it (`in-use`
+# finalizer) until no managed resource uses it, i.e. until the GitOps layer's Crossplane
+# resources are deleted in Azure (a PostgreSQL flexible server alone takes minutes), the
+# same cascade the root Application's delete waits for; without a bound of its own,
+# pulumi-kubernetes gives up after its 10-minute default (provider/pkg/await/await.go
+# Deletion) and switching Crossplane off fails half-way.
+PROVIDER_CONFIG_DELETE_TIMEOUT = ROOT_APPLICATION_DELETE_TIMEOUT
 
 # The managed-resource API groups of the v2 (namespaced) kinds each installed package serves.
 MANAGED_GROUP_SUFFIX = "azure.m.upbound.io"
@@ -146,6 +155,13 @@ class CrossplaneArgs:
     # (AKS), which projects the token into pods labelled for it. False elsewhere (a hybrid
     # cluster with a public issuer): the runtime configs then project the token themselves.
     identity_webhook: bool = True
+    # customTimeouts.delete of the ClusterProviderConfig: how long switching Crossplane off
+    # waits for the managed resources still using it to be deleted.
+    teardown_timeout: str = PROVIDER_CONFIG_DELETE_TIMEOUT
+
+    def __post_init__(self) -> None:
+        if not is_timeout(self.teardown_timeout):
+            raise ValueError(f"teardown_timeout {self.teardown_timeout!r}: allowed: a duration such as '60m' or '1h30m'")
 
     @property
     def workload_identity(self) -> bool:
@@ -292,6 +308,7 @@ class Crossplane(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(
                 parent=self,
                 depends_on=[*self.providers, *([self.credentials_secret] if self.credentials_secret else [])],
+                custom_timeouts=pulumi.CustomTimeouts(delete=args.teardown_timeout),
             ),
         )
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pulumi
 import pulumi_kubernetes as k8s
@@ -11,8 +12,10 @@ import pytest
 from tests.chart_asserts import assert_pinned_release
 import yaml
 
+from components.argocd import ROOT_APPLICATION_DELETE_TIMEOUT
 from components.crossplane import (
     FAMILY_PROVIDER,
+    PROVIDER_CONFIG_DELETE_TIMEOUT,
     PROVIDER_TIMEOUT,
     SERVICE_ACCOUNT,
     Crossplane,
@@ -44,12 +47,12 @@ SUB = "66666666-7777-8888-9999-000000000000"
 TEN = "aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee"
 
 
-def program(client_id=CLIENT_ID, tenant_id=TEN, subscription_id=SUB):
+def program(client_id=CLIENT_ID, tenant_id=TEN, subscription_id=SUB, **extra):
     def run():
         provider = k8s.Provider("k", kubeconfig="apiVersion: v1\nkind: Config\n")
         xp = Crossplane(
             "crossplane",
-            CrossplaneArgs(client_id=client_id, tenant_id=tenant_id, subscription_id=subscription_id),
+            CrossplaneArgs(client_id=client_id, tenant_id=tenant_id, subscription_id=subscription_id, **extra),
             opts=pulumi.ResourceOptions(providers={"kubernetes": provider}),
         )
         return {"namespace": xp.namespace}
@@ -164,6 +167,31 @@ def test_providers_are_awaited_until_installed_and_healthy(custom_timeouts):
         wait_for = provider.plain("metadata.annotations")["pulumi.com/waitFor"]
         assert json.loads(wait_for) == ["condition=Installed", "condition=Healthy"]
         assert custom_timeouts[provider.name] == (PROVIDER_TIMEOUT, PROVIDER_TIMEOUT) == ("15m", "15m")
+
+
+def _minutes(duration: str) -> float:
+    h, m, sec = (re.search(rf"(\d+){unit}", duration) for unit in "hms")
+    return sum(int(x.group(1)) * f for x, f in ((h, 60), (m, 1), (sec, 1 / 60)) if x)
+
+
+def test_deleting_the_provider_config_waits_as_long_as_the_root_application():
+    """Switching Crossplane off deletes the ClusterProviderConfig, which Crossplane holds
+    while managed resources (a PostgreSQL server takes minutes to delete) still use it.
+    pulumi-kubernetes' default wait is 10 minutes: the bound must be the stack's own, the
+    one destroy gives the root Application for the same cascade."""
+    cpc = evaluate(program()).one(CLUSTER_PROVIDER_CONFIG)
+    assert cpc.custom_timeouts == {"delete": PROVIDER_CONFIG_DELETE_TIMEOUT}
+    assert PROVIDER_CONFIG_DELETE_TIMEOUT == ROOT_APPLICATION_DELETE_TIMEOUT
+    assert _minutes(cpc.custom_timeouts["delete"]) > 10
+    # The bound given is the one recorded.
+    cpc = evaluate(program(teardown_timeout="1h30m")).one(CLUSTER_PROVIDER_CONFIG)
+    assert cpc.custom_timeouts == {"delete": "1h30m"}
+
+
+@pytest.mark.parametrize("bad", ["", "60", "1 hour", "-5m"])
+def test_a_provider_config_teardown_timeout_that_is_no_duration_is_an_error_naming_it(bad):
+    with pytest.raises(ValueError, match=rf"teardown_timeout {re.escape(repr(bad))}: allowed"):
+        CrossplaneArgs(client_id=CLIENT_ID, tenant_id=TEN, subscription_id=SUB, teardown_timeout=bad)
 
 
 def test_runtime_configs_run_every_provider_as_the_shared_workload_identity_account():

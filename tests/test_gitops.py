@@ -2,9 +2,9 @@
 
 What is checked, offline and in seconds:
 * each YAML document under gitops/ parses and validates strictly (unknown fields rejected)
-  against the CRD in ../shared/upstream for its group/kind/version; kinds with no CRD
-  there (core Kubernetes, ASO kinds not pinned, namespaced Crossplane MRs) get structural
-  checks;
+  against the CRD in ../shared/upstream for its group/kind/version, and so does every
+  object kro or the Composition creates (ASO kinds, namespaced Upbound MRs) and each
+  function's input; only core Kubernetes kinds, which have no CRD, get structural checks;
 * the ApplicationSets render, for a cluster Secret built from components.gitops_bridge,
   into Applications that validate, point at existing paths and projects, and inject every
   Azure fact from the Secret (nothing is a literal in Git);
@@ -13,9 +13,11 @@ What is checked, offline and in seconds:
   evaluates on samples carrying every declared field; everything the app needs is Ready
   before the Deployment starts; Crossplane: the Composition's patches read and write
   declared XR fields and render valid names, its cel-filter expressions evaluate to the
-  intended decisions; both variants expose the same spec;
+  intended decisions (the Deployment only once every composed Azure resource is Ready);
+  both variants expose the same spec;
 * the AppProjects allow exactly the kinds and namespaces the Applications deploy, pin
-  every RBAC kind by name, and the API Applications never prune;
+  every RBAC kind by name, the API Applications never prune, and the root prunes no
+  ApplicationSet whose deletion would delete the APIs or the instances;
 * secure defaults (no secrets, Entra-only PostgreSQL, TLS, storage lockdown, 0.0.0.0 only
   in dev).
 """
@@ -24,6 +26,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import functools
 import hashlib
 import json
 import re
@@ -85,16 +88,14 @@ UPSTREAM = upstream_dir()
 
 # Kinds that have no CRD anywhere (built into Kubernetes): structural checks only.
 CORE_GROUPS = {"", "apps", "rbac.authorization.k8s.io"}
-# Kinds with no CRD in shared/upstream whose status kro expressions read: ASO v2.20 kinds
-# not pinned there (see gitops/README.md, "Open points") and core kinds. The fields are
-# taken from the upstream CRDs / API so the reference check has something to check against.
-UNPINNED_STATUS_FIELDS = {
-    ("authorization.azure.com", "RoleAssignment"): {"id", "conditions", "principalId", "scope"},
-    ("dbforpostgresql.azure.com", "FlexibleServersAdministrator"): {"id", "conditions", "objectId", "principalName"},
-    ("dbforpostgresql.azure.com", "FlexibleServersConfiguration"): {"id", "conditions", "value"},
-    # Core kinds have no CRD at all.
-    ("apps", "Deployment"): {"conditions", "availableReplicas", "readyReplicas", "replicas"},
+# Core kinds whose status kro expressions read have no CRD: the fields, from the Kubernetes
+# API (apps/v1 DeploymentStatus), so the reference check has something to check against.
+# Every other kind kro or the Composition creates has its CRD pinned in shared/upstream.
+CORE_STATUS_FIELDS = {
+    ("apps", "Deployment"): {"conditions", "availableReplicas", "readyReplicas", "replicas", "observedGeneration"},
 }
+# Integer status fields among those above (the others are strings, conditions a list).
+CORE_INTEGER_FIELDS = {"availableReplicas", "readyReplicas", "replicas", "observedGeneration"}
 KRO_GROUP = "kro.run"
 XP_GROUP = "crossplane.aks-platform.internal"
 APP_ENV = {
@@ -324,6 +325,40 @@ def test_crd_conversion_closes_objects_and_honours_kubernetes_extensions():
         assert errors(v, {**ok, **bad}), bad
 
 
+def test_conversion_leaves_the_upstream_schema_untouched():
+    """Converted schemas share leaves with the cached upstream ones: converting must not
+    modify what every later test reads."""
+    schema = {"type": "object", "required": ["a"], "properties": {
+        "a": {"type": "string", "enum": ["x"], "nullable": True},
+        "p": {"x-kubernetes-int-or-string": True, "type": "string"},
+        "o": {"type": "object", "x-kubernetes-embedded-resource": True, "properties": {"metadata": {"type": "object"}}}}}
+    before = copy.deepcopy(schema)
+    object_jsonschema(schema)
+    assert schema == before
+
+
+def test_the_parsed_upstream_cache_gives_what_yaml_gives(tmp_path, monkeypatch):
+    """upstream files are parsed once and kept as JSON by content: reading the cache gives
+    exactly the YAML's documents, and content JSON cannot carry exactly is never cached."""
+    from tests.gitops_support import crds
+
+    monkeypatch.setattr(crds, "CACHE_DIR", tmp_path / "cache")
+    parse = crds._parsed.__wrapped__  # past the in-process cache
+    plain = tmp_path / "crd.yaml"
+    plain.write_text("kind: CustomResourceDefinition\nspec: {versions: [{name: v1, served: true}], n: 1.5}\n---\n"
+                     "kind: Other\nlist: [a, null, true, 3]\n")
+    expected = tuple(d for d in yaml.safe_load_all(plain.read_text()) if isinstance(d, dict))
+    assert parse(str(plain), 0, 0) == expected
+    (entry,) = (tmp_path / "cache").iterdir()
+    assert json.loads(entry.read_text()) == list(expected)
+    entry.write_text(json.dumps([{"kind": "FromTheCache"}]))  # the cache is what is read next
+    assert parse(str(plain), 0, 0) == ({"kind": "FromTheCache"},)
+    odd = tmp_path / "odd.yaml"
+    odd.write_text("kind: X\nports: {8080: http}\n")  # an integer key: JSON would make it "8080"
+    assert parse(str(odd), 0, 0) == ({"kind": "X", "ports": {8080: "http"}},)
+    assert len(list((tmp_path / "cache").iterdir())) == 1
+
+
 def test_no_secret_and_no_azure_id_is_committed():
     for path in yaml_files():
         text = path.read_text()
@@ -516,6 +551,41 @@ def test_applications_that_deliver_the_platform_apis_never_prune():
     assert API_KINDS <= delivered
 
 
+INSTANCE_KINDS = {(KRO_GROUP, "WebApp"), (XP_GROUP, "WebApp")}
+
+
+def test_the_root_never_prunes_what_would_delete_webapp_instances():
+    """Every object the root Application syncs whose deletion cascades into deleting WebApp
+    instances (an ApplicationSet whose Applications deliver an API or an instance: the
+    ApplicationSet goes, its Applications with it by ownerReference, and their resources
+    finalizer deletes what they applied, and ASO or Crossplane the databases and storage)
+    carries Prune=false, so a root path or revision without it deletes nothing; and still
+    goes with the root's cascade on destroy, down to the instances."""
+    root = root_application()
+    guarded: dict[str, set[tuple[str, str]]] = {}
+    for path in sorted(GITOPS.glob("*.yaml")):
+        for doc in argocd.load_docs(path):
+            key = (split_api_version(doc["apiVersion"])[0], doc["kind"])
+            assert key not in API_KINDS | INSTANCE_KINDS and doc["kind"] != "Application", (
+                f"{path.name}: {doc['kind']} synced by the root directly: guard it like the ApplicationSets")
+            if doc["kind"] != "ApplicationSet":
+                continue
+            name = doc["metadata"]["name"]
+            for environment in ("dev", "prod"):
+                for app in argocd.generate(doc, cluster_secret(environment)):
+                    for d in rendered(app):
+                        kind = (split_api_version(d["apiVersion"])[0], d["kind"])
+                        if kind in API_KINDS | INSTANCE_KINDS:
+                            guarded.setdefault(name, set()).add(kind)
+                            assert argocd.deleted_with(app, d), f"{app['metadata']['name']}: destroy would leave {d['kind']}"
+            if name in guarded:
+                assert not argocd.pruned_by_sync(doc), f"{path.name}: {name}: the root Application would prune it"
+                assert argocd.deleted_with(root, doc), f"{name}: destroy (the root's cascade) would leave it"
+    # Both APIs and both instances are found (a guard nothing reaches would prove nothing).
+    assert set().union(*guarded.values()) == API_KINDS | INSTANCE_KINDS
+    assert len(guarded) == 4, sorted(guarded)
+
+
 def test_the_deletion_model_reads_what_argo_cd_reads():
     """The model behind the test above: Prune=false and Delete=false as Argo CD parses them
     (comma-separated, on the object or, for Delete, in the Application's syncOptions), the
@@ -648,8 +718,8 @@ SAMPLE_CONDITION = {"type": "Ready", "status": "True", "reason": "x", "message":
 def kro_observed_sample(res: dict[str, Any]) -> dict[str, Any]:
     """What kro would hand an expression for this resource: every field its CRD declares.
 
-    Kinds without a pinned CRD: the template (spec as written) and the status fields in
-    UNPINNED_STATUS_FIELDS; core kinds without status: the template.
+    Core kinds: the template (spec as written) and the status fields in CORE_STATUS_FIELDS,
+    or no status.
     """
     tpl = res["template"]
     group, version = split_api_version(tpl["apiVersion"])
@@ -659,9 +729,10 @@ def kro_observed_sample(res: dict[str, Any]) -> dict[str, Any]:
         obj = cel.sample(crds[key])
     else:
         obj = copy.deepcopy(tpl)
-        fields = UNPINNED_STATUS_FIELDS.get((group, tpl["kind"]))
+        fields = CORE_STATUS_FIELDS.get((group, tpl["kind"]))
         if fields is not None:
-            obj["status"] = {f: [SAMPLE_CONDITION] if f == "conditions" else "x" for f in fields}
+            obj["status"] = {f: [SAMPLE_CONDITION] if f == "conditions" else 1 if f in CORE_INTEGER_FIELDS else "x"
+                             for f in fields}
     obj["metadata"] = dict(RESOURCE_META)
     return obj
 
@@ -793,15 +864,14 @@ def test_kro_templates_validate_against_upstream_crds(upstream, identity):
                 problems = errors(validator_for(*key), doc)
                 assert not problems, f"{res['id']}:\n" + "\n".join(problems)
                 validated.add(tpl["kind"])
-        elif group in CORE_GROUPS:
-            assert "spec" in tpl or tpl["kind"] == "ServiceAccount", res["id"]
         else:
-            assert (group, tpl["kind"]) in UNPINNED_STATUS_FIELDS, f"{res['id']}: {key} has no CRD in {upstream}"
-            assert group.endswith(".azure.com") and "owner" in tpl["spec"], res["id"]
             served = sorted(v for (g, k, v) in crds if (g, k) == (group, tpl["kind"]))
-            assert not served, f"{res['id']}: {group}/{tpl['kind']} is pinned now; list it as validated"
+            assert group in CORE_GROUPS, f"{res['id']}: {key} has no CRD in {upstream} (serves {served})"
+            assert "spec" in tpl or tpl["kind"] == "ServiceAccount", res["id"]
     expected = {"StorageAccount", "StorageAccountsBlobService", "StorageAccountsBlobServicesContainer",
-                "FlexibleServer", "FlexibleServersDatabase", "FlexibleServersFirewallRule"}
+                "FlexibleServer", "FlexibleServersDatabase", "FlexibleServersFirewallRule", "FlexibleServersConfiguration"}
+    if identity != NO_IDENTITY:
+        expected |= {"RoleAssignment", "FlexibleServersAdministrator"}
     if identity == WI:
         expected |= {"UserAssignedIdentity", "FederatedIdentityCredential"}
     assert validated >= expected
@@ -885,6 +955,67 @@ def test_kro_expression_check_catches_typos_and_forbidden_reads(upstream):
         hashlib.sha256(seed.encode()).hexdigest()[:16])
 
 
+def kro_ready(res: dict[str, Any], observed: dict[str, Any]) -> bool:
+    """kro v0.9.3's readiness of one observed object (an item, for collections): every
+    readyWhen true; a missing field is "data pending", i.e. not ready yet, and any other
+    evaluation error is a bug (pkg/runtime/node_readiness.go, errors.go)."""
+    own = "each" if kro_collection(res) else res["id"]
+    for cond in res["readyWhen"]:
+        (expr,) = kro.expressions(cond)
+        try:
+            value = cel.evaluate(cel.KRO, expr, {own: observed})
+        except cel.CelError as err:
+            if "not found" in str(err).lower() or "no such" in str(err):
+                return False
+            raise
+        assert isinstance(value, bool), (res["id"], value)
+        if not value:
+            return False
+    return True
+
+
+def test_kro_ready_means_ready_for_the_current_spec():
+    """Right after a spec change the controller's last report still says Ready=True (ASO)
+    or Available=True (the Deployment), computed for the previous generation: that must not
+    count, or kro starts dependants (and reports the instance ready) against the old spec.
+    ASO stamps each condition with the generation it saw (conditions[].observedGeneration in
+    every pinned ASO CRD); a Deployment reports status.observedGeneration."""
+    checked = set()
+    for res in rgd_resources():
+        if not res.get("readyWhen"):
+            continue
+        kind = res["template"]["kind"]
+        ready_type = "Available" if kind == "Deployment" else "Ready"
+
+        def observed(seen: int | None, generation: int = 3) -> dict[str, Any]:
+            condition = {"type": ready_type, "status": "True", "reason": "Succeeded", "lastTransitionTime": "x"}
+            status: dict[str, Any] = {"conditions": [condition]}
+            if seen is not None:
+                if kind == "Deployment":  # DeploymentCondition has no observedGeneration
+                    status["observedGeneration"] = seen
+                else:
+                    condition["observedGeneration"] = seen
+            return {"metadata": {**RESOURCE_META, "generation": generation}, "status": status}
+
+        assert kro_ready(res, observed(seen=3)), res["id"]
+        assert not kro_ready(res, observed(seen=2)), f"{res['id']}: a Ready condition for the previous spec counts"
+        assert not kro_ready(res, observed(seen=None)), res["id"]
+        checked.add(kind)
+    assert {"Deployment", "FlexibleServer", "FlexibleServersDatabase", "FlexibleServersFirewallRule",
+            "FlexibleServersConfiguration", "FlexibleServersAdministrator", "StorageAccount",
+            "StorageAccountsBlobServicesContainer", "RoleAssignment", "UserAssignedIdentity",
+            "FederatedIdentityCredential"} <= checked
+    # What the sample stands for is what the pinned CRDs declare.
+    if UPSTREAM.is_dir():
+        crds = upstream_schemas()
+        for res in rgd_resources():
+            group, version = split_api_version(res["template"]["apiVersion"])
+            key = (group, res["template"]["kind"], version)
+            if group.endswith(".azure.com"):
+                conditions = crds[key]["properties"]["status"]["properties"]["conditions"]["items"]
+                assert conditions["properties"]["observedGeneration"]["type"] == "integer", key
+
+
 def test_kro_starts_the_app_only_after_everything_it_needs_is_ready():
     """kro v0.9.3 creates a resource once every resource it reads passes its readyWhen; one
     without readyWhen counts as ready as soon as it exists (pkg/runtime/node_readiness.go)."""
@@ -914,11 +1045,11 @@ def test_kro_starts_the_app_only_after_everything_it_needs_is_ready():
         own = "each" if kro_collection(res) else rid
         ready_type = "Available" if res["template"]["kind"] == "Deployment" else "Ready"
 
-        def ready(conditions: list[dict[str, Any]] | None) -> bool:
-            obj = {"metadata": dict(RESOURCE_META)}
-            if conditions is not None:
-                obj["status"] = {"conditions": conditions}
-            return cel.evaluate(cel.KRO, expr, {own: obj}) if conditions is not None else False
+        def ready(conditions: list[dict[str, Any]]) -> bool:
+            # Conditions for the current generation (the next test covers stale ones).
+            return kro_ready(res, {"metadata": dict(RESOURCE_META), "status": {
+                "observedGeneration": RESOURCE_META["generation"],
+                "conditions": [{**c, "observedGeneration": RESOURCE_META["generation"]} for c in conditions]}})
 
         assert ready([{"type": ready_type, "status": "True"}]), rid
         assert not ready([{"type": ready_type, "status": "False", "reason": "Reconciling"}]), rid
@@ -995,9 +1126,9 @@ def test_functions_are_pinned_and_every_step_uses_one(upstream):
         group, version = split_api_version(step["input"]["apiVersion"])
         key = (group, step["input"]["kind"], version)
         assert key in {("pt.fn.crossplane.io", "Resources", "v1beta1"), ("cel.fn.crossplane.io", "Filters", "v1beta1")}
-        if key in crds:  # the functions' input CRDs, once shared/upstream pins them
-            doc = {**step["input"], "metadata": {"name": step["step"]}}
-            assert not errors(validator_for(*key), doc), (step["step"], errors(validator_for(*key), doc))
+        assert key in crds, f"{step['step']}: the function's input CRD is not pinned in {upstream}"
+        doc = {**step["input"], "metadata": {"name": step["step"]}}
+        assert not errors(validator_for(*key), doc), (step["step"], errors(validator_for(*key), doc))
     assert composition()["spec"]["mode"] == "Pipeline"
     assert composition()["spec"]["compositeTypeRef"] == {
         "apiVersion": f"{xrd()['spec']['group']}/{xrd_version()['name']}", "kind": xrd()["spec"]["names"]["kind"]}
@@ -1037,10 +1168,10 @@ def test_composed_resources_render_and_are_namespaced_upbound_resources(upstream
             assert group.endswith(".azure.m.upbound.io") and version == "v1beta1", f"{name}: namespaced MRs only"
             assert obj["spec"]["providerConfigRef"] == {"kind": "ClusterProviderConfig", "name": CROSSPLANE_PROVIDER_CONFIG}
             key = (group, obj["kind"], version)
-            if key in crds:  # validated as soon as shared/upstream pins the provider's MR CRDs
-                obj = {**obj, "metadata": {"name": name, **obj.get("metadata", {})}}
-                assert not errors(validator_for(*key), obj), (identity, name, errors(validator_for(*key), obj))
-                validated.add((identity, obj["kind"]))
+            assert key in crds, f"{name}: {key} is not pinned in {upstream}"
+            obj = {**obj, "metadata": {"name": name, **obj.get("metadata", {})}}
+            assert not errors(validator_for(*key), obj), (identity, name, errors(validator_for(*key), obj))
+            validated.add((identity, obj["kind"]))
     assert {(SP, "RoleAssignment"), (SP, "FlexibleServerActiveDirectoryAdministrator"), (WI, "RoleAssignment"),
             (WI, "FlexibleServerActiveDirectoryAdministrator"), (WI, "FederatedIdentityCredential")} <= validated
     desired = pt.render(pt_input, sample_xr())
@@ -1062,13 +1193,41 @@ def test_composed_resources_render_and_are_namespaced_upbound_resources(upstream
     assert desired["postgres-server"]["spec"]["forProvider"]["storageMb"] == 32768
 
 
-def cel_filter(name: str, xr: dict[str, Any], observed: tuple[str, ...] = ()) -> bool:
-    """function-cel-filter v0.2.0's decision for one resource: keep it when the expression is true."""
-    (expr,) = [f["expression"] for f in step_input("function-cel-filter")["filters"] if f["name"] == name]
-    state = {"composite": {"resource": xr}, "resources": {n: {"resource": {}} for n in observed}}
+@functools.lru_cache(maxsize=None)
+def _cel_filter_expressions(composition_mtime_ns: int) -> dict[str, str]:
+    filters = step_input("function-cel-filter")["filters"]
+    assert len({f["name"] for f in filters}) == len(filters), "one filter per resource name"
+    return {f["name"]: f["expression"] for f in filters}
+
+
+def cel_filter_expressions() -> dict[str, str]:
+    """Resource name -> the Composition's cel-filter expression (parsed once per file version)."""
+    return dict(_cel_filter_expressions((GITOPS / "platform/crossplane/webapp-composition.yaml").stat().st_mtime_ns))
+
+
+def cel_filter(name: str, xr: dict[str, Any], observed: tuple[str, ...] | dict[str, dict[str, Any]] = ()) -> bool:
+    """function-cel-filter v0.2.0's decision for one resource: keep it when the expression is true.
+
+    `observed`: the composed resources that exist, by name: a tuple of names (objects with
+    no status yet) or name -> the object Crossplane observed. fn.go hands the expression
+    the request's State message, where each observed resource is `{resource: <object>}`.
+    """
+    expr = cel_filter_expressions()[name]
+    objects = observed if isinstance(observed, dict) else {n: {} for n in observed}
+    state = {"composite": {"resource": xr}, "resources": {n: {"resource": obj} for n, obj in objects.items()}}
     result = cel.evaluate(cel.CEL_FILTER, expr, {"observed": state, "desired": {"composite": {"resource": xr}}, "context": {}})
     assert isinstance(result, bool), (name, result)
     return result
+
+
+def mr_observed(obj: dict[str, Any], *conditions: dict[str, str]) -> dict[str, Any]:
+    """A composed resource as Crossplane observes it, with these status conditions."""
+    return {**obj, "status": {"conditions": [{"lastTransitionTime": "2026-01-01T00:00:00Z", "reason": "x", **c}
+                                             for c in conditions]}}
+
+
+READY = {"type": "Ready", "status": "True", "reason": "Available"}
+SYNCED = {"type": "Synced", "status": "True", "reason": "ReconcileSuccess"}
 
 
 def test_cel_filters_name_real_resources_and_gate_zero_ip_to_dev():
@@ -1091,18 +1250,59 @@ def test_cel_filters_name_real_resources_and_gate_zero_ip_to_dev():
     bare = sample_xr()
     del bare["status"]
     for gated in ("blob-contributor", "postgres-entra-admin", "deployment"):
+        # Everything else composed and Ready: only the XR's status decides.
+        converged = {n: mr_observed(o, READY) for n, o in xp_desired().items() if n != gated}
         assert not cel_filter(gated, bare), gated
-        assert cel_filter(gated, sample_xr()), gated
+        assert not cel_filter(gated, bare, converged), gated
+        assert cel_filter(gated, sample_xr(), converged), gated
         assert cel_filter(gated, bare, observed=(gated,)), gated
         for missing in sample_xr()["status"]:
             partial = sample_xr()
             del partial["status"][missing]
-            if cel_filter(gated, partial):
+            if cel_filter(gated, partial, converged):
                 continue  # this resource does not need that ID
             assert cel_filter(gated, partial, observed=(gated,)), (gated, missing)
     with pytest.raises(cel.CelError):
         cel.evaluate(cel.CEL_FILTER, "observed.composite.resource.spec.platfrom.environment == 'dev'",
                      {"observed": {"composite": {"resource": full}}})
+
+
+@pytest.mark.parametrize("identity", [WI, SP])
+@pytest.mark.parametrize("environment", ["dev", "prod"])
+def test_crossplane_starts_the_app_only_after_everything_it_needs_is_ready(environment, identity):
+    """The Deployment is composed once every Azure resource composed for this XR reports
+    Ready (not merely exists): the same rule kro's readyWhen enforces for the ASO variant.
+    Crossplane itself creates composed resources in no order and waits for none."""
+    for ranges in range(4):
+        xr = sample_xr(environment, ranges, identity=identity)
+        desired = xp_desired(environment, identity, xr)
+        assert "deployment" in desired, (environment, identity, ranges)
+        azure = {n: o for n, o in desired.items() if split_api_version(o["apiVersion"])[0].endswith(".azure.m.upbound.io")}
+        firewall = {n for n in azure if n.startswith("postgres-firewall-")}
+        assert len(firewall) == ranges + (environment == "dev"), firewall
+        assert {"postgres-server", "postgres-database", "postgres-require-tls", "postgres-tls-min-version",
+                "postgres-entra-admin", "storage-account", "storage-container", "blob-contributor"} <= set(azure)
+        assert ({"identity", "federated-credential"} <= set(azure)) is (identity == WI)
+        others = {n: mr_observed(o, READY, SYNCED) for n, o in desired.items() if n not in azure and n != "deployment"}
+        ready = {n: mr_observed(o, READY, SYNCED) for n, o in azure.items()}
+        assert cel_filter("deployment", xr, {**others, **ready})
+        # Only what this XR composes is waited for: extra Ready rules change nothing.
+        assert cel_filter("deployment", xr, ready)
+        for name, obj in azure.items():
+            for state in (None,  # not created yet
+                          mr_observed(obj),  # created, no status yet
+                          mr_observed(obj, SYNCED),  # applied, Azure still creating it
+                          mr_observed(obj, {"type": "Ready", "status": "False", "reason": "Creating"}, SYNCED),
+                          mr_observed(obj, {"type": "Ready", "status": "Unknown", "reason": "x"})):
+                observed = {**others, **ready}
+                if state is None:
+                    del observed[name]
+                else:
+                    observed[name] = state
+                assert not cel_filter("deployment", xr, observed), (environment, identity, ranges, name, state)
+        # Once running, the app stays through a later hiccup of one of its resources.
+        hiccup = {**ready, "postgres-server": mr_observed(azure["postgres-server"], SYNCED), "deployment": {}}
+        assert cel_filter("deployment", xr, hiccup)
 
 
 # --- the workload and secure defaults, both variants --------------------------------------------
@@ -1111,12 +1311,24 @@ def kro_template(kind: str, **where: Any) -> list[dict[str, Any]]:
     return [r for r in rgd_resources() if r["template"]["kind"] == kind and all(r.get(k) == v for k, v in where.items())]
 
 
-def xp_desired(environment: str = "dev", identity: str = WI, xr: dict[str, Any] | None = None) -> dict[str, dict[str, Any]]:
-    """What the pipeline composes: P&T renders, then cel-filter keeps what it decides to."""
-    xr = xr or sample_xr(environment, identity=identity)
-    names = {f["name"] for f in step_input("function-cel-filter")["filters"]}
+def xp_compose(xr: dict[str, Any], observed: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """One run of the pipeline: P&T renders, then cel-filter keeps what it decides to."""
+    names = set(cel_filter_expressions())
     return {name: obj for name, obj in pt.render(step_input("function-patch-and-transform"), xr).items()
-            if name not in names or cel_filter(name, xr)}
+            if name not in names or cel_filter(name, xr, observed)}
+
+
+def xp_desired(environment: str = "dev", identity: str = WI, xr: dict[str, Any] | None = None) -> dict[str, dict[str, Any]]:
+    """What the pipeline composes once converged: Crossplane runs it again after each
+    composed resource it created becomes Ready (in this model, at once), until nothing changes."""
+    xr = xr or sample_xr(environment, identity=identity)
+    observed: dict[str, dict[str, Any]] = {}
+    for _ in range(5):
+        desired = xp_compose(xr, observed)
+        if set(desired) == set(observed):
+            return desired
+        observed = {name: mr_observed(obj, READY, SYNCED) for name, obj in desired.items()}
+    raise AssertionError(f"the pipeline does not converge: {sorted(desired)}")
 
 
 def pod_environment(container: dict[str, Any], secrets: dict[str, dict[str, str]]) -> dict[str, str]:

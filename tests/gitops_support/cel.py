@@ -12,7 +12,9 @@ What each environment declares, per upstream source:
   ``forEach`` iterators, ``each`` in a collection's ``readyWhen``; the libraries above plus
   kro's ``hash.sha256(string) -> bytes`` (``pkg/cel/library/hash.go``), declared here with
   the same signature.
-* function-cel-filter v0.2.0 (``fn.go``): ``observed``, ``desired``, ``context``.
+* function-cel-filter v0.2.0 (``fn.go``): ``observed``, ``desired``, ``context``, and the
+  standard library only (its ``cel.NewEnv`` adds types and variables, no extension), so
+  ``.format()``, ``cel.bind`` and the like fail to compile here as they would there.
 * ValidatingAdmissionPolicy (Kubernetes 1.30+): ``object``, ``oldObject``, ``request``,
   ``params``, ``namespaceObject``, ``authorizer``, ``variables``.
 
@@ -74,7 +76,8 @@ def _env(engine: str, variables: frozenset[str]) -> cel.Env:
     names = set(variables) | set(ENGINE_VARIABLES[engine])
     return cel.NewEnv(
         variables={name: cel.Type.DYN for name in sorted(names)},
-        extensions=[ext_strings.ExtStrings(), ext_encoders.ExtEncoders(), ext_bindings.ExtBindings(), ext_optional.ExtOptional()],
+        extensions=[] if engine == CEL_FILTER else [
+            ext_strings.ExtStrings(), ext_encoders.ExtEncoders(), ext_bindings.ExtBindings(), ext_optional.ExtOptional()],
         functions=_KRO_FUNCTIONS if engine == KRO else [],
     )
 

@@ -17,6 +17,10 @@ checked against the version it names).
 from __future__ import annotations
 
 import copy
+import hashlib
+import json
+import os
+import tempfile
 from collections.abc import Mapping
 from functools import lru_cache
 from pathlib import Path
@@ -60,8 +64,12 @@ OBJECT_META_SCHEMA: dict[str, Any] = {
 
 
 def structural_to_jsonschema(schema: dict[str, Any]) -> dict[str, Any]:
-    """Convert one openAPIV3Schema node (recursively) into a closed JSON Schema."""
-    s = copy.deepcopy(schema)
+    """Convert one openAPIV3Schema node (recursively) into a closed JSON Schema.
+
+    Returns new dicts for every schema node; leaf values (enum and required lists,
+    defaults) are shared with `schema`, which is never modified.
+    """
+    s = dict(schema)
     preserve = s.get("x-kubernetes-preserve-unknown-fields") is True
     embedded = s.get("x-kubernetes-embedded-resource") is True
 
@@ -131,6 +139,13 @@ def make_validator(schema: dict[str, Any]) -> jsonschema.protocols.Validator:
 
 def crd_validator(crd_path: Path | str, version: str) -> jsonschema.protocols.Validator:
     """Strict validator for objects of the (single) CRD in ``crd_path`` at ``version``."""
+    path = Path(crd_path).resolve()
+    stat = path.stat()
+    return _crd_validator(str(path), stat.st_size, stat.st_mtime_ns, version)
+
+
+@lru_cache(maxsize=None)
+def _crd_validator(crd_path: str, size: int, mtime_ns: int, version: str) -> jsonschema.protocols.Validator:
     crds = [d for d in _yaml_docs(Path(crd_path)) if d.get("kind") == "CustomResourceDefinition"]
     if len(crds) != 1:
         raise ValueError(f"{crd_path}: expected one CustomResourceDefinition, found {len(crds)}")
@@ -139,19 +154,49 @@ def crd_validator(crd_path: Path | str, version: str) -> jsonschema.protocols.Va
 
 # libyaml parses the multi-megabyte CRDs about ten times faster than the pure-Python loader.
 _LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+# Parsed upstream files as JSON, by the sha256 of their bytes: reading JSON is some twenty
+# times faster than building the same objects from YAML, and the megabytes of pinned CRDs
+# would otherwise be parsed again by every test process. Content-addressed, so an edited
+# file is simply a new entry; written atomically, so parallel workers never read half a file.
+CACHE_DIR = REPO_ROOT / ".pytest_cache" / "upstream-json"
 
 
 def _yaml_docs(path: Path) -> Iterator[dict[str, Any]]:
-    with path.open() as f:
-        for doc in yaml.load_all(f, Loader=_LOADER):
-            if isinstance(doc, dict):
-                yield doc
+    """The mapping documents of a YAML file (shared, cached objects: do not modify them)."""
+    stat = path.stat()
+    yield from _parsed(str(path.resolve()), stat.st_size, stat.st_mtime_ns)
+
+
+@lru_cache(maxsize=None)
+def _parsed(path: str, size: int, mtime_ns: int) -> tuple[dict[str, Any], ...]:
+    data = Path(path).read_bytes()
+    cached = CACHE_DIR / f"{hashlib.sha256(data).hexdigest()}.json"
+    try:
+        return tuple(json.loads(cached.read_bytes()))
+    except (OSError, ValueError):
+        pass
+    docs = [d for d in yaml.load_all(data, Loader=_LOADER) if isinstance(d, dict)]
+    try:
+        text = json.dumps(docs)
+    except (TypeError, ValueError):
+        return tuple(docs)  # not plain JSON data (dates, ...): parse it each time
+    # Only what JSON carries exactly (no integer keys, no tuples) goes into the cache.
+    if json.loads(text) == docs:
+        CACHE_DIR.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=CACHE_DIR, suffix=".tmp")
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        os.replace(tmp, cached)
+    return tuple(docs)
+
+
+def upstream_schemas(root: Path | None = None) -> dict[tuple[str, str, str], dict[str, Any]]:
+    """Every CRD under shared/upstream: (group, kind, served version) -> openAPIV3Schema."""
+    return _upstream_schemas(Path(root).resolve() if root else upstream_dir().resolve())
 
 
 @lru_cache(maxsize=4)
-def upstream_schemas(root: Path | None = None) -> dict[tuple[str, str, str], dict[str, Any]]:
-    """Every CRD under shared/upstream: (group, kind, served version) -> openAPIV3Schema."""
-    root = Path(root) if root else upstream_dir()
+def _upstream_schemas(root: Path) -> dict[tuple[str, str, str], dict[str, Any]]:
     out: dict[tuple[str, str, str], dict[str, Any]] = {}
     for path in sorted(root.rglob("*.yaml")):
         try:
@@ -192,9 +237,13 @@ class _LazyValidators(Mapping):
         return len(self._schemas)
 
 
-@lru_cache(maxsize=4)
 def load_upstream_crds(root: Path | None = None) -> Mapping[tuple[str, str, str], jsonschema.protocols.Validator]:
     """Strict validators for every CRD under shared/upstream, keyed by (group, kind, version)."""
+    return _load_upstream_crds(Path(root).resolve() if root else upstream_dir().resolve())
+
+
+@lru_cache(maxsize=4)
+def _load_upstream_crds(root: Path) -> Mapping[tuple[str, str, str], jsonschema.protocols.Validator]:
     return _LazyValidators(upstream_schemas(root))
 
 
