@@ -10,7 +10,7 @@ from typing import Mapping, Optional, Sequence
 import pulumi
 import pulumi_kubernetes as k8s
 import yaml
-from pulumi_azure_native import authorization, containerservice, resources
+from pulumi_azure_native import containerservice, resources
 
 from components.roles import assign_role
 
@@ -119,6 +119,10 @@ class MaintenanceWindowArgs:
 class AksClusterArgs:
     cluster_name: str
     location: str
+    # The Entra tenant that authenticates the cluster's users: the stack's own, explicit, so
+    # that who runs `up` changes nothing (Azure RBAC for Kubernetes needs it to be the tenant
+    # of the cluster's subscription: AKS docs, "Use Azure RBAC for Kubernetes Authorization").
+    tenant_id: str
     # The component creates this group unless `create_resource_group` is False (then it exists).
     resource_group_name: str
     system_pool: NodePoolArgs
@@ -188,7 +192,6 @@ class AksCluster(pulumi.ComponentResource):
         super().__init__("aks-platform:cluster:AksCluster", name, None, opts)
 
         child = pulumi.ResourceOptions(parent=self)
-        client = authorization.get_client_config_output(opts=pulumi.InvokeOutputOptions(parent=self))
 
         if args.create_resource_group:
             group = resources.ResourceGroup(
@@ -224,7 +227,7 @@ class AksCluster(pulumi.ComponentResource):
                 managed=True,
                 enable_azure_rbac=True,
                 admin_group_object_ids=list(args.admin_group_object_ids) or None,
-                tenant_id=client.tenant_id,
+                tenant_id=args.tenant_id,
             ),
             disable_local_accounts=not args.local_accounts,
             oidc_issuer_profile=containerservice.ManagedClusterOIDCIssuerProfileArgs(enabled=True),
@@ -338,8 +341,6 @@ class AksCluster(pulumi.ComponentResource):
         self.cluster_id = managed.id
         self.resource_group_name = rg_name
         self.oidc_issuer_url = managed.oidc_issuer_profile.apply(lambda p: p.issuer_url if p else None)
-        self.tenant_id = client.tenant_id
-        self.subscription_id = client.subscription_id
         self.register_outputs(
             {
                 "cluster_name": self.cluster_name,

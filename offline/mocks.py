@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import base64
 import uuid
+from dataclasses import dataclass
 from typing import Any, Optional
 
 import pulumi
@@ -33,19 +34,39 @@ def mock_guid(*parts: str) -> str:
     return str(uuid.uuid5(MOCK_NAMESPACE, "/".join(parts)))
 
 
-# The deployer's context, as getClientConfig reports it (mock values, derived, not real).
+# The platform's subscription and Entra tenant (mock values, derived, not real): the shipped
+# stacks pin these as their example azure-native:subscriptionId / tenantId, and CI's
+# ARM_SUBSCRIPTION_ID / ARM_TENANT_ID name them too.
 TENANT_ID = mock_guid("tenant")
 SUBSCRIPTION_ID = mock_guid("subscription")
 DEPLOYER_OBJECT_ID = mock_guid("deployer-object")
 DEPLOYER_CLIENT_ID = mock_guid("deployer-client")
-# A person running `pulumi up` after `az login`: the client is the Azure CLI's public app.
+# A person running `pulumi up` after `az login`: the client is the Azure CLI's public app, and
+# their `az` default subscription and home tenant are not the platform's.
 PERSON_OBJECT_ID = mock_guid("person-object")
+PERSON_SUBSCRIPTION_ID = mock_guid("person-subscription")
+PERSON_TENANT_ID = mock_guid("person-tenant")
 AZURE_CLI_CLIENT_ID = "04b07795-8ddb-461a-bbee-02f9e1bf7b46"
 
-# Who getClientConfig reports, per kind of caller: (clientId, objectId, directory type).
+
+# The azure-native keys every stack pins (stacks/config.py PROVIDER_KEYS), with the platform's.
+PINNED_TARGET = {"azure-native:subscriptionId": SUBSCRIPTION_ID, "azure-native:tenantId": TENANT_ID}
+
+
+@dataclass(frozen=True)
+class Caller:
+    """Who runs `pulumi up`, as azure-native sees them when the stack pins nothing."""
+
+    client_id: str
+    object_id: str
+    directory_type: str
+    default_subscription: str
+    default_tenant: str
+
+
 CALLERS = {
-    "ci": (DEPLOYER_CLIENT_ID, DEPLOYER_OBJECT_ID, "ServicePrincipal"),
-    "person": (AZURE_CLI_CLIENT_ID, PERSON_OBJECT_ID, "User"),
+    "ci": Caller(DEPLOYER_CLIENT_ID, DEPLOYER_OBJECT_ID, "ServicePrincipal", SUBSCRIPTION_ID, TENANT_ID),
+    "person": Caller(AZURE_CLI_CLIENT_ID, PERSON_OBJECT_ID, "User", PERSON_SUBSCRIPTION_ID, PERSON_TENANT_ID),
 }
 
 # The AKS versions on offer when an AzureCloud starts (minor -> patches, oldest first), and
@@ -215,12 +236,20 @@ class AzureMocks(pulumi.runtime.Mocks):
         # Explicit azure-native providers (one per tenant subscription): provider ID -> (subscription, Entra tenant).
         self._providers: dict[str, tuple[str, str]] = {}
         # The directory: object ID -> type, for every principal the mocks know.
-        _, caller_object, caller_type = CALLERS[caller]
-        self.directory: dict[str, str] = {caller_object: caller_type}
+        who = CALLERS[caller]
+        self.directory: dict[str, str] = {who.object_id: who.directory_type}
+
+    def _default_target(self) -> tuple[str, str]:
+        """The default provider's subscription and tenant, as azure-native picks them: the
+        stack's azure-native:subscriptionId / tenantId, else the caller's own defaults."""
+        from pulumi.runtime.config import get_config
+
+        who = CALLERS[self.caller]
+        return (get_config("azure-native:subscriptionId") or who.default_subscription, get_config("azure-native:tenantId") or who.default_tenant)
 
     def _provider(self, provider_ref: str) -> tuple[str, str]:
         provider_id = provider_ref.rsplit("::", 1)[-1] if provider_ref else ""
-        return self._providers.get(provider_id, (SUBSCRIPTION_ID, TENANT_ID))
+        return self._providers.get(provider_id) or self._default_target()
 
     def _subscription(self, provider_ref: str) -> str:
         return self._provider(provider_ref)[0]
@@ -229,8 +258,10 @@ class AzureMocks(pulumi.runtime.Mocks):
         inputs = dict(args.inputs)
         if args.typ == "pulumi:providers:azure-native":
             provider_id = f"{args.name}-provider-id"
-            # A subscription in another Entra tenant is reached by naming that tenant.
-            self._providers[provider_id] = (inputs.get("subscriptionId") or SUBSCRIPTION_ID, inputs.get("tenantId") or TENANT_ID)
+            # A subscription in another Entra tenant is reached by naming that tenant. An explicit
+            # provider reads no stack config: what it does not name is the caller's default.
+            who = CALLERS[self.caller]
+            self._providers[provider_id] = (inputs.get("subscriptionId") or who.default_subscription, inputs.get("tenantId") or who.default_tenant)
             return provider_id, inputs
         if self.preview:
             # A resource being created has no ID and its computed outputs are unknown.
@@ -252,7 +283,7 @@ class AzureMocks(pulumi.runtime.Mocks):
                 fqdn=f"{name}-{mock_guid('dns', name)[:8]}.hcp.{inputs['location']}.azmk8s.io",
                 nodeResourceGroup=f"MC_{inputs['resourceGroupName']}_{name}_{inputs['location']}",
                 oidcIssuerProfile={"enabled": True, "issuerURL": issuer_url(inputs["location"], name)},
-                identity={"type": "SystemAssigned", "principalId": mock_guid("aks-principal", name), "tenantId": TENANT_ID},
+                identity={"type": "SystemAssigned", "principalId": mock_guid("aks-principal", name), "tenantId": self._provider(args.provider)[1]},
             )
             self.directory[mock_guid("aks-principal", name)] = "ServicePrincipal"
         elif typ == "azure-native:managedidentity:UserAssignedIdentity":
@@ -365,13 +396,9 @@ class AzureMocks(pulumi.runtime.Mocks):
     def call(self, args: pulumi.runtime.MockCallArgs) -> tuple[dict, list] | dict:
         token = args.token
         if token == "azure-native:authorization:getClientConfig":
-            client_id, object_id, _ = CALLERS[self.caller]
-            return {
-                "clientId": client_id,
-                "objectId": object_id,
-                "subscriptionId": SUBSCRIPTION_ID,
-                "tenantId": TENANT_ID,
-            }
+            who = CALLERS[self.caller]
+            subscription, tenant = self._provider(args.provider)
+            return {"clientId": who.client_id, "objectId": who.object_id, "subscriptionId": subscription, "tenantId": tenant}
         if token in (
             "azure-native:containerservice:listManagedClusterUserCredentials",
             "azure-native:containerservice:listManagedClusterAdminCredentials",
@@ -384,5 +411,5 @@ class AzureMocks(pulumi.runtime.Mocks):
             return {"kubeconfigs": [{"name": name, "value": value}]}
         if token == "azure-native:resources:getResourceGroup":
             name = args.args["resourceGroupName"]
-            return {"id": _rg_id(SUBSCRIPTION_ID, name), "name": name, "location": "westeurope"}
+            return {"id": _rg_id(self._provider(args.provider)[0], name), "name": name, "location": "westeurope"}
         raise NotImplementedError(f"offline mocks have no answer for invoke {token}")

@@ -30,7 +30,7 @@ from pathlib import Path
 from urllib.parse import parse_qsl, urlsplit
 from typing import Annotated, Any, ClassVar, Iterator, Literal, Mapping, Optional, Union
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, SecretStr, Strict, StringConstraints, model_validator
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, PrivateAttr, SecretStr, Strict, StringConstraints, model_validator
 from pydantic.alias_generators import to_camel
 from pydantic_core import PydanticCustomError, PydanticUndefined
 
@@ -801,8 +801,8 @@ def is_subscription_id(scope: str, subscription: str) -> bool:
 class TenantConfig(Section):
     name: Text(TENANT_NAME) = required("2-20 lowercase letters, digits and hyphens, starting with a letter (DNS-safe); unique")
     subscription_id: Guid = required("an Azure subscription ID (GUID)")
-    # None: the deployer's Entra tenant (getClientConfig).
-    tenant_id: Optional[Guid] = setting(None, "an Entra tenant ID (GUID)", default_text="the deployer's Entra tenant")
+    # None: the stack's own Entra tenant (azure-native:tenantId), never the deployer's default.
+    tenant_id: Optional[Guid] = setting(None, "an Entra tenant ID (GUID)", default_text="the stack's `azure-native:tenantId`")
     location: Optional[Text(LOCATION)] = setting(None, "an Azure region name", default_text="`location`")
     namespaces: tuple[
         Annotated[Text(DNS_LABEL), AfterValidator(_namespace), item("a Kubernetes namespace name: at most 63 lowercase letters, digits and '-', starting and ending with a letter or digit (RFC 1123 label)")],
@@ -1050,6 +1050,24 @@ class StackConfig(Section):
         "secret, only as a secret (`pulumi config set --secret aks-platform:appServicePrincipalClientSecret`)"
     )
 
+    # Where the stack deploys: its own `azure-native:subscriptionId` and `azure-native:tenantId`
+    # (checked with the rest by stacks.validation.load), never the default subscription and
+    # tenant of whoever runs `up` (getClientConfig answers with those when the stack sets none).
+    _subscription_id: Optional[str] = PrivateAttr(None)
+    _tenant_id: Optional[str] = PrivateAttr(None)
+
+    @property
+    def subscription_id(self) -> str:
+        if self._subscription_id is None:
+            raise ValueError("StackConfig.subscription_id: load the config with the stack's azure-native keys (stacks.validation.from_pulumi)")
+        return self._subscription_id
+
+    @property
+    def tenant_id(self) -> str:
+        if self._tenant_id is None:
+            raise ValueError("StackConfig.tenant_id: load the config with the stack's azure-native keys (stacks.validation.from_pulumi)")
+        return self._tenant_id
+
     def tenant_resource_group(self, tenant: TenantConfig) -> str:
         return f"rg-{self.environment}-tenant-{tenant.name}"
 
@@ -1068,6 +1086,22 @@ class StackConfig(Section):
     @property
     def cluster_name(self) -> str:
         return f"aks-{self.environment}"
+
+
+# The azure-native provider keys every stack must set (namespace `azure-native:`), so that
+# what the program registers never depends on who runs `up`: a person's `az` default
+# subscription and tenant, CI's ARM_SUBSCRIPTION_ID. Key -> what is allowed (a GUID each).
+PROVIDER_NAMESPACE = "azure-native"
+PROVIDER_KEYS: dict[str, str] = {
+    "subscriptionId": (
+        "the Azure subscription ID (GUID) the stack deploys into, pinned in the stack so that who runs `up` (CI's "
+        "ARM_SUBSCRIPTION_ID, a person's `az account show`) changes nothing: `pulumi config set azure-native:subscriptionId <id>`"
+    ),
+    "tenantId": (
+        "the Entra tenant ID (GUID) of that subscription (`az account show --subscription <id> --query tenantId -o tsv`): "
+        "the cluster's Entra tenant and the controllers' AZURE_TENANT_ID; `pulumi config set azure-native:tenantId <id>`"
+    ),
+}
 
 
 SECTION_MODELS: tuple[type[Section], ...] = (

@@ -22,6 +22,8 @@ from offline.evaluate import UNKNOWN, Secret, evaluate
 from offline.mocks import (
     DEPLOYER_OBJECT_ID,
     PERSON_OBJECT_ID,
+    PERSON_SUBSCRIPTION_ID,
+    PERSON_TENANT_ID,
     SUBSCRIPTION_ID,
     TENANT_ID,
     AzureCloud,
@@ -30,6 +32,7 @@ from offline.mocks import (
     mock_guid,
 )
 from stacks import build
+from stacks.config import ConfigError
 from stacks.validation import from_pulumi
 from tests.conftest import run_program
 
@@ -151,21 +154,54 @@ def mc_id(environment: str) -> str:
     )
 
 
-@pytest.mark.parametrize("stack", ["prod", "tenants"])
-def test_who_runs_up_changes_no_role_assignment(stack_file, stack):
-    """CI's service principal and a person (`az login`) get the same graph: the mocks answer
-    getClientConfig for each and refuse a role assignment whose principalType does not match
-    the directory (UnmatchedPrincipalType), as Azure does."""
+def _registered(ev) -> list[tuple[str, str]]:
+    return sorted((r.urn, json.dumps(r.plain(), sort_keys=True, default=str)) for r in ev.resources)
+
+
+@pytest.mark.parametrize("stack", ["prod", "tenants", "dev", "hybrid"])
+def test_who_runs_up_changes_nothing_the_program_registers(stack_file, stack):
+    """CI's service principal and a person (`az login`, whose default subscription and home
+    tenant are not the platform's) register the same resources with the same inputs: the stack
+    pins azure-native:subscriptionId and tenantId, and the mocks answer getClientConfig and
+    place every resource as azure-native does for each caller (and refuse a role assignment
+    whose principalType does not match the directory, as Azure does)."""
     config, secret = stack_file(stack)
     runs = {
         caller: evaluate(lambda: build(from_pulumi()), config=copy.deepcopy(config), secret_keys=secret, stack=stack, mocks=AzureMocks(caller=caller))
         for caller in ("ci", "person")
     }
-    assignments = {
-        caller: sorted((r.name, json.dumps(r.plain(), sort_keys=True)) for r in ev.by_type(RA)) for caller, ev in runs.items()
-    }
-    assert assignments["ci"] == assignments["person"]
-    assert not [r for r in runs["person"].by_type(RA) if r.plain("principalId") == PERSON_OBJECT_ID]
+    assert _registered(runs["ci"]) == _registered(runs["person"])
+    text = json.dumps(_registered(runs["person"]))
+    assert PERSON_OBJECT_ID not in text and PERSON_SUBSCRIPTION_ID not in text and PERSON_TENANT_ID not in text
+
+
+def test_the_mocks_place_an_unpinned_stack_in_the_callers_subscription():
+    """What the test above relies on: without the pin, azure-native (and so the mocks) uses
+    the caller's own default subscription and tenant."""
+    for caller, subscription, tenant in (("ci", SUBSCRIPTION_ID, TENANT_ID), ("person", PERSON_SUBSCRIPTION_ID, PERSON_TENANT_ID)):
+        ev = evaluate(resources_group_and_client, mocks=AzureMocks(caller=caller))
+        assert ev.outputs["id"].value == f"/subscriptions/{subscription}/resourceGroups/rg"
+        assert (ev.outputs["subscription"].value, ev.outputs["tenant"].value) == (subscription, tenant)
+
+
+def resources_group_and_client():
+    from pulumi_azure_native import authorization, resources
+
+    group = resources.ResourceGroup("rg", resource_group_name="rg", location="westeurope")
+    client = authorization.get_client_config_output()
+    return {"id": group.id, "subscription": client.subscription_id, "tenant": client.tenant_id}
+
+
+@pytest.mark.parametrize("key", ["subscriptionId", "tenantId"])
+@pytest.mark.parametrize("stack", ["prod", "hybrid"])
+def test_a_stack_that_does_not_pin_its_subscription_and_tenant_is_refused(stack_file, stack, key):
+    config, secret = stack_file(stack)
+    del config[f"azure-native:{key}"]
+    with pytest.raises(ConfigError, match=f"azure-native:{key}: got nothing; allowed: required: the "):
+        run_program(config, secret, stack=stack)
+    config[f"azure-native:{key}"] = "my-subscription"
+    with pytest.raises(ConfigError, match=f"azure-native:{key}: got 'my-subscription'; allowed: the "):
+        run_program(config, secret, stack=stack)
 
 
 def test_mocks_refuse_a_mismatched_principal_type():
@@ -336,6 +372,7 @@ def _args(**overrides) -> AksClusterArgs:
     base = dict(
         cluster_name="aks-byo",
         location="westeurope",
+        tenant_id=TENANT_ID,
         resource_group_name="rg-byo",
         system_pool=_pool("system"),
         admin_group_object_ids=["3f2b7c1e-6d4a-4f0b-9b8e-2a1c5d7e9f10"],

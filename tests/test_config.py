@@ -13,6 +13,7 @@ from stacks import config as stack_config
 from stacks.config import ConfigError
 from stacks.problems import redact_url_credentials
 from stacks.validation import load
+from offline.mocks import PINNED_TARGET
 from tests.conftest import run_program
 
 SUBNET = "/subscriptions/8c1d2e3f-4a5b-4c6d-8e7f-9a0b1c2d3e4f/resourceGroups/rg-network/providers/Microsoft.Network/virtualNetworks/vnet-spoke/subnets/"
@@ -405,7 +406,7 @@ def test_pools_in_your_own_network_with_user_defined_routing():
     )
     c = load(raw).cluster
     assert [c.subnet_of(p) for p in c.pools] == [SUBNET + "nodes", SUBNET + "nodes", SUBNET + "batch"]
-    ev = run_program({f"aks-platform:{k}": v for k, v in raw.items()})
+    ev = run_program({**PINNED_TARGET, **{f"aks-platform:{k}": v for k, v in raw.items()}})
     mc = ev.one("azure-native:containerservice:ManagedCluster")
     assert mc.plain("agentPoolProfiles")[0]["vnetSubnetID"] == SUBNET + "nodes"
     pools = {p.plain("agentPoolName"): p.plain("vnetSubnetID") for p in ev.by_type("azure-native:containerservice:AgentPool")}
