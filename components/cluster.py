@@ -12,6 +12,7 @@ import pulumi_kubernetes as k8s
 import yaml
 from pulumi_azure_native import containerservice, resources
 
+from components.cluster_access import ClusterAdminReady, ClusterAdminReadyArgs, DEFAULT_TIMEOUT_SECONDS
 from components.roles import assign_role
 
 # AKS's Entra server application: the audience kubelogin asks tokens for (same in every tenant).
@@ -19,6 +20,8 @@ AKS_AAD_SERVER_APP_ID = "6dae42f8-4368-4678-94ff-3960e28e3630"
 # What the cluster's own identity needs on a subnet it does not own (AKS docs, "Azure CNI
 # overview": at least Network Contributor on the subnet when you bring your own network).
 SUBNET_ROLE = "Network Contributor"
+# Cluster admin under Azure RBAC for Kubernetes authorization (AKS built-in roles).
+CLUSTER_ADMIN_ROLE = "Azure Kubernetes Service RBAC Cluster Admin"
 
 # Auto-upgrade channels that move the Kubernetes version on their own: stable and rapid move
 # the minor, patch moves the patch (AKS docs, "Automatically upgrade an AKS cluster").
@@ -139,6 +142,8 @@ class AksClusterArgs:
     maintenance_window: Optional[MaintenanceWindowArgs] = None
     # kubelogin's non-interactive login mode for the provider's kubeconfig (Entra-only clusters).
     kubelogin_mode: str = "azurecli"
+    # How long the Kubernetes provider waits for the admin groups' grant to take effect.
+    admin_ready_timeout_seconds: int = DEFAULT_TIMEOUT_SECONDS
     # With the nodes in your own subnets: grant the cluster's identity Network Contributor on
     # each (False when the network team grants it, or the deployer may not).
     assign_subnet_role: bool = True
@@ -301,13 +306,6 @@ class AksCluster(pulumi.ComponentResource):
 
         self.maintenance = _maintenance(name, args, rg_name, managed, self)
 
-        # Deployer access: nothing is granted to whoever runs `pulumi up`. With local accounts
-        # off, the members of admin_group_object_ids (people and the CI identity) are
-        # cluster-admin through the binding AKS creates with the cluster itself, so no fresh
-        # Azure role assignment, still propagating for minutes, stands between the provider
-        # and the cluster. Add-ons run on the system pool: no wait for the user pools.
-        provider_deps: list[pulumi.Resource] = [managed]
-
         # depends_on keeps the credentials invoke from running in preview against a cluster
         # that does not exist yet: it yields unknown there instead of failing.
         invoke_opts = pulumi.InvokeOutputOptions(parent=self, depends_on=[managed])
@@ -322,6 +320,43 @@ class AksCluster(pulumi.ComponentResource):
             )
             mode = args.kubelogin_mode
             kubeconfig = creds.kubeconfigs.apply(lambda kcs: kubelogin_kubeconfig(_decode(kcs[0].value), mode))
+
+        # Cluster admin on an Entra-only cluster. With Azure RBAC for Kubernetes authorization,
+        # AKS's own binding of adminGroupObjectIDs to cluster-admin is not documented to apply
+        # ("If you want to conveniently grant users full admin rights, and are not using Azure
+        # RBAC"; "The admin roles field ... is irrelevant when Azure RBAC for Kubernetes
+        # Authorization is enabled": AKS docs, concepts-identity, until 2026), so each admin
+        # group gets the Azure role explicitly, at the cluster's scope. Principals and types come
+        # from config, never from who runs `up`.
+        self.admin_role_assignments: list[pulumi.Resource] = []
+        provider_deps: list[pulumi.Resource] = [managed]
+        if not args.local_accounts:
+            self.admin_role_assignments = [
+                assign_role(
+                    f"{name}-cluster-admin-{group}",
+                    principal_id=group,
+                    principal_type="Group",
+                    role=CLUSTER_ADMIN_ROLE,
+                    scope=managed.id,
+                    description=f"AKS {args.cluster_name}: members of this Entra group administer the cluster",
+                    opts=child,
+                )
+                for group in args.admin_group_object_ids
+            ]
+            # A new grant takes minutes to reach AKS's authorizer: the provider, and so every
+            # Kubernetes object, waits until the identity running `up` is admin (bounded).
+            self.admin_ready = ClusterAdminReady(
+                f"{name}-cluster-admin-ready",
+                ClusterAdminReadyArgs(
+                    kubeconfig=kubeconfig,
+                    groups=list(args.admin_group_object_ids),
+                    grants=[g.id for g in self.admin_role_assignments],
+                    timeout_seconds=args.admin_ready_timeout_seconds,
+                ),
+                opts=pulumi.ResourceOptions(parent=self, depends_on=self.admin_role_assignments),
+            )
+            provider_deps.append(self.admin_ready)
+        # Add-ons run on the system pool: no wait for the user pools.
 
         self.kubeconfig = pulumi.Output.secret(kubeconfig)
         self.provider = k8s.Provider(

@@ -12,8 +12,10 @@ version older than the one running (AKS never downgrades), a cluster with
 
 An :class:`AzureCloud` keeps what Azure holds between two `pulumi up`s: pass the same one to
 two evaluations, let AKS upgrade itself in between (:meth:`AzureCloud.auto_upgrade`), and
-the second evaluation meets the cluster as Azure would report it. Not modelled: time (RBAC
-propagation, long-running operations), concurrent-operation conflicts (409s; tests check the
+the second evaluation meets the cluster as Azure would report it. It also keeps the role
+assignments and a clock, so :meth:`AzureCloud.authorize` answers whether an admin group's
+member is cluster admin yet (Azure RBAC grants take effect minutes after they are created).
+Not modelled: long-running operations, concurrent-operation conflicts (409s; tests check the
 graph's ordering instead), versions leaving support.
 """
 
@@ -83,13 +85,46 @@ def _minor(version: str) -> str:
     return ".".join(version.split(".")[:2])
 
 
+# "New role assignments can take up to five minutes to propagate and be updated by the
+# authorization server" (AKS docs, "Use Azure RBAC for Kubernetes Authorization").
+RBAC_PROPAGATION_SECONDS = 300
+AKS_RBAC_CLUSTER_ADMIN = "b1ff04bb-8a4e-4dc4-8eb5-8693973ce19b"  # Azure Kubernetes Service RBAC Cluster Admin
+
+
 class AzureCloud:
-    """What Azure holds between evaluations: each AKS cluster's and agent pool's running version."""
+    """What Azure holds between evaluations: each AKS cluster's and agent pool's running
+    version, its Entra settings, the role assignments, and time (seconds since the start)."""
 
     def __init__(self) -> None:
-        # cluster resource ID -> {"version", "channel", "pools": {pool name: version}}
+        # cluster resource ID -> {"version", "channel", "pools": {pool name: version}, "azure_rbac", "admin_groups"}
         self.clusters: dict[str, dict[str, Any]] = {}
         self.versions: dict[str, list[str]] = {minor: list(patches) for minor, patches in AKS_VERSIONS.items()}
+        # (scope, principal ID, role definition GUID, created at)
+        self.role_assignments: list[tuple[str, str, str, float]] = []
+        self.now = 0.0
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+    def authorize(self, cluster_id: str, member_of: set[str]) -> bool:
+        """Whether a member of the Entra groups `member_of` is cluster admin right now.
+
+        Kubernetes RBAC only: AKS binds adminGroupObjectIDs to cluster-admin. With Azure RBAC
+        for Kubernetes authorization, only an "Azure Kubernetes Service RBAC Cluster Admin"
+        assignment on the cluster (or a scope above it) to one of the groups counts, once it
+        has propagated; adminGroupObjectIDs are not documented to count there, so they do not.
+        Not modelled: the other AKS roles, namespace scopes, deny assignments.
+        """
+        cluster = self.clusters[cluster_id]
+        if not cluster.get("azure_rbac"):
+            return bool(member_of & set(cluster.get("admin_groups") or ()))
+        return any(
+            role == AKS_RBAC_CLUSTER_ADMIN
+            and principal in member_of
+            and (cluster_id.lower() + "/").startswith(scope.lower().rstrip("/") + "/")
+            and self.now - at >= RBAC_PROPAGATION_SECONDS
+            for scope, principal, role, at in self.role_assignments
+        )
 
     def latest_patch(self, minor: str) -> str:
         return self.versions[minor][-1]
@@ -316,6 +351,8 @@ class AzureMocks(pulumi.runtime.Mocks):
             name = inputs["roleAssignmentName"]
             rid = f"{inputs['scope']}/providers/Microsoft.Authorization/roleAssignments/{name}"
             outputs["name"] = name
+            if not any(a[:3] == (inputs["scope"], inputs["principalId"], inputs["roleDefinitionId"].rsplit("/", 1)[-1]) for a in self.cloud.role_assignments):
+                self.cloud.role_assignments.append((inputs["scope"], inputs["principalId"], inputs["roleDefinitionId"].rsplit("/", 1)[-1], self.cloud.now))
         elif typ == "azure-native:storage:StorageAccount":
             name = inputs["accountName"]
             rid = f"{_rg_id(sub, inputs['resourceGroupName'])}/providers/Microsoft.Storage/storageAccounts/{name}"
@@ -373,7 +410,11 @@ class AzureMocks(pulumi.runtime.Mocks):
             pool_version = self.cloud.resolve_version(profile.get("orchestratorVersion"), pools.get(profile["name"]) or version, f"agentPoolProfiles[{profile['name']}].orchestratorVersion")
             pools[profile["name"]] = pool_version
         channel = (inputs.get("autoUpgradeProfile") or {}).get("upgradeChannel") or "none"
-        self.cloud.clusters[rid] = {"version": version, "channel": channel, "pools": pools}
+        aad = inputs.get("aadProfile") or {}
+        self.cloud.clusters[rid] = {
+            "version": version, "channel": channel, "pools": pools,
+            "azure_rbac": bool(aad.get("enableAzureRBAC")), "admin_groups": list(aad.get("adminGroupObjectIDs") or ()),
+        }
         return {
             "kubernetesVersion": inputs.get("kubernetesVersion") or version,
             "currentKubernetesVersion": version,

@@ -533,8 +533,9 @@ class ClusterConfig(Section):
         False, "true or false; false: Entra only (needs adminGroupObjectIds, kubelogin); true: the provider uses the admin credentials"
     )
     admin_group_object_ids: tuple[Annotated[Guid, item("an Entra ID group object ID (GUID)")], ...] = setting(
-        (), "Entra ID group object IDs (GUIDs); at least one when localAccounts is false: its members are cluster admins, "
-        "and whoever runs `pulumi up` (the CI identity, a person) must be one"
+        (), "Entra ID group object IDs (GUIDs); at least one when localAccounts is false: each gets 'Azure Kubernetes "
+        "Service RBAC Cluster Admin' on the cluster, so its members are cluster admins, and whoever runs `pulumi up` "
+        "(the CI identity, a person) must be one"
     )
     api_server_authorized_ip_ranges: tuple[Cidr, ...] = setting((), "IPv4 CIDRs such as '203.0.113.0/24'")
     system_pool: SystemPool = setting(SystemPool, "the system node pool")

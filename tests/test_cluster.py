@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+import uuid
 
 import pulumi
 import pytest
@@ -17,6 +18,8 @@ from components.cluster import (
     NodePoolArgs,
     kubelogin_kubeconfig,
 )
+from components.cluster_access import ClusterAdminTimeout, wait_for_cluster_admin
+from components.cluster_access import _Provider as _ReadyProvider
 from components.roles import BUILTIN_ROLES, assign_role
 from offline.evaluate import UNKNOWN, Secret, evaluate
 from offline.mocks import (
@@ -24,6 +27,7 @@ from offline.mocks import (
     PERSON_OBJECT_ID,
     PERSON_SUBSCRIPTION_ID,
     PERSON_TENANT_ID,
+    RBAC_PROPAGATION_SECONDS,
     SUBSCRIPTION_ID,
     TENANT_ID,
     AzureCloud,
@@ -123,20 +127,25 @@ def test_prod_maintenance_windows(shipped):
         }
 
 
-def test_entra_only_cluster_grants_no_one_and_uses_kubelogin(shipped):
-    """Cluster admin comes from cluster.adminGroupObjectIds (AKS binds those groups when it
-    creates the cluster): no role assignment names whoever runs `up`, and none stands
-    between the Kubernetes provider and the cluster, so nothing is still propagating when the
-    add-ons install."""
+ADMIN_GROUP = "3f2b7c1e-6d4a-4f0b-9b8e-2a1c5d7e9f10"
+READY = "pulumi-python:dynamic:Resource"
+
+
+def test_entra_only_cluster_grants_the_admin_groups_and_uses_kubelogin(shipped):
+    """With Azure RBAC for Kubernetes authorization, each group in cluster.adminGroupObjectIds
+    gets "Azure Kubernetes Service RBAC Cluster Admin" on the cluster (nothing names whoever
+    runs `up`), and the Kubernetes provider waits until the grant has taken effect."""
     ev = shipped("prod")
     mc = ev.one(MC)
-    assert mc.plain("aadProfile.adminGroupObjectIDs") == ["3f2b7c1e-6d4a-4f0b-9b8e-2a1c5d7e9f10"]
-    assert not [r for r in ev.by_type(RA) if r.plain("principalId") == DEPLOYER_OBJECT_ID]
-    assert not [r for r in ev.by_type(RA) if r.plain("scope") == mc_id("prod")]
-    provider = ev.one(K8S_PROVIDER)
-    assert ev.depends_on(provider, mc)
-    assert not [r.name for r in ev.by_type(RA) if ev.depends_on(provider, r)]
-    # Not on the user pools either: add-ons fit on the system pool and the pools take minutes each.
+    assert mc.plain("aadProfile.enableAzureRBAC") is True
+    [grant] = [r for r in ev.by_type(RA) if r.plain("scope") == mc_id("prod")]
+    assert (grant.plain("principalId"), grant.plain("principalType")) == (ADMIN_GROUP, "Group")
+    assert grant.plain("roleDefinitionId").endswith(f"/roleDefinitions/{BUILTIN_ROLES['Azure Kubernetes Service RBAC Cluster Admin']}")
+    assert not [r for r in ev.by_type(RA) if r.plain("principalId") in (DEPLOYER_OBJECT_ID, PERSON_OBJECT_ID)]
+    provider, ready = ev.one(K8S_PROVIDER), ev.one(READY)
+    assert ev.depends_on(provider, ready) and ev.depends_on(ready, grant) and ev.depends_on(provider, mc)
+    assert ready.plain("groups") == [ADMIN_GROUP] and isinstance(ready.input("kubeconfig"), Secret)
+    # Not on the user pools: add-ons fit on the system pool and the pools take minutes each.
     assert not ev.depends_on(provider, ev.one(POOL))
     kubeconfig = provider.input("kubeconfig")
     assert isinstance(kubeconfig, Secret)
@@ -145,6 +154,85 @@ def test_entra_only_cluster_grants_no_one_and_uses_kubelogin(shipped):
     assert user["args"][:3] == ["get-token", "--login", "azurecli"]
     assert user["args"][user["args"].index("--server-id") + 1] == AKS_AAD_SERVER_APP_ID
     assert "devicecode" not in user["args"]
+
+
+def test_local_accounts_need_no_grant_and_no_wait(shipped):
+    ev = shipped("dev")
+    assert not [r for r in ev.by_type(RA) if "/managedClusters/" in r.plain("scope")]
+    assert ev.by_type(READY) == []
+
+
+def test_the_admin_grant_names_are_stable_and_one_per_group(stack_file):
+    """Same config, same GUID names (so a second `up` replaces nothing); another group, another name."""
+    config, secret = stack_file("prod")
+    first, again = (run_program(copy.deepcopy(config), secret, stack="prod") for _ in range(2))
+    other = "0d9e8f7a-6b5c-4d3e-8f2a-1b0c9d8e7f6a"
+    config["aks-platform:cluster"]["adminGroupObjectIds"] = [ADMIN_GROUP, other]
+    two = run_program(config, secret, stack="prod")
+
+    def names(ev):
+        return {r.plain("principalId"): r.plain("roleAssignmentName") for r in ev.by_type(RA) if r.plain("scope") == mc_id("prod")}
+
+    assert names(first) == names(again)
+    assert names(two)[ADMIN_GROUP] == names(first)[ADMIN_GROUP] and names(two)[other] != names(two)[ADMIN_GROUP]
+    assert all(str(uuid.UUID(n)) == n for n in names(two).values())
+    assert sorted(two.one(READY).plain("groups")) == sorted([ADMIN_GROUP, other])
+
+
+def _cloud_after_prod_up(stack_file) -> tuple[AzureCloud, str]:
+    config, secret = stack_file("prod")
+    cloud = AzureCloud()
+    evaluate(lambda: build(from_pulumi()), config=config, secret_keys=secret, stack="prod", mocks=AzureMocks(cloud=cloud))
+    return cloud, mc_id("prod")
+
+
+def test_an_admin_group_member_is_cluster_admin_once_the_grant_has_propagated(stack_file):
+    """Azure as documented: with Azure RBAC the admin-groups field grants nothing, a role
+    assignment does, minutes after it is created; the wait returns once it has."""
+    cloud, cluster = _cloud_after_prod_up(stack_file)
+    assert not cloud.authorize(cluster, {ADMIN_GROUP})  # just created: not yet
+    waited = wait_for_cluster_admin(
+        lambda *_: cloud.authorize(cluster, {ADMIN_GROUP}),
+        groups=[ADMIN_GROUP], timeout=600, interval=10, sleep=cloud.advance, clock=lambda: cloud.now,
+    )
+    assert RBAC_PROPAGATION_SECONDS <= waited < RBAC_PROPAGATION_SECONDS + 10
+    assert cloud.authorize(cluster, {ADMIN_GROUP})
+
+
+def test_the_wait_is_bounded_with_a_message_that_says_what_to_check(stack_file):
+    cloud, cluster = _cloud_after_prod_up(stack_file)
+    stranger = {"0d9e8f7a-6b5c-4d3e-8f2a-1b0c9d8e7f6a"}
+    with pytest.raises(ClusterAdminTimeout) as err:
+        wait_for_cluster_admin(
+            lambda *_: cloud.authorize(cluster, stranger),
+            groups=[ADMIN_GROUP], timeout=600, interval=7, sleep=cloud.advance, clock=lambda: cloud.now,
+        )
+    assert cloud.now == 600
+    message = str(err.value)
+    assert "after 600 seconds" in message and ADMIN_GROUP in message and "cluster.adminGroupObjectIds" in message
+    assert "create namespaces" in message and "member" in message
+
+
+def test_mocks_grant_nothing_for_the_admin_groups_field_under_azure_rbac():
+    """What the tests above rely on: AKS's admin-group binding counts only without Azure RBAC."""
+    cloud = AzureCloud()
+    cloud.clusters["c"] = {"azure_rbac": False, "admin_groups": [ADMIN_GROUP]}
+    assert cloud.authorize("c", {ADMIN_GROUP})
+    cloud.clusters["c"] = {"azure_rbac": True, "admin_groups": [ADMIN_GROUP]}
+    assert not cloud.authorize("c", {ADMIN_GROUP})
+    cloud.role_assignments.append(("/subscriptions/s", ADMIN_GROUP, BUILTIN_ROLES["Azure Kubernetes Service RBAC Cluster Admin"], 0))
+    cloud.clusters["/subscriptions/s/resourceGroups/rg/providers/Microsoft.ContainerService/managedClusters/c"] = cloud.clusters["c"]
+    cloud.advance(RBAC_PROPAGATION_SECONDS - 1)
+    assert not cloud.authorize("/subscriptions/s/resourceGroups/rg/providers/Microsoft.ContainerService/managedClusters/c", {ADMIN_GROUP})
+    cloud.advance(1)
+    assert cloud.authorize("/subscriptions/s/resourceGroups/rg/providers/Microsoft.ContainerService/managedClusters/c", {ADMIN_GROUP})
+
+
+def test_the_wait_runs_again_only_when_the_grants_change():
+    provider = _ReadyProvider()
+    olds = {"groups": [ADMIN_GROUP], "grants": ["g1"], "kubeconfig": "a"}
+    assert not provider.diff("id", olds, {**olds, "kubeconfig": "rotated"}).changes
+    assert provider.diff("id", olds, {**olds, "grants": ["g1", "g2"]}).changes
 
 
 def mc_id(environment: str) -> str:
@@ -393,7 +481,7 @@ def test_pools_in_your_own_subnets_and_the_cluster_identity_may_use_them():
     assert mc.plain("agentPoolProfiles")[0]["vnetSubnetID"] == f"{SPOKE}/subnets/nodes"
     pools = {p.plain("agentPoolName"): p for p in ev.by_type(POOL)}
     assert {n: p.plain("vnetSubnetID") for n, p in pools.items()} == {"apps": f"{SPOKE}/subnets/apps", "batch": f"{SPOKE}/subnets/apps"}
-    grants = {r.plain("scope"): r for r in ev.by_type(RA)}
+    grants = {r.plain("scope"): r for r in ev.by_type(RA) if "/subnets/" in r.plain("scope")}
     # One grant per distinct subnet, to the cluster's own (system-assigned) identity.
     assert sorted(grants) == [f"{SPOKE}/subnets/apps", f"{SPOKE}/subnets/nodes"]
     for scope, grant in grants.items():
@@ -409,7 +497,7 @@ def test_pools_in_your_own_subnets_and_the_cluster_identity_may_use_them():
 def test_no_subnet_grant_when_the_network_team_owns_it():
     args = _args(system_pool=_pool("system", f"{SPOKE}/subnets/nodes"), assign_subnet_role=False)
     ev = evaluate(lambda: AksCluster("c", args))
-    assert ev.by_type(RA) == []
+    assert [r.plain("scope") for r in ev.by_type(RA) if "/subnets/" in r.plain("scope")] == []
     assert ev.one(MC).plain("agentPoolProfiles")[0]["vnetSubnetID"] == f"{SPOKE}/subnets/nodes"
 
 
