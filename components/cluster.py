@@ -34,6 +34,16 @@ SUBNET_ID_PATTERN = (
     r"/[Vv]irtual[Nn]etworks/[-A-Za-z0-9_.]+/[Ss]ubnets/[-A-Za-z0-9_.]+$"
 )
 _SUBNET_ID = re.compile(SUBNET_ID_PATTERN)
+# The ARM ID of a route table.
+ROUTE_TABLE_ID_PATTERN = (
+    r"^/subscriptions/[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
+    r"/[Rr]esource[Gg]roups/[-A-Za-z0-9_.()]+/providers/[Mm]icrosoft\.[Nn]etwork/[Rr]oute[Tt]ables/[-A-Za-z0-9_.]+$"
+)
+# What the cluster's identity needs on the route table of its subnet with userDefinedRouting:
+# Microsoft.Network/routeTables/read, /write and routes/read, /write, /delete ("AKS cluster
+# identity permissions" and "Additional cluster identity permissions", AKS docs
+# concepts-identity); Network Contributor is the built-in role that holds them.
+ROUTE_TABLE_ROLE = "Network Contributor"
 
 
 def version_conflict(version: Optional[str], channel: str) -> Optional[str]:
@@ -107,6 +117,8 @@ class NetworkArgs:
     service_cidr: str = "10.0.0.0/16"
     dns_service_ip: str = "10.0.0.10"
     outbound_type: str = "loadBalancer"
+    # The ARM ID of the route table on the nodes' subnet(s); required with userDefinedRouting.
+    route_table_id: Optional[str] = None
 
 
 @dataclass(frozen=True)
@@ -145,7 +157,7 @@ class AksClusterArgs:
     # How long the Kubernetes provider waits for the admin groups' grant to take effect.
     admin_ready_timeout_seconds: int = DEFAULT_TIMEOUT_SECONDS
     # With the nodes in your own subnets: grant the cluster's identity Network Contributor on
-    # each (False when the network team grants it, or the deployer may not).
+    # each, and on the route table (False when the network team grants it, or the deployer may not).
     assign_subnet_role: bool = True
     create_resource_group: bool = True
     tags: Mapping[str, str] = field(default_factory=dict)
@@ -177,6 +189,14 @@ class AksClusterArgs:
             raise ValueError(
                 "NetworkArgs.outbound_type 'userDefinedRouting': needs the pools in your own subnet (vnet_subnet_id) "
                 "whose route table sends egress to a firewall"
+            )
+        route_table = self.network.route_table_id
+        if route_table is not None and not re.fullmatch(ROUTE_TABLE_ID_PATTERN, route_table):
+            raise ValueError(f"NetworkArgs.route_table_id: {route_table!r}: the ARM ID of a route table (/subscriptions/<id>/resourceGroups/<group>/providers/Microsoft.Network/routeTables/<name>)")
+        if self.network.outbound_type == "userDefinedRouting" and route_table is None:
+            raise ValueError(
+                "NetworkArgs.route_table_id: required with outbound_type 'userDefinedRouting': the route table on the "
+                "nodes' subnet, which the cluster's identity must read and write"
             )
 
     @property
@@ -285,6 +305,18 @@ class AksCluster(pulumi.ComponentResource):
                 )
                 for subnet in subnets
             ]
+            route_table = args.network.route_table_id
+            if route_table:
+                self.subnet_role_assignments.append(
+                    assign_role(
+                        f"{name}-route-table-{route_table.rsplit('/', 1)[-1]}-network",
+                        principal_id=managed.identity.apply(lambda i: i.principal_id if i else None),
+                        role=ROUTE_TABLE_ROLE,
+                        scope=route_table,
+                        description=f"AKS {args.cluster_name}: it reads and writes the routes of its nodes' subnet",
+                        opts=child,
+                    )
+                )
 
         # AKS refuses a second agent-pool operation on a cluster while one runs (409
         # OperationNotAllowed), so each user pool waits for the one before it.

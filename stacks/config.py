@@ -34,7 +34,7 @@ from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Fie
 from pydantic.alias_generators import to_camel
 from pydantic_core import PydanticCustomError, PydanticUndefined
 
-from components.cluster import SUBNET_ID_PATTERN, version_conflict, virtual_network_of
+from components.cluster import ROUTE_TABLE_ID_PATTERN, SUBNET_ID_PATTERN, version_conflict, virtual_network_of
 from components.roles import BUILTIN_ROLES
 from components.versions import CHARTS
 from stacks.problems import CREDENTIAL_PARAM, PROJECT, ConfigError, Problem
@@ -375,7 +375,11 @@ class Network(Section):
         default_text="the 10th address of `serviceCidr` (`10.0.0.10`), as AKS chooses",
     )
     outbound_type: Literal["loadBalancer", "managedNATGateway", "userDefinedRouting"] = setting(
-        "loadBalancer", one_of(OUTBOUND_TYPES) + "; 'userDefinedRouting' needs vnetSubnetId (a subnet whose route table sends egress to your firewall)"
+        "loadBalancer",
+        one_of(OUTBOUND_TYPES) + "; 'userDefinedRouting' needs vnetSubnetId (a subnet whose route table sends egress to "
+        "your firewall) and routeTableId; with any type other than 'loadBalancer', apiServerAuthorizedIpRanges does not "
+        "include the cluster's egress address on its own: add it (e.g. the firewall's public IP), or the nodes cannot reach "
+        "the API server",
     )
     vnet_subnet_id: Optional[Text(SUBNET_ID_PATTERN)] = setting(
         None,
@@ -383,10 +387,17 @@ class Network(Section):
         "Microsoft.Network/virtualNetworks/<vnet>/subnets/<subnet>); required with outboundType 'userDefinedRouting'",
         default_text="none: AKS creates and owns the virtual network",
     )
+    route_table_id: Optional[Text(ROUTE_TABLE_ID_PATTERN)] = setting(
+        None,
+        "the ARM ID of the route table associated with the node subnet(s) (/subscriptions/<id>/resourceGroups/<group>/"
+        "providers/Microsoft.Network/routeTables/<name>), whose routes send egress to your firewall; required with "
+        "outboundType 'userDefinedRouting' (the cluster's identity reads and writes it)",
+        default_text="none",
+    )
     assign_subnet_role: Bool = setting(
         True,
-        "true or false; true: the cluster's identity gets Network Contributor on each node subnet (the deployer needs "
-        "roleAssignments/write there); false: your network team grants it",
+        "true or false; true: the cluster's identity gets Network Contributor on each node subnet and on routeTableId "
+        "(the deployer needs roleAssignments/write there); false: your network team grants it",
     )
 
     def complete(self) -> None:
@@ -606,6 +617,18 @@ class ClusterConfig(Section):
                 "egress to your firewall (AKS creates no egress path of its own)",
             )
             return
+        if self.network.outbound_type == "userDefinedRouting" and not self.network.route_table_id:
+            yield Problem(
+                ("network", "routeTableId"), None,
+                "required with outboundType 'userDefinedRouting': the ARM ID of the route table on your node subnet "
+                "(/subscriptions/<id>/resourceGroups/<group>/providers/Microsoft.Network/routeTables/<name>); the "
+                "cluster's identity needs to read and write it",
+            )
+        if self.network.route_table_id and self.network.outbound_type != "userDefinedRouting":
+            yield Problem(
+                ("network", "routeTableId"), self.network.route_table_id,
+                "only with outboundType 'userDefinedRouting' (the program grants the cluster's identity on it only then)",
+            )
         if any(subnets) and not all(subnets):
             path = next(p for p, s in zip(paths, subnets) if not s)
             yield Problem(

@@ -60,6 +60,7 @@ def cluster_args(cfg: StackConfig) -> AksClusterArgs:
             service_cidr=c.network.service_cidr,
             dns_service_ip=c.network.dns_service_ip,
             outbound_type=c.network.outbound_type,
+            route_table_id=c.network.route_table_id,
         ),
         assign_subnet_role=c.network.assign_subnet_role,
         maintenance_window=MaintenanceWindowArgs(

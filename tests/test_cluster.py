@@ -450,6 +450,7 @@ def test_user_pools_are_created_and_changed_one_at_a_time(stack_file):
 # --- bring-your-own network ----------------------------------------------------------------
 
 SPOKE = f"/subscriptions/{SUBSCRIPTION_ID}/resourceGroups/rg-network/providers/Microsoft.Network/virtualNetworks/vnet-spoke"
+ROUTE_TABLE = f"/subscriptions/{SUBSCRIPTION_ID}/resourceGroups/rg-network/providers/Microsoft.Network/routeTables/rt-egress"
 
 
 def _pool(name: str, subnet: str | None = None, mode_system: bool = False) -> NodePoolArgs:
@@ -473,7 +474,7 @@ def test_pools_in_your_own_subnets_and_the_cluster_identity_may_use_them():
     args = _args(
         system_pool=_pool("system", f"{SPOKE}/subnets/nodes"),
         user_pools=[_pool("apps", f"{SPOKE}/subnets/apps"), _pool("batch", f"{SPOKE}/subnets/apps")],
-        network=NetworkArgs(outbound_type="userDefinedRouting"),
+        network=NetworkArgs(outbound_type="userDefinedRouting", route_table_id=ROUTE_TABLE),
     )
     ev = evaluate(lambda: AksCluster("c", args))
     mc = ev.one(MC)
@@ -492,6 +493,11 @@ def test_pools_in_your_own_subnets_and_the_cluster_identity_may_use_them():
         )
         for pool in pools.values():
             assert ev.depends_on(pool, grant)
+    # With userDefinedRouting the identity also reads and writes the subnet's route table.
+    [route] = [r for r in ev.by_type(RA) if r.plain("scope") == ROUTE_TABLE]
+    assert route.plain("principalId") == mock_guid("aks-principal", "aks-byo") and route.plain("principalType") == "ServicePrincipal"
+    assert route.plain("roleDefinitionId").endswith(f"/roleDefinitions/{BUILTIN_ROLES['Network Contributor']}")
+    assert all(ev.depends_on(pool, route) for pool in pools.values())
 
 
 def test_no_subnet_grant_when_the_network_team_owns_it():
@@ -505,6 +511,11 @@ def test_no_subnet_grant_when_the_network_team_owns_it():
     "overrides,message",
     [
         ({"network": NetworkArgs(outbound_type="userDefinedRouting")}, "userDefinedRouting.*vnet_subnet_id"),
+        (
+            {"system_pool": _pool("system", f"{SPOKE}/subnets/nodes"), "network": NetworkArgs(outbound_type="userDefinedRouting")},
+            "route_table_id: required with outbound_type 'userDefinedRouting'",
+        ),
+        ({"network": NetworkArgs(route_table_id=f"{SPOKE}/subnets/nodes")}, "the ARM ID of a route table"),
         ({"system_pool": _pool("system", "/subscriptions/x/subnets/y")}, "ARM ID of an existing subnet"),
         (
             {"system_pool": _pool("system", f"{SPOKE}/subnets/nodes"), "user_pools": [_pool("apps")]},
