@@ -199,11 +199,6 @@ class AksClusterArgs:
                 "nodes' subnet, which the cluster's identity must read and write"
             )
 
-    @property
-    def sends_version(self) -> bool:
-        """Whether the program owns the version: not when the channel moves the minor."""
-        return self.upgrade_channel not in MINOR_MOVING_CHANNELS
-
 
 class AksCluster(pulumi.ComponentResource):
     cluster_name: pulumi.Output[str]
@@ -230,9 +225,9 @@ class AksCluster(pulumi.ComponentResource):
         else:
             rg_name = pulumi.Output.from_input(args.resource_group_name)
 
-        # With a channel that moves the minor, the version is AKS's: it is never sent, so an
-        # update cannot carry an older one (version_conflict refuses a pin there).
-        version = args.kubernetes_version if args.sends_version else None
+        # With a channel that moves the minor the version is AKS's: version_conflict refuses a
+        # pin there, so none is sent and an update cannot carry an older one.
+        version = args.kubernetes_version
         system = _pool_profile(args.system_pool, mode="System", version=version)
         net = args.network
         managed = containerservice.ManagedCluster(
