@@ -170,6 +170,26 @@ class AzureCloud:
             cluster["version"] = target
             cluster["pools"] = {name: target for name in cluster["pools"]}
 
+    def release_minor(self) -> str:
+        """Kubernetes ships a new minor and AKS offers it (its first patch); the new minor."""
+        newest = sorted(self.versions, key=_version_key)[-1]
+        major, minor = newest.split(".")
+        released = f"{major}.{int(minor) + 1}"
+        self.versions[released] = [f"{released}.0"]
+        return released
+
+    def platform_upgrade(self) -> None:
+        """AKS-initiated upgrades, whatever the channel: a cluster on n-3 that is about to fall
+        to n-4 (n: the newest minor) is moved to n-2, its pools with it ("AKS also initiates
+        auto-upgrades for unsupported clusters", AKS docs, "Automatically upgrade an AKS
+        cluster"). Modelled as: any cluster older than n-2 goes to n-2's latest patch."""
+        minors = sorted(self.versions, key=_version_key)
+        target_minor = minors[-3]
+        for cluster in self.clusters.values():
+            if _version_key(_minor(cluster["version"])) < _version_key(target_minor):
+                cluster["version"] = self.latest_patch(target_minor)
+                cluster["pools"] = {name: cluster["version"] for name in cluster["pools"]}
+
     def read(self, cluster_id: str) -> dict[str, Any]:
         """The cluster as a GET (or `pulumi refresh`) reports it."""
         cluster = self.clusters[cluster_id]

@@ -406,6 +406,31 @@ def test_the_next_update_after_an_automatic_upgrade_sends_no_older_version(stack
     assert _versions_sent(first) == _versions_sent(second)
 
 
+def test_after_aks_moved_an_unsupported_minor_the_pin_is_bumped_and_nothing_older_is_sent(stack_file):
+    """AKS upgrades a cluster that falls out of support whatever its channel: the old pin is
+    then a downgrade AKS refuses (the second `up` fails, naming the versions), and the
+    documented fix, setting kubernetesVersion to the running minor, sends nothing older."""
+    config, secret = stack_file("prod")
+    config["aks-platform:cluster"]["kubernetesVersion"] = "1.32"
+    cloud = AzureCloud()
+
+    def up(cfg):
+        return evaluate(lambda: build(from_pulumi()), config=copy.deepcopy(cfg), secret_keys=secret, stack="prod", mocks=AzureMocks(cloud=cloud))
+
+    up(config)
+    assert cloud.read(mc_id("prod"))["currentKubernetesVersion"].startswith("1.32.")
+    cloud.release_minor()  # 1.36: 1.32 would fall to n-4
+    cloud.platform_upgrade()
+    running = cloud.read(mc_id("prod"))["currentKubernetesVersion"]
+    assert running.startswith("1.34.")
+    with pytest.raises(Exception, match=f"downgrading Kubernetes version {running} to 1.32 is not allowed"):
+        up(config)
+    config["aks-platform:cluster"]["kubernetesVersion"] = "1.34"
+    second = up(config)
+    assert [(where, sent) for where, sent in _versions_sent(second) if not _not_older(sent, running)] == []
+    assert cloud.read(mc_id("prod"))["currentKubernetesVersion"] == running
+
+
 def test_mocks_refuse_a_downgrade_after_an_upgrade():
     """What the test above relies on: the cloud remembers the version and AKS's rules."""
     cloud = AzureCloud()
