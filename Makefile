@@ -85,7 +85,7 @@ bench: venv
 
 # The guardrails over every shipped stack, offline (the same rules as policy/ in pulumi).
 policy: venv
-	$(PY) -m policy.check
+	$(PY) -m offline.policy_check
 
 # Regenerates the config reference tables and the stack-file JSON Schema from stacks/config.py.
 docs: venv

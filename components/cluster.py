@@ -10,8 +10,9 @@ from typing import Mapping, Optional, Sequence
 import pulumi
 import pulumi_kubernetes as k8s
 import yaml
-from pulumi_azure_native import authorization, containerservice, resources
+from pulumi_azure_native import containerservice, resources
 
+from components.cluster_access import ClusterAdminReady, ClusterAdminReadyArgs, DEFAULT_TIMEOUT_SECONDS
 from components.roles import assign_role
 
 # AKS's Entra server application: the audience kubelogin asks tokens for (same in every tenant).
@@ -19,6 +20,8 @@ AKS_AAD_SERVER_APP_ID = "6dae42f8-4368-4678-94ff-3960e28e3630"
 # What the cluster's own identity needs on a subnet it does not own (AKS docs, "Azure CNI
 # overview": at least Network Contributor on the subnet when you bring your own network).
 SUBNET_ROLE = "Network Contributor"
+# Cluster admin under Azure RBAC for Kubernetes authorization (AKS built-in roles).
+CLUSTER_ADMIN_ROLE = "Azure Kubernetes Service RBAC Cluster Admin"
 
 # Auto-upgrade channels that move the Kubernetes version on their own: stable and rapid move
 # the minor, patch moves the patch (AKS docs, "Automatically upgrade an AKS cluster").
@@ -31,6 +34,16 @@ SUBNET_ID_PATTERN = (
     r"/[Vv]irtual[Nn]etworks/[-A-Za-z0-9_.]+/[Ss]ubnets/[-A-Za-z0-9_.]+$"
 )
 _SUBNET_ID = re.compile(SUBNET_ID_PATTERN)
+# The ARM ID of a route table.
+ROUTE_TABLE_ID_PATTERN = (
+    r"^/subscriptions/[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
+    r"/[Rr]esource[Gg]roups/[-A-Za-z0-9_.()]+/providers/[Mm]icrosoft\.[Nn]etwork/[Rr]oute[Tt]ables/[-A-Za-z0-9_.]+$"
+)
+# What the cluster's identity needs on the route table of its subnet with userDefinedRouting:
+# Microsoft.Network/routeTables/read, /write and routes/read, /write, /delete ("AKS cluster
+# identity permissions" and "Additional cluster identity permissions", AKS docs
+# concepts-identity); Network Contributor is the built-in role that holds them.
+ROUTE_TABLE_ROLE = "Network Contributor"
 
 
 def version_conflict(version: Optional[str], channel: str) -> Optional[str]:
@@ -104,6 +117,8 @@ class NetworkArgs:
     service_cidr: str = "10.0.0.0/16"
     dns_service_ip: str = "10.0.0.10"
     outbound_type: str = "loadBalancer"
+    # The ARM ID of the route table on the nodes' subnet(s); required with userDefinedRouting.
+    route_table_id: Optional[str] = None
 
 
 @dataclass(frozen=True)
@@ -119,6 +134,10 @@ class MaintenanceWindowArgs:
 class AksClusterArgs:
     cluster_name: str
     location: str
+    # The Entra tenant that authenticates the cluster's users: the stack's own, explicit, so
+    # that who runs `up` changes nothing (Azure RBAC for Kubernetes needs it to be the tenant
+    # of the cluster's subscription: AKS docs, "Use Azure RBAC for Kubernetes Authorization").
+    tenant_id: str
     # The component creates this group unless `create_resource_group` is False (then it exists).
     resource_group_name: str
     system_pool: NodePoolArgs
@@ -135,8 +154,10 @@ class AksClusterArgs:
     maintenance_window: Optional[MaintenanceWindowArgs] = None
     # kubelogin's non-interactive login mode for the provider's kubeconfig (Entra-only clusters).
     kubelogin_mode: str = "azurecli"
+    # How long the Kubernetes provider waits for the admin groups' grant to take effect.
+    admin_ready_timeout_seconds: int = DEFAULT_TIMEOUT_SECONDS
     # With the nodes in your own subnets: grant the cluster's identity Network Contributor on
-    # each (False when the network team grants it, or the deployer may not).
+    # each, and on the route table (False when the network team grants it, or the deployer may not).
     assign_subnet_role: bool = True
     create_resource_group: bool = True
     tags: Mapping[str, str] = field(default_factory=dict)
@@ -169,11 +190,14 @@ class AksClusterArgs:
                 "NetworkArgs.outbound_type 'userDefinedRouting': needs the pools in your own subnet (vnet_subnet_id) "
                 "whose route table sends egress to a firewall"
             )
-
-    @property
-    def sends_version(self) -> bool:
-        """Whether the program owns the version: not when the channel moves the minor."""
-        return self.upgrade_channel not in MINOR_MOVING_CHANNELS
+        route_table = self.network.route_table_id
+        if route_table is not None and not re.fullmatch(ROUTE_TABLE_ID_PATTERN, route_table):
+            raise ValueError(f"NetworkArgs.route_table_id: {route_table!r}: the ARM ID of a route table (/subscriptions/<id>/resourceGroups/<group>/providers/Microsoft.Network/routeTables/<name>)")
+        if self.network.outbound_type == "userDefinedRouting" and route_table is None:
+            raise ValueError(
+                "NetworkArgs.route_table_id: required with outbound_type 'userDefinedRouting': the route table on the "
+                "nodes' subnet, which the cluster's identity must read and write"
+            )
 
 
 class AksCluster(pulumi.ComponentResource):
@@ -188,7 +212,6 @@ class AksCluster(pulumi.ComponentResource):
         super().__init__("aks-platform:cluster:AksCluster", name, None, opts)
 
         child = pulumi.ResourceOptions(parent=self)
-        client = authorization.get_client_config_output(opts=pulumi.InvokeOutputOptions(parent=self))
 
         if args.create_resource_group:
             group = resources.ResourceGroup(
@@ -202,9 +225,9 @@ class AksCluster(pulumi.ComponentResource):
         else:
             rg_name = pulumi.Output.from_input(args.resource_group_name)
 
-        # With a channel that moves the minor, the version is AKS's: it is never sent, so an
-        # update cannot carry an older one (version_conflict refuses a pin there).
-        version = args.kubernetes_version if args.sends_version else None
+        # With a channel that moves the minor the version is AKS's: version_conflict refuses a
+        # pin there, so none is sent and an update cannot carry an older one.
+        version = args.kubernetes_version
         system = _pool_profile(args.system_pool, mode="System", version=version)
         net = args.network
         managed = containerservice.ManagedCluster(
@@ -224,7 +247,7 @@ class AksCluster(pulumi.ComponentResource):
                 managed=True,
                 enable_azure_rbac=True,
                 admin_group_object_ids=list(args.admin_group_object_ids) or None,
-                tenant_id=client.tenant_id,
+                tenant_id=args.tenant_id,
             ),
             disable_local_accounts=not args.local_accounts,
             oidc_issuer_profile=containerservice.ManagedClusterOIDCIssuerProfileArgs(enabled=True),
@@ -277,6 +300,18 @@ class AksCluster(pulumi.ComponentResource):
                 )
                 for subnet in subnets
             ]
+            route_table = args.network.route_table_id
+            if route_table:
+                self.subnet_role_assignments.append(
+                    assign_role(
+                        f"{name}-route-table-{route_table.rsplit('/', 1)[-1]}-network",
+                        principal_id=managed.identity.apply(lambda i: i.principal_id if i else None),
+                        role=ROUTE_TABLE_ROLE,
+                        scope=route_table,
+                        description=f"AKS {args.cluster_name}: it reads and writes the routes of its nodes' subnet",
+                        opts=child,
+                    )
+                )
 
         # AKS refuses a second agent-pool operation on a cluster while one runs (409
         # OperationNotAllowed), so each user pool waits for the one before it.
@@ -298,13 +333,6 @@ class AksCluster(pulumi.ComponentResource):
 
         self.maintenance = _maintenance(name, args, rg_name, managed, self)
 
-        # Deployer access: nothing is granted to whoever runs `pulumi up`. With local accounts
-        # off, the members of admin_group_object_ids (people and the CI identity) are
-        # cluster-admin through the binding AKS creates with the cluster itself, so no fresh
-        # Azure role assignment, still propagating for minutes, stands between the provider
-        # and the cluster. Add-ons run on the system pool: no wait for the user pools.
-        provider_deps: list[pulumi.Resource] = [managed]
-
         # depends_on keeps the credentials invoke from running in preview against a cluster
         # that does not exist yet: it yields unknown there instead of failing.
         invoke_opts = pulumi.InvokeOutputOptions(parent=self, depends_on=[managed])
@@ -319,6 +347,43 @@ class AksCluster(pulumi.ComponentResource):
             )
             mode = args.kubelogin_mode
             kubeconfig = creds.kubeconfigs.apply(lambda kcs: kubelogin_kubeconfig(_decode(kcs[0].value), mode))
+
+        # Cluster admin on an Entra-only cluster. With Azure RBAC for Kubernetes authorization,
+        # AKS's own binding of adminGroupObjectIDs to cluster-admin is not documented to apply
+        # ("If you want to conveniently grant users full admin rights, and are not using Azure
+        # RBAC"; "The admin roles field ... is irrelevant when Azure RBAC for Kubernetes
+        # Authorization is enabled": AKS docs, concepts-identity, until 2026), so each admin
+        # group gets the Azure role explicitly, at the cluster's scope. Principals and types come
+        # from config, never from who runs `up`.
+        self.admin_role_assignments: list[pulumi.Resource] = []
+        provider_deps: list[pulumi.Resource] = [managed]
+        if not args.local_accounts:
+            self.admin_role_assignments = [
+                assign_role(
+                    f"{name}-cluster-admin-{group}",
+                    principal_id=group,
+                    principal_type="Group",
+                    role=CLUSTER_ADMIN_ROLE,
+                    scope=managed.id,
+                    description=f"AKS {args.cluster_name}: members of this Entra group administer the cluster",
+                    opts=child,
+                )
+                for group in args.admin_group_object_ids
+            ]
+            # A new grant takes minutes to reach AKS's authorizer: the provider, and so every
+            # Kubernetes object, waits until the identity running `up` is admin (bounded).
+            self.admin_ready = ClusterAdminReady(
+                f"{name}-cluster-admin-ready",
+                ClusterAdminReadyArgs(
+                    kubeconfig=kubeconfig,
+                    groups=list(args.admin_group_object_ids),
+                    grants=[g.id for g in self.admin_role_assignments],
+                    timeout_seconds=args.admin_ready_timeout_seconds,
+                ),
+                opts=pulumi.ResourceOptions(parent=self, depends_on=self.admin_role_assignments),
+            )
+            provider_deps.append(self.admin_ready)
+        # Add-ons run on the system pool: no wait for the user pools.
 
         self.kubeconfig = pulumi.Output.secret(kubeconfig)
         self.provider = k8s.Provider(
@@ -338,8 +403,6 @@ class AksCluster(pulumi.ComponentResource):
         self.cluster_id = managed.id
         self.resource_group_name = rg_name
         self.oidc_issuer_url = managed.oidc_issuer_profile.apply(lambda p: p.issuer_url if p else None)
-        self.tenant_id = client.tenant_id
-        self.subscription_id = client.subscription_id
         self.register_outputs(
             {
                 "cluster_name": self.cluster_name,

@@ -27,6 +27,9 @@ the resource's own behaviour implies. How each was chosen:
   federated credential, role assignment, maintenance configuration — 5–15 s: one PUT and
   its asynchronous completion. (Role assignments take longer to *propagate*, which the
   engine does not wait for.)
+* The wait for the admin groups' Azure RBAC grant (components/cluster_access.py, the one
+  dynamic resource), 300 s: AKS documents "up to five minutes" for a new role assignment to
+  reach its authorizer; the wait polls every 10 s and stops at 10 minutes.
 * Kubernetes objects applied directly (namespaces, service accounts, secrets, RBAC,
   config maps): 1–2 s. Providers: 2 s (the kubeconfig invoke that precedes the first use).
 
@@ -52,6 +55,8 @@ BY_TYPE: dict[str, float] = {
     "azure-native:managedidentity:UserAssignedIdentity": 10.0,
     "azure-native:managedidentity:FederatedIdentityCredential": 10.0,
     "azure-native:authorization:RoleAssignment": 15.0,
+    # components/cluster_access.py: the wait for the admin groups' grant to take effect.
+    "pulumi-python:dynamic:Resource": 300.0,
     "pulumi:providers:kubernetes": 2.0,
     "pulumi:providers:azure-native": 0.0,
     "kubernetes:core/v1:Namespace": 2.0,

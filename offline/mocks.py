@@ -12,8 +12,10 @@ version older than the one running (AKS never downgrades), a cluster with
 
 An :class:`AzureCloud` keeps what Azure holds between two `pulumi up`s: pass the same one to
 two evaluations, let AKS upgrade itself in between (:meth:`AzureCloud.auto_upgrade`), and
-the second evaluation meets the cluster as Azure would report it. Not modelled: time (RBAC
-propagation, long-running operations), concurrent-operation conflicts (409s; tests check the
+the second evaluation meets the cluster as Azure would report it. It also keeps the role
+assignments and a clock, so :meth:`AzureCloud.authorize` answers whether an admin group's
+member is cluster admin yet (Azure RBAC grants take effect minutes after they are created).
+Not modelled: long-running operations, concurrent-operation conflicts (409s; tests check the
 graph's ordering instead), versions leaving support.
 """
 
@@ -21,6 +23,7 @@ from __future__ import annotations
 
 import base64
 import uuid
+from dataclasses import dataclass
 from typing import Any, Optional
 
 import pulumi
@@ -33,19 +36,39 @@ def mock_guid(*parts: str) -> str:
     return str(uuid.uuid5(MOCK_NAMESPACE, "/".join(parts)))
 
 
-# The deployer's context, as getClientConfig reports it (mock values, derived, not real).
+# The platform's subscription and Entra tenant (mock values, derived, not real): the shipped
+# stacks pin these as their example azure-native:subscriptionId / tenantId, and CI's
+# ARM_SUBSCRIPTION_ID / ARM_TENANT_ID name them too.
 TENANT_ID = mock_guid("tenant")
 SUBSCRIPTION_ID = mock_guid("subscription")
 DEPLOYER_OBJECT_ID = mock_guid("deployer-object")
 DEPLOYER_CLIENT_ID = mock_guid("deployer-client")
-# A person running `pulumi up` after `az login`: the client is the Azure CLI's public app.
+# A person running `pulumi up` after `az login`: the client is the Azure CLI's public app, and
+# their `az` default subscription and home tenant are not the platform's.
 PERSON_OBJECT_ID = mock_guid("person-object")
+PERSON_SUBSCRIPTION_ID = mock_guid("person-subscription")
+PERSON_TENANT_ID = mock_guid("person-tenant")
 AZURE_CLI_CLIENT_ID = "04b07795-8ddb-461a-bbee-02f9e1bf7b46"
 
-# Who getClientConfig reports, per kind of caller: (clientId, objectId, directory type).
+
+# The azure-native keys every stack pins (stacks/config.py PROVIDER_KEYS), with the platform's.
+PINNED_TARGET = {"azure-native:subscriptionId": SUBSCRIPTION_ID, "azure-native:tenantId": TENANT_ID}
+
+
+@dataclass(frozen=True)
+class Caller:
+    """Who runs `pulumi up`, as azure-native sees them when the stack pins nothing."""
+
+    client_id: str
+    object_id: str
+    directory_type: str
+    default_subscription: str
+    default_tenant: str
+
+
 CALLERS = {
-    "ci": (DEPLOYER_CLIENT_ID, DEPLOYER_OBJECT_ID, "ServicePrincipal"),
-    "person": (AZURE_CLI_CLIENT_ID, PERSON_OBJECT_ID, "User"),
+    "ci": Caller(DEPLOYER_CLIENT_ID, DEPLOYER_OBJECT_ID, "ServicePrincipal", SUBSCRIPTION_ID, TENANT_ID),
+    "person": Caller(AZURE_CLI_CLIENT_ID, PERSON_OBJECT_ID, "User", PERSON_SUBSCRIPTION_ID, PERSON_TENANT_ID),
 }
 
 # The AKS versions on offer when an AzureCloud starts (minor -> patches, oldest first), and
@@ -62,13 +85,46 @@ def _minor(version: str) -> str:
     return ".".join(version.split(".")[:2])
 
 
+# "New role assignments can take up to five minutes to propagate and be updated by the
+# authorization server" (AKS docs, "Use Azure RBAC for Kubernetes Authorization").
+RBAC_PROPAGATION_SECONDS = 300
+AKS_RBAC_CLUSTER_ADMIN = "b1ff04bb-8a4e-4dc4-8eb5-8693973ce19b"  # Azure Kubernetes Service RBAC Cluster Admin
+
+
 class AzureCloud:
-    """What Azure holds between evaluations: each AKS cluster's and agent pool's running version."""
+    """What Azure holds between evaluations: each AKS cluster's and agent pool's running
+    version, its Entra settings, the role assignments, and time (seconds since the start)."""
 
     def __init__(self) -> None:
-        # cluster resource ID -> {"version", "channel", "pools": {pool name: version}}
+        # cluster resource ID -> {"version", "channel", "pools": {pool name: version}, "azure_rbac", "admin_groups"}
         self.clusters: dict[str, dict[str, Any]] = {}
         self.versions: dict[str, list[str]] = {minor: list(patches) for minor, patches in AKS_VERSIONS.items()}
+        # (scope, principal ID, role definition GUID, created at)
+        self.role_assignments: list[tuple[str, str, str, float]] = []
+        self.now = 0.0
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+    def authorize(self, cluster_id: str, member_of: set[str]) -> bool:
+        """Whether a member of the Entra groups `member_of` is cluster admin right now.
+
+        Kubernetes RBAC only: AKS binds adminGroupObjectIDs to cluster-admin. With Azure RBAC
+        for Kubernetes authorization, only an "Azure Kubernetes Service RBAC Cluster Admin"
+        assignment on the cluster (or a scope above it) to one of the groups counts, once it
+        has propagated; adminGroupObjectIDs are not documented to count there, so they do not.
+        Not modelled: the other AKS roles, namespace scopes, deny assignments.
+        """
+        cluster = self.clusters[cluster_id]
+        if not cluster.get("azure_rbac"):
+            return bool(member_of & set(cluster.get("admin_groups") or ()))
+        return any(
+            role == AKS_RBAC_CLUSTER_ADMIN
+            and principal in member_of
+            and (cluster_id.lower() + "/").startswith(scope.lower().rstrip("/") + "/")
+            and self.now - at >= RBAC_PROPAGATION_SECONDS
+            for scope, principal, role, at in self.role_assignments
+        )
 
     def latest_patch(self, minor: str) -> str:
         return self.versions[minor][-1]
@@ -113,6 +169,26 @@ class AzureCloud:
                 target = self.latest_patch(minors[minors.index(_minor(running)) + 1])
             cluster["version"] = target
             cluster["pools"] = {name: target for name in cluster["pools"]}
+
+    def release_minor(self) -> str:
+        """Kubernetes ships a new minor and AKS offers it (its first patch); the new minor."""
+        newest = sorted(self.versions, key=_version_key)[-1]
+        major, minor = newest.split(".")
+        released = f"{major}.{int(minor) + 1}"
+        self.versions[released] = [f"{released}.0"]
+        return released
+
+    def platform_upgrade(self) -> None:
+        """AKS-initiated upgrades, whatever the channel: a cluster on n-3 that is about to fall
+        to n-4 (n: the newest minor) is moved to n-2, its pools with it ("AKS also initiates
+        auto-upgrades for unsupported clusters", AKS docs, "Automatically upgrade an AKS
+        cluster"). Modelled as: any cluster older than n-2 goes to n-2's latest patch."""
+        minors = sorted(self.versions, key=_version_key)
+        target_minor = minors[-3]
+        for cluster in self.clusters.values():
+            if _version_key(_minor(cluster["version"])) < _version_key(target_minor):
+                cluster["version"] = self.latest_patch(target_minor)
+                cluster["pools"] = {name: cluster["version"] for name in cluster["pools"]}
 
     def read(self, cluster_id: str) -> dict[str, Any]:
         """The cluster as a GET (or `pulumi refresh`) reports it."""
@@ -215,12 +291,20 @@ class AzureMocks(pulumi.runtime.Mocks):
         # Explicit azure-native providers (one per tenant subscription): provider ID -> (subscription, Entra tenant).
         self._providers: dict[str, tuple[str, str]] = {}
         # The directory: object ID -> type, for every principal the mocks know.
-        _, caller_object, caller_type = CALLERS[caller]
-        self.directory: dict[str, str] = {caller_object: caller_type}
+        who = CALLERS[caller]
+        self.directory: dict[str, str] = {who.object_id: who.directory_type}
+
+    def _default_target(self) -> tuple[str, str]:
+        """The default provider's subscription and tenant, as azure-native picks them: the
+        stack's azure-native:subscriptionId / tenantId, else the caller's own defaults."""
+        from pulumi.runtime.config import get_config
+
+        who = CALLERS[self.caller]
+        return (get_config("azure-native:subscriptionId") or who.default_subscription, get_config("azure-native:tenantId") or who.default_tenant)
 
     def _provider(self, provider_ref: str) -> tuple[str, str]:
         provider_id = provider_ref.rsplit("::", 1)[-1] if provider_ref else ""
-        return self._providers.get(provider_id, (SUBSCRIPTION_ID, TENANT_ID))
+        return self._providers.get(provider_id) or self._default_target()
 
     def _subscription(self, provider_ref: str) -> str:
         return self._provider(provider_ref)[0]
@@ -229,8 +313,10 @@ class AzureMocks(pulumi.runtime.Mocks):
         inputs = dict(args.inputs)
         if args.typ == "pulumi:providers:azure-native":
             provider_id = f"{args.name}-provider-id"
-            # A subscription in another Entra tenant is reached by naming that tenant.
-            self._providers[provider_id] = (inputs.get("subscriptionId") or SUBSCRIPTION_ID, inputs.get("tenantId") or TENANT_ID)
+            # A subscription in another Entra tenant is reached by naming that tenant. An explicit
+            # provider reads no stack config: what it does not name is the caller's default.
+            who = CALLERS[self.caller]
+            self._providers[provider_id] = (inputs.get("subscriptionId") or who.default_subscription, inputs.get("tenantId") or who.default_tenant)
             return provider_id, inputs
         if self.preview:
             # A resource being created has no ID and its computed outputs are unknown.
@@ -252,7 +338,7 @@ class AzureMocks(pulumi.runtime.Mocks):
                 fqdn=f"{name}-{mock_guid('dns', name)[:8]}.hcp.{inputs['location']}.azmk8s.io",
                 nodeResourceGroup=f"MC_{inputs['resourceGroupName']}_{name}_{inputs['location']}",
                 oidcIssuerProfile={"enabled": True, "issuerURL": issuer_url(inputs["location"], name)},
-                identity={"type": "SystemAssigned", "principalId": mock_guid("aks-principal", name), "tenantId": TENANT_ID},
+                identity={"type": "SystemAssigned", "principalId": mock_guid("aks-principal", name), "tenantId": self._provider(args.provider)[1]},
             )
             self.directory[mock_guid("aks-principal", name)] = "ServicePrincipal"
         elif typ == "azure-native:managedidentity:UserAssignedIdentity":
@@ -285,6 +371,8 @@ class AzureMocks(pulumi.runtime.Mocks):
             name = inputs["roleAssignmentName"]
             rid = f"{inputs['scope']}/providers/Microsoft.Authorization/roleAssignments/{name}"
             outputs["name"] = name
+            if not any(a[:3] == (inputs["scope"], inputs["principalId"], inputs["roleDefinitionId"].rsplit("/", 1)[-1]) for a in self.cloud.role_assignments):
+                self.cloud.role_assignments.append((inputs["scope"], inputs["principalId"], inputs["roleDefinitionId"].rsplit("/", 1)[-1], self.cloud.now))
         elif typ == "azure-native:storage:StorageAccount":
             name = inputs["accountName"]
             rid = f"{_rg_id(sub, inputs['resourceGroupName'])}/providers/Microsoft.Storage/storageAccounts/{name}"
@@ -342,7 +430,11 @@ class AzureMocks(pulumi.runtime.Mocks):
             pool_version = self.cloud.resolve_version(profile.get("orchestratorVersion"), pools.get(profile["name"]) or version, f"agentPoolProfiles[{profile['name']}].orchestratorVersion")
             pools[profile["name"]] = pool_version
         channel = (inputs.get("autoUpgradeProfile") or {}).get("upgradeChannel") or "none"
-        self.cloud.clusters[rid] = {"version": version, "channel": channel, "pools": pools}
+        aad = inputs.get("aadProfile") or {}
+        self.cloud.clusters[rid] = {
+            "version": version, "channel": channel, "pools": pools,
+            "azure_rbac": bool(aad.get("enableAzureRBAC")), "admin_groups": list(aad.get("adminGroupObjectIDs") or ()),
+        }
         return {
             "kubernetesVersion": inputs.get("kubernetesVersion") or version,
             "currentKubernetesVersion": version,
@@ -365,13 +457,9 @@ class AzureMocks(pulumi.runtime.Mocks):
     def call(self, args: pulumi.runtime.MockCallArgs) -> tuple[dict, list] | dict:
         token = args.token
         if token == "azure-native:authorization:getClientConfig":
-            client_id, object_id, _ = CALLERS[self.caller]
-            return {
-                "clientId": client_id,
-                "objectId": object_id,
-                "subscriptionId": SUBSCRIPTION_ID,
-                "tenantId": TENANT_ID,
-            }
+            who = CALLERS[self.caller]
+            subscription, tenant = self._provider(args.provider)
+            return {"clientId": who.client_id, "objectId": who.object_id, "subscriptionId": subscription, "tenantId": tenant}
         if token in (
             "azure-native:containerservice:listManagedClusterUserCredentials",
             "azure-native:containerservice:listManagedClusterAdminCredentials",
@@ -384,5 +472,5 @@ class AzureMocks(pulumi.runtime.Mocks):
             return {"kubeconfigs": [{"name": name, "value": value}]}
         if token == "azure-native:resources:getResourceGroup":
             name = args.args["resourceGroupName"]
-            return {"id": _rg_id(SUBSCRIPTION_ID, name), "name": name, "location": "westeurope"}
+            return {"id": _rg_id(self._provider(args.provider)[0], name), "name": name, "location": "westeurope"}
         raise NotImplementedError(f"offline mocks have no answer for invoke {token}")

@@ -44,7 +44,7 @@ from offline.evaluate import (
     mask,
     output_value,
 )
-from policy.check import check_evaluation
+from offline.policy_check import check_evaluation
 from policy.rules import SECRET, UNKNOWN_MARK
 
 ROOT_COMPONENT = "(stack)"  # where resources registered at the top level are counted

@@ -1,7 +1,7 @@
 """aks-platform policy pack: `pulumi preview --policy-pack policy`.
 
 The policies live in pack.py (importable without an engine); the rule logic in rules.py is
-shared with the offline check (policy/check.py) that the tests and `make plan` run.
+shared with the offline check (offline/policy_check.py) that the tests and `make plan` run.
 """
 
 from pulumi_policy import EnforcementLevel, PolicyPack

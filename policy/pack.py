@@ -15,7 +15,7 @@ What pulumi-policy 1.21.0 shows a policy (read from its source, pulumi_policy/po
   "no plain-text secret" as a *remediation*: any secret-looking input that arrives in plain
   text is returned wrapped in ``Secret`` and the engine stores it encrypted. The failing
   (mandatory) form of that rule, and the one over stack outputs, run offline
-  (``policy/check.py``: tests, ``make plan``), where the mocks do see which values are secret.
+  (``offline/policy_check.py``: tests, ``make plan``), where the mocks do see which values are secret.
 """
 
 from __future__ import annotations

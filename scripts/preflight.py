@@ -170,8 +170,29 @@ def example_key(path: str) -> str:
     return generic[: -len(".secure")] if generic.endswith(".secure") else generic
 
 
+# The azure-native keys every stack pins (stacks/config.py PROVIDER_KEYS), as shipped.
+PROVIDER_EXAMPLES: dict[str, Example] = {
+    "azure-native:subscriptionId": Example(
+        frozenset({"7da93a04-7e16-56f2-9816-1f831d635d0e"}),
+        "the ID of the subscription this stack deploys into (`az account list --query '[].{name:name, id:id}'`)",
+    ),
+    "azure-native:tenantId": Example(
+        frozenset({"3eeb0d03-5363-5182-bd00-464d5a90be26"}),
+        "the Entra tenant of that subscription (`az account show --subscription <id> --query tenantId -o tsv`)",
+    ),
+}
+
+
 def check_examples(doc: Mapping[str, Any], stack: str) -> list[str]:
     problems = []
+    config = doc.get("config") or {}
+    for key, example in PROVIDER_EXAMPLES.items():
+        value = config.get(key)
+        if isinstance(value, str) and value in example.values:
+            problems.append(
+                f"{key} still holds the shipped example {value!r}: set it to {example.replace_with}: "
+                f"`pulumi config set --stack {stack} {key} <value>`"
+            )
     for path, value in config_leaves(project_config(doc)):
         key = example_key(path)
         example = EXAMPLES.get(key)
@@ -817,6 +838,17 @@ def _azure(stack: str, root: Path, account: Any, skip: frozenset[str]) -> Findin
         login = login_from_account(account if isinstance(account, Mapping) else {}, needs)
     except AzError as err:
         return Findings(unchecked=[f"the Azure checks: {err}"])
+    if needs.platform_subscription:
+        # The stack pins its subscription (azure-native:subscriptionId): the signed-in account
+        # must see it, or `up` fails at the first resource.
+        try:
+            az("account", "show", subscription=needs.platform_subscription)
+        except AzError as err:
+            return Findings(problems=[
+                f"the signed-in account cannot use subscription {needs.platform_subscription} (azure-native:subscriptionId "
+                f"of stack {stack}): sign in with an account that can (`az login --tenant <azure-native:tenantId>`), or "
+                f"correct the key ({err})"
+            ])
     return run_azure_checks(needs, login, skip)
 
 

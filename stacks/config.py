@@ -30,11 +30,11 @@ from pathlib import Path
 from urllib.parse import parse_qsl, urlsplit
 from typing import Annotated, Any, ClassVar, Iterator, Literal, Mapping, Optional, Union
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, SecretStr, Strict, StringConstraints, model_validator
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, PrivateAttr, SecretStr, Strict, StringConstraints, model_validator
 from pydantic.alias_generators import to_camel
 from pydantic_core import PydanticCustomError, PydanticUndefined
 
-from components.cluster import SUBNET_ID_PATTERN, version_conflict, virtual_network_of
+from components.cluster import ROUTE_TABLE_ID_PATTERN, SUBNET_ID_PATTERN, version_conflict, virtual_network_of
 from components.roles import BUILTIN_ROLES
 from components.versions import CHARTS
 from stacks.problems import CREDENTIAL_PARAM, PROJECT, ConfigError, Problem
@@ -375,7 +375,11 @@ class Network(Section):
         default_text="the 10th address of `serviceCidr` (`10.0.0.10`), as AKS chooses",
     )
     outbound_type: Literal["loadBalancer", "managedNATGateway", "userDefinedRouting"] = setting(
-        "loadBalancer", one_of(OUTBOUND_TYPES) + "; 'userDefinedRouting' needs vnetSubnetId (a subnet whose route table sends egress to your firewall)"
+        "loadBalancer",
+        one_of(OUTBOUND_TYPES) + "; 'userDefinedRouting' needs vnetSubnetId (a subnet whose route table sends egress to "
+        "your firewall) and routeTableId; with any type other than 'loadBalancer', apiServerAuthorizedIpRanges does not "
+        "include the cluster's egress address on its own: add it (e.g. the firewall's public IP), or the nodes cannot reach "
+        "the API server",
     )
     vnet_subnet_id: Optional[Text(SUBNET_ID_PATTERN)] = setting(
         None,
@@ -383,10 +387,17 @@ class Network(Section):
         "Microsoft.Network/virtualNetworks/<vnet>/subnets/<subnet>); required with outboundType 'userDefinedRouting'",
         default_text="none: AKS creates and owns the virtual network",
     )
+    route_table_id: Optional[Text(ROUTE_TABLE_ID_PATTERN)] = setting(
+        None,
+        "the ARM ID of the route table associated with the node subnet(s) (/subscriptions/<id>/resourceGroups/<group>/"
+        "providers/Microsoft.Network/routeTables/<name>), whose routes send egress to your firewall; required with "
+        "outboundType 'userDefinedRouting' (the cluster's identity reads and writes it)",
+        default_text="none",
+    )
     assign_subnet_role: Bool = setting(
         True,
-        "true or false; true: the cluster's identity gets Network Contributor on each node subnet (the deployer needs "
-        "roleAssignments/write there); false: your network team grants it",
+        "true or false; true: the cluster's identity gets Network Contributor on each node subnet and on routeTableId "
+        "(the deployer needs roleAssignments/write there); false: your network team grants it",
     )
 
     def complete(self) -> None:
@@ -533,8 +544,9 @@ class ClusterConfig(Section):
         False, "true or false; false: Entra only (needs adminGroupObjectIds, kubelogin); true: the provider uses the admin credentials"
     )
     admin_group_object_ids: tuple[Annotated[Guid, item("an Entra ID group object ID (GUID)")], ...] = setting(
-        (), "Entra ID group object IDs (GUIDs); at least one when localAccounts is false: its members are cluster admins, "
-        "and whoever runs `pulumi up` (the CI identity, a person) must be one"
+        (), "Entra ID group object IDs (GUIDs); at least one when localAccounts is false: each gets 'Azure Kubernetes "
+        "Service RBAC Cluster Admin' on the cluster, so its members are cluster admins, and whoever runs `pulumi up` "
+        "(the CI identity, a person) must be one"
     )
     api_server_authorized_ip_ranges: tuple[Cidr, ...] = setting((), "IPv4 CIDRs such as '203.0.113.0/24'")
     system_pool: SystemPool = setting(SystemPool, "the system node pool")
@@ -605,6 +617,18 @@ class ClusterConfig(Section):
                 "egress to your firewall (AKS creates no egress path of its own)",
             )
             return
+        if self.network.outbound_type == "userDefinedRouting" and not self.network.route_table_id:
+            yield Problem(
+                ("network", "routeTableId"), None,
+                "required with outboundType 'userDefinedRouting': the ARM ID of the route table on your node subnet "
+                "(/subscriptions/<id>/resourceGroups/<group>/providers/Microsoft.Network/routeTables/<name>); the "
+                "cluster's identity needs to read and write it",
+            )
+        if self.network.route_table_id and self.network.outbound_type != "userDefinedRouting":
+            yield Problem(
+                ("network", "routeTableId"), self.network.route_table_id,
+                "only with outboundType 'userDefinedRouting' (the program grants the cluster's identity on it only then)",
+            )
         if any(subnets) and not all(subnets):
             path = next(p for p, s in zip(paths, subnets) if not s)
             yield Problem(
@@ -801,8 +825,8 @@ def is_subscription_id(scope: str, subscription: str) -> bool:
 class TenantConfig(Section):
     name: Text(TENANT_NAME) = required("2-20 lowercase letters, digits and hyphens, starting with a letter (DNS-safe); unique")
     subscription_id: Guid = required("an Azure subscription ID (GUID)")
-    # None: the deployer's Entra tenant (getClientConfig).
-    tenant_id: Optional[Guid] = setting(None, "an Entra tenant ID (GUID)", default_text="the deployer's Entra tenant")
+    # None: the stack's own Entra tenant (azure-native:tenantId), never the deployer's default.
+    tenant_id: Optional[Guid] = setting(None, "an Entra tenant ID (GUID)", default_text="the stack's `azure-native:tenantId`")
     location: Optional[Text(LOCATION)] = setting(None, "an Azure region name", default_text="`location`")
     namespaces: tuple[
         Annotated[Text(DNS_LABEL), AfterValidator(_namespace), item("a Kubernetes namespace name: at most 63 lowercase letters, digits and '-', starting and ending with a letter or digit (RFC 1123 label)")],
@@ -1050,6 +1074,24 @@ class StackConfig(Section):
         "secret, only as a secret (`pulumi config set --secret aks-platform:appServicePrincipalClientSecret`)"
     )
 
+    # Where the stack deploys: its own `azure-native:subscriptionId` and `azure-native:tenantId`
+    # (checked with the rest by stacks.validation.load), never the default subscription and
+    # tenant of whoever runs `up` (getClientConfig answers with those when the stack sets none).
+    _subscription_id: Optional[str] = PrivateAttr(None)
+    _tenant_id: Optional[str] = PrivateAttr(None)
+
+    @property
+    def subscription_id(self) -> str:
+        if self._subscription_id is None:
+            raise ValueError("StackConfig.subscription_id: load the config with the stack's azure-native keys (stacks.validation.from_pulumi)")
+        return self._subscription_id
+
+    @property
+    def tenant_id(self) -> str:
+        if self._tenant_id is None:
+            raise ValueError("StackConfig.tenant_id: load the config with the stack's azure-native keys (stacks.validation.from_pulumi)")
+        return self._tenant_id
+
     def tenant_resource_group(self, tenant: TenantConfig) -> str:
         return f"rg-{self.environment}-tenant-{tenant.name}"
 
@@ -1068,6 +1110,22 @@ class StackConfig(Section):
     @property
     def cluster_name(self) -> str:
         return f"aks-{self.environment}"
+
+
+# The azure-native provider keys every stack must set (namespace `azure-native:`), so that
+# what the program registers never depends on who runs `up`: a person's `az` default
+# subscription and tenant, CI's ARM_SUBSCRIPTION_ID. Key -> what is allowed (a GUID each).
+PROVIDER_NAMESPACE = "azure-native"
+PROVIDER_KEYS: dict[str, str] = {
+    "subscriptionId": (
+        "the Azure subscription ID (GUID) the stack deploys into, pinned in the stack so that who runs `up` (CI's "
+        "ARM_SUBSCRIPTION_ID, a person's `az account show`) changes nothing: `pulumi config set azure-native:subscriptionId <id>`"
+    ),
+    "tenantId": (
+        "the Entra tenant ID (GUID) of that subscription (`az account show --subscription <id> --query tenantId -o tsv`): "
+        "the cluster's Entra tenant and the controllers' AZURE_TENANT_ID; `pulumi config set azure-native:tenantId <id>`"
+    ),
+}
 
 
 SECTION_MODELS: tuple[type[Section], ...] = (

@@ -15,7 +15,7 @@ from typing import Any, Optional
 import pulumi
 import pulumi_kubernetes as k8s
 import yaml
-from pulumi_azure_native import authorization, resources
+from pulumi_azure_native import resources
 
 from components.oidc_issuer import PublishedIssuer, PublishedIssuerArgs
 from stacks.config import StackConfig
@@ -34,7 +34,6 @@ def api_server(kubeconfig: str, context: Optional[str]) -> str:
 def build(cfg: StackConfig) -> dict[str, Any]:
     hybrid = cfg.hybrid
     assert hybrid is not None
-    client = authorization.get_client_config_output()
 
     # Config validation has parsed the kubeconfig (secret or file) and found the context, and
     # refused an empty one: the provider would fall back to the machine's default kubeconfig.
@@ -104,8 +103,9 @@ def build(cfg: StackConfig) -> dict[str, Any]:
     target = PlatformTarget(
         provider=provider,
         oidc_issuer_url=oidc_issuer_url,
-        tenant_id=client.tenant_id,
-        subscription_id=client.subscription_id,
+        # The stack's own azure-native:tenantId / subscriptionId, not the deployer's defaults.
+        tenant_id=cfg.tenant_id,
+        subscription_id=cfg.subscription_id,
         platform_resource_group=group.name if group else cfg.resource_group_name,
         cluster_name=cfg.environment,
         service_principal=service_principal,

@@ -17,8 +17,8 @@ def build(cfg: StackConfig) -> dict[str, Any]:
     target = PlatformTarget(
         provider=cluster.provider,
         oidc_issuer_url=cluster.oidc_issuer_url,
-        tenant_id=cluster.tenant_id,
-        subscription_id=cluster.subscription_id,
+        tenant_id=cfg.tenant_id,
+        subscription_id=cfg.subscription_id,
         platform_resource_group=cluster.resource_group_name,
         cluster_name=cluster.cluster_name,
         # The app's pods may run on the user pools: the GitOps layer is deleted before them.
@@ -41,6 +41,7 @@ def cluster_args(cfg: StackConfig) -> AksClusterArgs:
     return AksClusterArgs(
         cluster_name=cfg.cluster_name,
         location=cfg.location,
+        tenant_id=cfg.tenant_id,
         resource_group_name=cfg.resource_group_name,
         create_resource_group=cfg.existing_resource_group is None,
         system_pool=_pool(c.system_pool, c.subnet_of(c.system_pool)),
@@ -59,6 +60,7 @@ def cluster_args(cfg: StackConfig) -> AksClusterArgs:
             service_cidr=c.network.service_cidr,
             dns_service_ip=c.network.dns_service_ip,
             outbound_type=c.network.outbound_type,
+            route_table_id=c.network.route_table_id,
         ),
         assign_subnet_role=c.network.assign_subnet_role,
         maintenance_window=MaintenanceWindowArgs(

@@ -53,7 +53,9 @@ MISSING = Missing()
 
 
 def key_text(path: Path) -> str:
-    text = f"{PROJECT}:"
+    # A key of another namespace (azure-native:subscriptionId) is named in full.
+    foreign = bool(path) and isinstance(path[0], str) and ":" in path[0]
+    text = "" if foreign else f"{PROJECT}:"
     for i, part in enumerate(path):
         if isinstance(part, int):
             text += f"[{part}]"

@@ -9,6 +9,7 @@ pydantic error is translated into the project's format with the declared field's
 
 from __future__ import annotations
 
+import re
 import typing
 from functools import lru_cache
 from typing import Annotated, Any, Mapping, Optional, Union
@@ -17,7 +18,7 @@ from pydantic import BaseModel, TypeAdapter, ValidationError
 from pydantic.fields import FieldInfo
 
 from stacks import stack_rules
-from stacks.config import PROJECT, StackConfig, decode, secret_fields
+from stacks.config import GUID, PROJECT, PROVIDER_KEYS, PROVIDER_NAMESPACE, StackConfig, decode, secret_fields
 from stacks.problems import MISSING, ConfigError, Masker, Path, Problem, distinct_problems, message, unknown_key_text
 
 # Key names whose values are never shown, wherever they appear: the declared secrets, and
@@ -174,9 +175,22 @@ def _adapter(field_name: str) -> TypeAdapter:
     return TypeAdapter(Annotated[info.annotation, *info.metadata] if info.metadata else info.annotation)
 
 
-def validate(raw: Mapping[str, Any], secret_keys: frozenset[str]) -> StackConfig:
+def provider_problems(provider: Mapping[str, Any]) -> list[Problem]:
+    """The stack's azure-native keys (without the namespace): each required, a GUID."""
+    problems = []
+    for key, allowed in PROVIDER_KEYS.items():
+        value = provider.get(key)
+        path = (f"{PROVIDER_NAMESPACE}:{key}",)
+        if value is None or value == "":
+            problems.append(Problem(path, MISSING, "required: " + allowed))
+        elif not isinstance(value, str) or not re.fullmatch(GUID, value):
+            problems.append(Problem(path, value, allowed))
+    return problems
+
+
+def validate(raw: Mapping[str, Any], secret_keys: frozenset[str], provider: Optional[Mapping[str, Any]] = None) -> StackConfig:
     masker = masker_for(secret_keys, raw)
-    problems: list[Problem] = []
+    problems: list[Problem] = [] if provider is None else provider_problems(provider)
     fields = _fields_by_alias(StackConfig)
     for name in raw:
         if name not in fields:
@@ -234,15 +248,23 @@ def validate(raw: Mapping[str, Any], secret_keys: frozenset[str]) -> StackConfig
     problems = distinct_problems(problems)
     if problems:
         raise ConfigError([message(p, masker) for p in problems])
-    return StackConfig.model_construct(**values)
+    cfg = StackConfig.model_construct(**values)
+    if provider is not None:
+        cfg._subscription_id, cfg._tenant_id = provider["subscriptionId"], provider["tenantId"]
+    return cfg
 
 
 __all__ = ["validate", "translate", "field_at", "masker_for", "ConfigError"]
 
 
-def load(raw: Mapping[str, Any], secret_keys: frozenset[str] = frozenset()) -> StackConfig:
-    """Validate the stack's `aks-platform:*` settings (keys without the namespace)."""
-    return validate(raw, frozenset(secret_keys))
+def load(
+    raw: Mapping[str, Any], secret_keys: frozenset[str] = frozenset(), provider: Optional[Mapping[str, Any]] = None
+) -> StackConfig:
+    """Validate the stack's `aks-platform:*` settings (keys without the namespace) and, when
+    `provider` is given (the `azure-native:*` keys, without the namespace; from_pulumi always
+    gives them), the subscription and tenant the stack pins. Without `provider` the result
+    checks the settings alone and has no subscription_id / tenant_id to build with."""
+    return validate(raw, frozenset(secret_keys), provider)
 
 
 def from_pulumi() -> StackConfig:
@@ -252,10 +274,12 @@ def from_pulumi() -> StackConfig:
     full: dict[str, Any] = {**runtime_config.get_config_env(), **runtime_config.CONFIG.get()}
     prefix = f"{PROJECT}:"
     raw = {k[len(prefix):]: decode(v) for k, v in sorted(full.items()) if k.startswith(prefix)}
+    provider_prefix = f"{PROVIDER_NAMESPACE}:"
+    provider = {k[len(provider_prefix):]: v for k, v in full.items() if k.startswith(provider_prefix)}
     # The keys set with --secret: PULUMI_CONFIG_SECRET_KEYS, or what the mocks were given.
     secret = frozenset(
         k[len(prefix):]
         for k in (*runtime_config.get_config_secret_keys_env(), *runtime_config._SECRET_KEYS.get())
         if k.startswith(prefix)
     )
-    return load(raw, secret)
+    return load(raw, secret, provider)

@@ -8,6 +8,7 @@ from pathlib import Path
 import pulumi
 import pulumi_kubernetes as k8s
 import pytest
+import yaml
 
 from tests.chart_asserts import assert_pinned_release
 from pulumi_azure_native import resources
@@ -248,17 +249,46 @@ def test_the_controller_may_grant_only_blob_access_and_only_to_service_principal
     assert evaluate_condition(condition, action, request, resource) is allowed
 
 
+def _role_assignments(node):
+    """Every RoleAssignment object in a parsed manifest (ASO's, or Crossplane's under a
+    Composition's base, or KRO's under a resource template): (role name, principal type)."""
+    if isinstance(node, dict):
+        if node.get("kind") == "RoleAssignment" and isinstance(node.get("spec"), dict):
+            spec = node["spec"]
+            spec = spec.get("forProvider", spec)
+            role = (spec.get("roleDefinitionReference") or {}).get("wellKnownName") or spec.get("roleDefinitionName")
+            yield role, spec.get("principalType")
+        for value in node.values():
+            yield from _role_assignments(value)
+    elif isinstance(node, list):
+        for value in node:
+            yield from _role_assignments(value)
+
+
 def test_the_gitops_role_assignments_pass_the_condition(ev: Evaluation):
-    """What gitops/ asks ASO and Crossplane to assign is inside what the condition allows."""
+    """What gitops/ asks ASO and Crossplane to assign (each RoleAssignment's role and principal
+    type, read from the manifests) is inside what the condition allows."""
     condition = ev.one(ROLE_ASSIGNMENT, "aso-ra-app-rbac-admin").plain("condition")
     root = Path(__file__).resolve().parent.parent / "gitops"
-    found = 0
+    found = []
     for path in sorted(root.rglob("*.yaml")):
-        for match in re.finditer(r"principalType: (\w+)", path.read_text()):
-            found += 1
-            request = {"RoleDefinitionId": BLOB_CONTRIBUTOR, "PrincipalType": match.group(1)}
-            assert evaluate_condition(condition, WRITE, request, {}), f"{path.relative_to(root)}: principalType {match.group(1)}"
-    assert found >= 2
+        for doc in yaml.safe_load_all(path.read_text()):
+            for role, principal_type in _role_assignments(doc):
+                where = f"{path.relative_to(root)}: {role} to {principal_type}"
+                assert role in BUILTIN_ROLES and principal_type, where
+                request = {"RoleDefinitionId": BUILTIN_ROLES[role], "PrincipalType": principal_type}
+                assert evaluate_condition(condition, WRITE, request, {}), where
+                found.append(where)
+    # The KRO graph (ASO) and the Crossplane composition each assign one.
+    assert {w.split("/")[1] for w in found} >= {"kro", "crossplane"}, found
+
+
+def test_the_manifest_reader_sees_a_role_the_condition_refuses(ev: Evaluation):
+    """The check above reads the role from the manifest: a Contributor there would fail it."""
+    condition = ev.one(ROLE_ASSIGNMENT, "aso-ra-app-rbac-admin").plain("condition")
+    doc = {"kind": "RoleAssignment", "spec": {"principalType": "ServicePrincipal", "roleDefinitionReference": {"wellKnownName": "Contributor"}}}
+    [(role, principal_type)] = list(_role_assignments(doc))
+    assert not evaluate_condition(condition, WRITE, {"RoleDefinitionId": BUILTIN_ROLES[role], "PrincipalType": principal_type}, {})
 
 
 def test_grants_for_several_scopes_and_roles():

@@ -13,9 +13,11 @@ from stacks import config as stack_config
 from stacks.config import ConfigError
 from stacks.problems import redact_url_credentials
 from stacks.validation import load
+from offline.mocks import PINNED_TARGET
 from tests.conftest import run_program
 
 SUBNET = "/subscriptions/8c1d2e3f-4a5b-4c6d-8e7f-9a0b1c2d3e4f/resourceGroups/rg-network/providers/Microsoft.Network/virtualNetworks/vnet-spoke/subnets/"
+ROUTE_TABLE = "/subscriptions/8c1d2e3f-4a5b-4c6d-8e7f-9a0b1c2d3e4f/resourceGroups/rg-network/providers/Microsoft.Network/routeTables/rt-egress"
 
 BASE: dict[str, Any] = {
     "environment": "dev",
@@ -210,6 +212,9 @@ INVALID = [
     ("cluster", {"localAccounts": True, "kubernetesVersion": "1.34.2"}, "cluster.kubernetesVersion", "pin 'MAJOR.MINOR' ('1.34')"),
     # Bring-your-own network.
     ("cluster.network.outboundType", "userDefinedRouting", "cluster.network.vnetSubnetId", "required with outboundType 'userDefinedRouting'"),
+    ("cluster.network", {"outboundType": "userDefinedRouting", "vnetSubnetId": SUBNET + "nodes"}, "cluster.network.routeTableId", "required with outboundType 'userDefinedRouting'"),
+    ("cluster.network", {"vnetSubnetId": SUBNET + "nodes", "routeTableId": ROUTE_TABLE}, "cluster.network.routeTableId", "only with outboundType 'userDefinedRouting'"),
+    ("cluster.network.routeTableId", SUBNET + "nodes", "cluster.network.routeTableId", "the ARM ID of the route table"),
     ("cluster.network.vnetSubnetId", "/subscriptions/x/subnets/y", "cluster.network.vnetSubnetId", "ARM ID of an existing subnet"),
     ("cluster", {"localAccounts": True, "systemPool": {"vnetSubnetId": SUBNET + "nodes"}, "userPools": [{"name": "apps", "vmSize": "Standard_D8ds_v5"}]}, "cluster.userPools[0].vnetSubnetId", "a subnet for every pool"),
     ("cluster", {"localAccounts": True, "network": {"vnetSubnetId": SUBNET + "nodes"}, "userPools": [{"name": "apps", "vmSize": "Standard_D8ds_v5", "vnetSubnetId": SUBNET.replace("vnet-spoke", "vnet-other") + "apps"}]}, "cluster.userPools[0].vnetSubnetId", "same virtual network"),
@@ -396,7 +401,7 @@ def test_pools_in_your_own_network_with_user_defined_routing():
         "cluster",
         {
             "localAccounts": True,
-            "network": {"outboundType": "userDefinedRouting", "vnetSubnetId": SUBNET + "nodes"},
+            "network": {"outboundType": "userDefinedRouting", "vnetSubnetId": SUBNET + "nodes", "routeTableId": ROUTE_TABLE},
             "userPools": [
                 {"name": "apps", "vmSize": "Standard_D8ds_v5"},
                 {"name": "batch", "vmSize": "Standard_D8ds_v5", "vnetSubnetId": SUBNET + "batch"},
@@ -405,13 +410,18 @@ def test_pools_in_your_own_network_with_user_defined_routing():
     )
     c = load(raw).cluster
     assert [c.subnet_of(p) for p in c.pools] == [SUBNET + "nodes", SUBNET + "nodes", SUBNET + "batch"]
-    ev = run_program({f"aks-platform:{k}": v for k, v in raw.items()})
+    ev = run_program({**PINNED_TARGET, **{f"aks-platform:{k}": v for k, v in raw.items()}})
     mc = ev.one("azure-native:containerservice:ManagedCluster")
     assert mc.plain("agentPoolProfiles")[0]["vnetSubnetID"] == SUBNET + "nodes"
     pools = {p.plain("agentPoolName"): p.plain("vnetSubnetID") for p in ev.by_type("azure-native:containerservice:AgentPool")}
     assert pools == {"apps": SUBNET + "nodes", "batch": SUBNET + "batch"}
     grants = sorted(r.plain("scope") for r in ev.by_type("azure-native:authorization:RoleAssignment") if r.plain("scope").startswith(SUBNET))
     assert grants == [SUBNET + "batch", SUBNET + "nodes"]
+    # The route table too: with userDefinedRouting the cluster's identity reads and writes it.
+    [route] = [r for r in ev.by_type("azure-native:authorization:RoleAssignment") if r.plain("scope") == ROUTE_TABLE]
+    assert route.plain("roleDefinitionId").endswith("/4d97b98b-1d4f-4787-a291-c67834d212e7")  # Network Contributor
+    for pool in ev.by_type("azure-native:containerservice:AgentPool"):
+        assert ev.depends_on(pool, route)
 
 
 # A refused element of a list (or key or value of a mapping) is described as one element,

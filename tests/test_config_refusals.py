@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 from pulumi.runtime.settings import SETTINGS
 
+from offline.mocks import PINNED_TARGET
 from stacks.config import AsoConfig, ConfigError
 from tests import test_config, test_config_hybrid, test_config_rules, test_config_secrets, test_config_tenants
 from tests.conftest import run_program
@@ -50,7 +51,7 @@ LATE = ("components/", "stacks/native.py", "stacks/hybrid.py", "stacks/platform.
 
 def run_refused(raw: dict[str, Any], secret_keys: frozenset[str]) -> tuple[BaseException, list[Any]]:
     """Run the whole program (`build(from_pulumi())`, as __main__.py does) under the mocks; the error and what registered."""
-    config = {f"aks-platform:{k}": v for k, v in raw.items()}
+    config = {**PINNED_TARGET, **{f"aks-platform:{k}": v for k, v in raw.items()}}
     try:
         run_program(config, [f"aks-platform:{k}" for k in secret_keys])
     except Exception as err:  # noqa: BLE001 (the type is asserted by the callers)

@@ -23,7 +23,7 @@ What is checked, each against the program, not a hand list:
 * the README's stack table lists exactly the shipped stack files, and its outputs list exactly
   the outputs the shipped stacks export;
 * the documented offline commands run: `make plan STACK=…` / `python -m offline.plan …` and
-  `make policy` (`python -m policy.check`) through their real `main`, on the evaluations the
+  `make policy` (`python -m offline.policy_check`) through their real `main`, on the evaluations the
   session already holds (tests/conftest.py `shipped`), and `python -m stacks.reference
   --check` (`make docs`);
 * the figures in docs/testing.md (resources and modelled first `up` per stack) are recomputed
@@ -53,7 +53,7 @@ from markdown_it import MarkdownIt
 
 from offline import plan as offline_plan
 from offline.bench import deployment_model
-from policy import check as policy_check
+from offline import policy_check
 from stacks import reference
 from stacks.config import secret_fields
 from stacks.problems import PROJECT
@@ -537,7 +537,7 @@ def test_anchors_follow_github():
 
 # --- the offline commands, run -------------------------------------------------------------------
 
-OFFLINE_MODULES = ("offline.plan", "policy.check", "stacks.reference")
+OFFLINE_MODULES = ("offline.plan", "offline.policy_check", "stacks.reference")
 
 
 def offline_invocations() -> dict[tuple[str, ...], str]:
@@ -550,7 +550,7 @@ def offline_invocations() -> dict[tuple[str, ...], str]:
             if not set(targets) & {"plan", "policy", "docs"}:
                 continue
             recipe = dry_run(targets, variables).stdout
-            lines = [line.split() for line in recipe.splitlines() if re.search(r"-m (offline\.plan|policy\.check|stacks\.reference)\b", line)]
+            lines = [line.split() for line in recipe.splitlines() if re.search(r"-m (offline\.plan|offline\.policy_check|stacks\.reference)\b", line)]
         elif re.fullmatch(r"(.*/)?python3?", words[0]) and len(words) > 2 and words[1] == "-m":
             lines = [words]
         else:
@@ -569,7 +569,7 @@ def test_the_docs_document_the_offline_commands():
 
 @pytest.fixture
 def shipped_evaluations(monkeypatch, shipped):
-    """offline.plan / policy.check evaluate through the session's shared evaluations of the shipped stacks."""
+    """offline.plan / offline.policy_check evaluate through the session's shared evaluations of the shipped stacks."""
     real = offline_plan.evaluate_stack
 
     def evaluate_stack(stack, mode="preview", root=offline_plan.REPO_ROOT):
@@ -588,7 +588,7 @@ def test_documented_offline_commands_run(invocation, shipped_evaluations, tmp_pa
     if module == "offline.plan":
         rc = offline_plan.main([*args, "--out", str(tmp_path)])
         assert sorted(p.name for p in tmp_path.iterdir()) == sorted(f"plan-{args[0]}.{ext}" for ext in ("json", "md"))
-    elif module == "policy.check":
+    elif module == "offline.policy_check":
         rc = policy_check.main(args)
         assert [line.split(":")[0] for line in capsys.readouterr().out.splitlines() if not line.startswith(" ")] == (
             [a for a in args if not a.startswith("-")] or STACKS

@@ -1,4 +1,4 @@
-"""The house rules: imports run one way (components -> stacks -> offline/policy), with no cycle.
+"""The house rules: imports run one way (components -> stacks -> policy -> offline), with no cycle.
 
 The import graph is read from the source with `ast`, every `import` statement anywhere in a
 module (top level, inside functions, under `try`/`if TYPE_CHECKING`), so an import hidden in a
@@ -6,6 +6,14 @@ function counts as much as one at the top. An edge goes to the most specific pro
 named: `from stacks.config import X` -> stacks.config; `from stacks import native` ->
 stacks.native; `from stacks import build` -> stacks (its __init__). Importing a submodule also
 runs its package's __init__, which Python handles in order; that implicit edge is not counted.
+
+policy/ is below offline/: the pack's rules (policy/rules.py) run inside Pulumi's policy
+runtime, which loads policy/ on its own (policy/requirements.txt, no stacks/ or offline/), so
+policy/ may import nothing of the program; offline/ evaluates stacks and runs those rules on
+what the mocks record (offline/policy_check.py), so it imports policy/, never the reverse.
+Both checks also run on the packages (each package one node, an edge wherever one of its
+modules imports another package's), so two packages that import each other through
+different modules (offline.plan -> policy.x -> offline.evaluate) fail as a cycle too.
 """
 
 from __future__ import annotations
@@ -19,7 +27,7 @@ import pytest
 from tests.conftest import ROOT
 
 # Lower number = lower layer. A module may import its own layer or below, never above.
-LAYERS = {"components": 0, "stacks": 1, "offline": 2, "policy": 2, "__main__": 3}
+LAYERS = {"components": 0, "stacks": 1, "policy": 2, "offline": 3, "__main__": 4}
 PACKAGES = ("components", "stacks", "offline", "policy")
 
 
@@ -127,12 +135,35 @@ def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
     return sorted(found)
 
 
+def package_graph(graph: dict[str, set[str]]) -> dict[str, set[str]]:
+    """The module graph collapsed to top-level packages (a package's own imports dropped)."""
+    packages: dict[str, set[str]] = {}
+    for source, targets in graph.items():
+        top = source.split(".")[0]
+        packages.setdefault(top, set()).update(t.split(".")[0] for t in targets if t.split(".")[0] != top)
+    return packages
+
+
+def test_every_package_has_a_layer_of_its_own():
+    """One layer per package: a shared layer would let two packages import each other."""
+    assert sorted(LAYERS.values()) == list(range(len(LAYERS)))
+    assert set(PACKAGES) | {"__main__"} == set(LAYERS)
+
+
 def test_no_module_imports_a_higher_layer():
     assert upward_imports(import_graph(ROOT)) == []
 
 
+def test_no_package_imports_a_higher_layer():
+    assert upward_imports(package_graph(import_graph(ROOT))) == []
+
+
 def test_no_import_cycle_even_through_function_level_imports():
     assert cycles(import_graph(ROOT)) == []
+
+
+def test_no_import_cycle_between_packages():
+    assert cycles(package_graph(import_graph(ROOT))) == []
 
 
 def test_components_know_nothing_of_the_stack_file():
@@ -157,15 +188,26 @@ def test_the_checks_catch_a_hidden_upward_import_and_a_hidden_cycle(tmp_path):
             "stacks/__init__.py": "",
             "stacks/config.py": "from ..components import cluster\n",
             "offline/__init__.py": "",
+            "offline/evaluate.py": "",
             "offline/plan.py": "import json\n\ndef doc():\n    from policy import check\n",
             "policy/__init__.py": "",
-            "policy/check.py": "from offline.plan import doc\n",
+            "policy/check.py": "from offline.evaluate import Evaluation\n",
         },
     )
     graph = import_graph(tmp_path)
     assert graph["components.cluster"] == {"stacks.config"}
-    assert upward_imports(graph) == ["components.cluster (layer components) imports stacks.config (layer stacks)"]
-    assert cycles(graph) == [["components.cluster", "stacks.config"], ["offline.plan", "policy.check"]]
+    assert upward_imports(graph) == [
+        "components.cluster (layer components) imports stacks.config (layer stacks)",
+        "policy.check (layer policy) imports offline.evaluate (layer offline)",
+    ]
+    # No module cycle between offline and policy, but the packages import each other.
+    assert cycles(graph) == [["components.cluster", "stacks.config"]]
+    packages = package_graph(graph)
+    assert cycles(packages) == [["components", "stacks"], ["offline", "policy"]]
+    assert upward_imports(packages) == [
+        "components (layer components) imports stacks (layer stacks)",
+        "policy (layer policy) imports offline (layer offline)",
+    ]
 
 
 @pytest.mark.parametrize("package", ["components", "stacks"])

@@ -23,7 +23,7 @@ from offline.evaluate import PROJECT, REPO_ROOT, evaluate
 from offline.mocks import SUBSCRIPTION_ID
 from offline.plan import available_stacks
 from policy import rules
-from policy.check import check_evaluation, check_plan, check_stack
+from offline.policy_check import check_evaluation, check_plan, check_stack
 from tests.conftest import run_program
 
 STACKS = available_stacks()
@@ -294,7 +294,7 @@ def test_check_plan_reads_the_plan_json(tmp_path):
 
 
 def test_policy_check_cli_exits_nonzero_only_on_violations():
-    proc = subprocess.run([sys.executable, "-m", "policy.check", *STACKS], cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)
+    proc = subprocess.run([sys.executable, "-m", "offline.policy_check", *STACKS], cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert [line.split(":")[0] for line in proc.stdout.splitlines()] == STACKS
 

@@ -324,6 +324,18 @@ def test_every_example_like_value_in_a_shipped_stack_is_flagged(stack):
             assert f"aks-platform:{shown} still holds the shipped" in problems
 
 
+@pytest.mark.parametrize("stack", SHIPPED)
+def test_every_stack_pins_its_subscription_and_tenant_as_flagged_examples(stack):
+    """Each shipped stack sets azure-native:subscriptionId and tenantId (the program refuses a
+    stack without them), and preflight flags the shipped values until they are replaced."""
+    config = _doc(stack)["config"]
+    problems = preflight.check_examples(_doc(stack), stack)
+    for key, example in preflight.PROVIDER_EXAMPLES.items():
+        assert config[key] in example.values
+        assert f"{key} still holds the shipped example {config[key]!r}" in "\n".join(problems)
+        assert f"`pulumi config set --stack {stack} {key} <value>`" in "\n".join(problems)
+
+
 def test_example_messages_name_the_key_the_value_and_the_command():
     problems = preflight.check_examples(_doc("tenants"), "tenants")
     sub = next(p for p in problems if "tenants[1].subscriptionId" in p)
@@ -351,6 +363,11 @@ def _replace_examples(doc: dict) -> dict:
             return {k: walk(v) for k, v in node.items()}
         if isinstance(node, list):
             return [walk(v) for v in node]
+        # The pinned subscription and tenant become the ones the fake `az` is signed in to.
+        if node in preflight.PROVIDER_EXAMPLES["azure-native:subscriptionId"].values:
+            return SUB
+        if node in preflight.PROVIDER_EXAMPLES["azure-native:tenantId"].values:
+            return TENANT
         for example in preflight.EXAMPLES.values():
             if node in example.values:
                 if example.secret:
@@ -382,13 +399,14 @@ _real_stack_needs = preflight.stack_needs
 def _needs(stack: str, root: Path = ROOT) -> preflight.Needs:
     """stack_needs, evaluated once per stack content (the offline evaluation is the slow part).
 
-    Example values change nothing the Azure checks ask about but the admin groups (which
-    Needs carries), so a stack and its copy with 'your' values share one evaluation when their
-    cluster.adminGroupObjectIds agree.
+    Example values change nothing the Azure checks ask about but the admin groups and the
+    pinned subscription (which Needs carries), so a stack and its copy with 'your' values share
+    one evaluation when those agree.
     """
     doc = yaml.safe_load((root / f"Pulumi.{stack}.yaml").read_text())
     groups = ((doc.get("config") or {}).get("aks-platform:cluster") or {}).get("adminGroupObjectIds")
-    key = stack + yaml.safe_dump(_replace_examples(doc)) + json.dumps(groups)
+    pinned = (doc.get("config") or {}).get("azure-native:subscriptionId")
+    key = stack + yaml.safe_dump(_replace_examples(doc)) + json.dumps([groups, pinned])
     if key not in _NEEDS_BY_TEXT:
         _NEEDS_BY_TEXT[key] = _real_stack_needs(stack, root)
     return _NEEDS_BY_TEXT[key]
@@ -781,6 +799,18 @@ def test_a_prepared_subscription_passes_for_a_person_and_a_service_principal(own
         assert err == ""
     asked = {" ".join(c[:2]) for c in fake_az.calls}
     assert {"account show", "provider show", "rest --method", "vm list-skus", "vm list-usage", "postgres flexible-server"} <= asked
+
+
+def test_a_pinned_subscription_the_account_cannot_see_fails_the_run(own_project, fake_az, capsys):
+    """`az login` as someone else (a person whose default is another subscription, in another
+    tenant): the stack's azure-native:subscriptionId is not theirs to use."""
+    healthy(fake_az)
+    fake_az.answer("account", "show", "--subscription", SUB, rc=1,
+                   stderr=f"ERROR: Subscription '{SUB}' not found. Check the spelling and casing and try again.")
+    assert preflight.main("dev", own_project) == 1
+    err = capsys.readouterr().err
+    assert f"the signed-in account cannot use subscription {SUB} (azure-native:subscriptionId of stack dev)" in err
+    assert "not found" in err
 
 
 def test_a_failing_az_command_is_listed_and_does_not_fail_the_run(own_project, fake_az, capsys):

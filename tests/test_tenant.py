@@ -71,7 +71,7 @@ def group_name(name: str) -> str:
 
 
 def entra_tenant(name: str) -> str:
-    """The tenant's Entra tenant: its own when the config names one, else the deployer's."""
+    """The tenant's Entra tenant: its own when the config names one, else the stack's."""
     return cfg(name).get("tenantId") or TENANT_ID
 
 
@@ -530,33 +530,29 @@ def test_platform_namespaces_cover_the_charts_and_the_gitops_layer():
     assert {pin.namespace for pin in CHARTS.values()} <= PLATFORM_NAMESPACES
 
 
-def test_identity_in_another_entra_tenant_reports_that_tenant():
-    """A user-assigned identity created in a subscription of another Entra tenant belongs to
-    that tenant: Azure reports its tenantId, not the deployer's (the mocks answer so)."""
-    import pulumi
-    import pulumi_azure_native as azure_native
-
-    from components.identity import WorkloadIdentity, WorkloadIdentityArgs
+@pytest.mark.parametrize("caller", ["ci", "person"])
+def test_a_tenant_in_another_entra_tenant_is_reached_and_credited_there(stack_file, caller):
+    """The program names each tenant's Entra tenant on its explicit provider (so its resources
+    and identity live there) and in the tenant's ASO credential: the tenant's own tenantId, or
+    else the stack's azure-native:tenantId, never the default tenant of whoever runs `up`."""
     from offline.evaluate import evaluate
+    from offline.mocks import PERSON_TENANT_ID, AzureMocks
+    from stacks import build
+    from stacks.validation import from_pulumi
 
-    analytics = cfg("analytics")
-
-    def run():
-        provider = azure_native.Provider("analytics", subscription_id=analytics["subscriptionId"], tenant_id=analytics["tenantId"])
-        identity = WorkloadIdentity(
-            "analytics",
-            WorkloadIdentityArgs(identity_name="id-x", resource_group_name="rg-x", location="westeurope", oidc_issuer_url="https://issuer/"),
-            opts=pulumi.ResourceOptions(providers={"azure-native": provider}),
-        )
-        home = WorkloadIdentity(
-            "home",
-            WorkloadIdentityArgs(identity_name="id-y", resource_group_name="rg-y", location="westeurope", oidc_issuer_url="https://issuer/"),
-        )
-        return {"analytics": identity.tenant_id, "home": home.tenant_id}
-
-    ev = evaluate(run)
-    assert ev.outputs["analytics"].value == analytics["tenantId"] != TENANT_ID
-    assert ev.outputs["home"].value == TENANT_ID
+    config, secret = stack_file("tenants")
+    ev = evaluate(lambda: build(from_pulumi()), config=config, secret_keys=secret, stack="tenants", mocks=AzureMocks(caller=caller))
+    providers = {r.plain("subscriptionId"): r for r in ev.by_type("pulumi:providers:azure-native")}
+    stack_tenant = config["azure-native:tenantId"]
+    for name in ("payments", "analytics"):
+        expected = cfg(name).get("tenantId") or stack_tenant
+        assert providers[cfg(name)["subscriptionId"]].plain("tenantId") == expected != PERSON_TENANT_ID
+        [credential] = [
+            s for s in ev.by_type("kubernetes:core/v1:Secret")
+            if s.plain("metadata.name") == ASO_CREDENTIAL_SECRET and s.plain("metadata.namespace") == cfg(name)["namespaces"][0]
+        ]
+        assert credential.plain("stringData")["AZURE_TENANT_ID"] == expected
+    assert cfg("analytics")["tenantId"] != stack_tenant
 
 
 # --- the platform's reference app is a platform-namespace app -----------------------------

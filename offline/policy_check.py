@@ -1,14 +1,16 @@
 """The policy rules, offline: the same rules.py functions over the graph the mocks record.
 
-Layering: this module sits above offline/evaluate.py (it evaluates stacks and masks values
-with it) and below offline/plan.py (which puts its violations into the plan document).
+Layering: policy/ is the lower package (its rules run standalone inside Pulumi's policy
+runtime, which ships only policy/), so the offline runner of those rules lives here in
+offline/: above offline/evaluate.py (it evaluates stacks and masks values with it) and below
+offline/plan.py (which puts its violations into the plan document).
 
 ``check_evaluation`` takes an :class:`offline.evaluate.Evaluation` (tests, ``make plan``);
 ``check_plan`` takes a plan document (``build/plan-<stack>.json``). Unlike inside the
 policy pack, secretness is known here (the recording monitor keeps the engine's secret
 markers), so "no plain-text secret" is a failing rule over inputs and stack outputs.
 
-    python -m policy.check [STACK ...]     # every stack by default; exit 1 on a violation
+    python -m offline.policy_check [STACK ...]     # every stack by default; exit 1 on a violation
 
 Evaluates in update mode (every value known) unless --mode preview.
 """
@@ -80,7 +82,7 @@ def check_stack(stack: str, mode: str = "update", config: Optional[Mapping[str, 
 
 
 def main(argv: Optional[Iterable[str]] = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m policy.check", description="Run the policy rules offline.")
+    parser = argparse.ArgumentParser(prog="python -m offline.policy_check", description="Run the policy rules offline.")
     parser.add_argument("stacks", nargs="*", help="default: every Pulumi.<stack>.yaml")
     parser.add_argument("--mode", choices=("preview", "update"), default="update")
     args = parser.parse_args(list(argv) if argv is not None else None)
