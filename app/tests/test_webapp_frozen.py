@@ -101,18 +101,11 @@ def assert_listing_matches_blobs(base: str, blobs, sql) -> list[dict]:
 
 
 @pytest.fixture
-def server(env, tmp_path):
-    servers = []
-
+def server(env, gunicorn):
     def start(workers: int = 1, wait_ready: bool = True, **overrides) -> Gunicorn:
-        g = Gunicorn({**env.vars, **FAST, **overrides}, tmp_path / f"gunicorn-{len(servers)}.log", workers=workers)
-        servers.append(g)
-        g.start(wait_ready=wait_ready)
-        return g
+        return gunicorn({**env.vars, **FAST, **overrides}, workers=workers, wait_ready=wait_ready)
 
-    yield start
-    for g in servers:
-        g.stop()
+    return start
 
 
 def reap_now(make_app) -> int:

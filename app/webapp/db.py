@@ -98,7 +98,7 @@ class Database:
         self,
         conninfo: str,
         *,
-        password_provider: Callable[[], dict[str, str]] | None = None,
+        password_provider: Callable[..., dict[str, str]] | None = None,
         max_connections: int = 10,
         slot_timeout: float = 5.0,
         connect_timeout: float = 3.0,
@@ -127,7 +127,9 @@ class Database:
             if password_provider is None:
                 from .azure_auth import EntraTokenProvider, azure_credential
 
-                password_provider = EntraTokenProvider(azure_credential(settings)).connection_kwargs
+                password_provider = EntraTokenProvider(
+                    azure_credential(settings), stale_after=settings.dependency_budget
+                ).connection_kwargs
             conninfo = make_conninfo(host=db.host, port=db.port, dbname=db.dbname, user=db.user, sslmode=db.sslmode)
         else:
             conninfo = db.url
@@ -195,6 +197,10 @@ class Database:
                 attempt += 1
 
     def _attempt(self, scope: budget.Scope) -> psycopg.Connection:
+        # The password (in Azure, the Entra token) first, on this thread: a token fetch in
+        # flight is waited for at most what is left of the budget, never on a connector
+        # thread with a budget of its own.
+        kwargs = self._credentials(scope)
         wait = scope.cap(self._slot_timeout)
         if not self._limit.acquire(timeout=wait):
             raise _ConnectFailed(
@@ -203,7 +209,7 @@ class Database:
             )
         try:
             wait = scope.cap(self._connect_timeout)
-            future = self._connector.submit(self._connect, wait)
+            future = self._connector.submit(self._connect, wait, kwargs)
         except BaseException:
             self._limit.release()
             raise
@@ -216,16 +222,24 @@ class Database:
         except psycopg.OperationalError as exc:
             self._limit.release()
             raise _ConnectFailed(_first_line(exc), retry=_worth_retrying(exc)) from None
-        except Exception as exc:
+        except BaseException:
             self._limit.release()
+            raise
+
+    def _credentials(self, scope: budget.Scope) -> dict[str, str]:
+        if self._password_provider is None:
+            return {}
+        left = scope.cap(self._default_budget)
+        try:
+            return self._password_provider(timeout=left)
+        except Exception as exc:
             from azure.core.exceptions import AzureError
 
-            if isinstance(exc, AzureError):  # the Entra token could not be had
+            if isinstance(exc, AzureError):  # the Entra token could not be had in time
                 raise _ConnectFailed(f"no Entra token: {_first_line(exc)}", retry=False) from None
             raise
 
-    def _connect(self, timeout: float) -> psycopg.Connection:
-        kwargs = self._password_provider() if self._password_provider else {}
+    def _connect(self, timeout: float, kwargs: dict[str, str]) -> psycopg.Connection:
         backstop = max(_PSYCOPG_MIN_CONNECT_TIMEOUT, math.ceil(timeout))
         return psycopg.connect(self._conninfo, autocommit=True, connect_timeout=backstop, **kwargs)
 
