@@ -263,3 +263,49 @@ def test_database_frozen_mid_upload_and_mid_query(make_app, postgres, env, blobs
     assert app.extensions["webapp"].files.reap(older_than_seconds=0) == 1
     assert sql("SELECT count(*) FROM files") == [(0,)]
     assert sql("SELECT count(*) FROM pending_blobs") == [(0,)]
+
+
+def _trickle(conn) -> None:
+    """Response headers one byte every 0.2 s: each wait for data is short, the answer never ends in time."""
+    for byte in b"HTTP/1.1 200 OK\r\nx-ms-meta-slow: " + b"a" * 40:
+        conn.sendall(bytes([byte]))
+        time.sleep(0.2)
+
+
+def _half_body(conn) -> None:
+    """A blob download that stops half-way: azure-storage-blob retries the body by itself."""
+    conn.sendall(
+        b"HTTP/1.1 206 Partial Content\r\nContent-Length: 100\r\nContent-Range: bytes 0-99/100\r\n"
+        b"Content-Type: application/octet-stream\r\nx-ms-blob-type: BlockBlob\r\n\r\n" + b"x" * 10
+    )
+    raise OSError("connection dropped")
+
+
+@pytest.mark.parametrize("respond", [_trickle, _half_body], ids=["trickled-headers", "download-body-cut"])
+def test_one_storage_attempt_never_outlasts_the_budget(respond):
+    """Socket timeouts bound each wait for data, not an attempt: a server trickling bytes, or
+    download_blob's own retries of a cut body (three, 1 s apart), would run past the budget."""
+    from webapp import budget
+    from webapp.storage import BlobStore, StorageUnavailable
+    from webapp_testkit import SlowHTTPServer
+
+    from azure.storage.blob import BlobServiceClient
+
+    server = SlowHTTPServer(respond)
+    service = BlobServiceClient.from_connection_string(
+        f"DefaultEndpointsProtocol=http;AccountName=slow;AccountKey={'a' * 44};"
+        f"BlobEndpoint=http://127.0.0.1:{server.port}/slow;",
+        retry_total=0,
+    )
+    store = BlobStore(service, "slow", connect_timeout=0.5, read_timeout=0.5, retries=1, default_budget=1.0)
+    try:
+        started = time.monotonic()
+        with budget.scope(1.0), pytest.raises(StorageUnavailable):
+            if respond is _half_body:
+                store.open("blob")
+            else:
+                store.ping()
+        assert time.monotonic() - started < 1.0 + 0.5
+    finally:
+        store.close()
+        server.close()
