@@ -292,7 +292,7 @@ def test_a_hung_token_endpoint_costs_requests_their_budget_and_the_app_recovers(
 
     entra.freeze()
     time.sleep(1.1)  # the last token expires
-    health = Probe(g.base + "/healthz")
+    health = Probe(g.health)
     health.start()
     results = concurrently(
         [lambda: http("GET", g.base + "/api/files") for _ in range(4)]

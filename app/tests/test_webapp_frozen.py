@@ -120,7 +120,7 @@ def test_frozen_storage_costs_each_request_its_budget_and_never_the_probes(serve
     assert status == 201
     kept = json.loads(body)
 
-    health = Probe(g.base + "/healthz")
+    health = Probe(g.health)
     with frozen(azurite.proc.pid):
         health.start()
         time.sleep(0.1)
@@ -197,7 +197,7 @@ def test_worker_boots_with_the_database_frozen_and_requests_stay_bounded(server,
     assert status == 201
     # Now frozen while serving: six concurrent requests each need a connection. They must
     # fail side by side within their budget, not one connect timeout after the other.
-    health = Probe(g.base + "/healthz")
+    health = Probe(g.health)
     with frozen(postgres.pid):
         health.start()
         results = concurrently(

@@ -152,8 +152,11 @@ class Gunicorn:
         self.port = free_port()
         self._args = list(args)
         self.base = f"http://{LOOPBACK}:{self.port}"
+        # The master's liveness listener (gunicorn.conf.py).
+        self.health_port = free_port()
+        self.health = f"http://{LOOPBACK}:{self.health_port}/healthz"
         self.log = log
-        self._env = {**os.environ, **env}
+        self._env = {**os.environ, "HEALTH_PORT": str(self.health_port), **env}
         self._workers = workers
         self.proc: subprocess.Popen | None = None
 

@@ -8,9 +8,14 @@ dependency holds a thread for at most the budget, never minutes.
 
 A request's scope also takes one of its process's *dependency slots* at that first call,
 without waiting. There is one slot less than gunicorn has threads, so however long the
-dependencies take, one thread per worker is never waiting on them and ``/healthz`` (which
-touches neither) is answered at once. A request that finds no free slot fails at once
-(``Busy``, 503) instead of queueing behind the ones that are stuck.
+dependencies take, one thread per worker is never waiting on them: a request that finds no
+free slot is refused at once (``Busy``, 503) instead of queueing behind the ones that are
+stuck, and requests that need no dependency (static files, ``/readyz``) still run.
+
+Slots say nothing about slow *clients*: gunicorn's gthread worker reads request bodies and
+writes responses on the same threads, so clients trickling uploads can hold every one of
+them. That is why liveness is not answered here but by gunicorn's master on a port of its
+own (``gunicorn.conf.py``).
 """
 
 from __future__ import annotations
