@@ -21,7 +21,11 @@ def test_health_and_readiness(client):
     assert client.get("/healthz").get_json() == {"status": "ok"}
     ready = client.get("/readyz")
     assert ready.status_code == 200
-    assert ready.get_json() == {"status": "ready", "checks": {"database": "ok", "storage": "ok", "schema": "ok"}}
+    assert ready.get_json() == {
+        "status": "ready",
+        "checks": {"database": "ok", "storage": "ok", "schema": "ok"},
+        "slots": {"in_use": 0, "total": 7},  # GUNICORN_THREADS' default (8), less one
+    }
 
 
 def test_upload_list_download_delete(client, blobs, sql):

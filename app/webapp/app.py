@@ -55,7 +55,7 @@ class Runtime:
     settings: Settings
     files: FileService
     # One per request that is using PostgreSQL or Blob storage (see budget.py).
-    slots: threading.BoundedSemaphore
+    slots: budget.Slots
     stop: threading.Event = field(default_factory=threading.Event)
     # Set by requests that arrive before the start-up work is done: try again now, rather
     # than after the back-off (this worker's neighbour may be serving already).
@@ -176,7 +176,7 @@ def create_app(settings: Settings | None = None, *, password_provider=None) -> F
     db = Database.from_settings(settings, password_provider)
     store = BlobStore.from_settings(settings)
     files = FileService(db, store, settings.max_upload_bytes, settings.reap_grace)
-    runtime = Runtime(settings, files, threading.BoundedSemaphore(settings.dependency_slots))
+    runtime = Runtime(settings, files, budget.Slots(settings.dependency_slots))
     runtime.start("prepare", runtime.prepare)
     if settings.reap_interval > 0:
         runtime.start("reaper", runtime.reap_forever)
@@ -254,16 +254,20 @@ def healthz():
 
 @bp.get("/readyz")
 def readyz():
+    """Ready when the schema is migrated and both dependencies answer in time.
+
+    Takes no dependency slot (the checks run on threads of their own, each within
+    READY_TIMEOUT), and all slots being in use is not a reason to be unready: that is
+    ordinary load (slow uploads, say), and taking the pod out of the Service would only push
+    it onto the others. The body says how many are in use.
+    """
     rt = _runtime()
-    try:
-        budget.current(rt.settings.ready_timeout).start()  # this request's slot
-    except Busy:
-        # Every slot is held by requests waiting on the dependencies: take no more traffic.
-        return jsonify(status="busy", checks={}), 503
     checks = rt.check_dependencies()
     checks["schema"] = "ok" if rt.prepared.is_set() else ("failed" if rt.failure else "pending")
     ready = all(v == "ok" for v in checks.values())
-    return jsonify(status="ready" if ready else "unavailable", checks=checks), 200 if ready else 503
+    slots = {"in_use": rt.slots.in_use, "total": rt.slots.total}
+    body = jsonify(status="ready" if ready else "unavailable", checks=checks, slots=slots)
+    return body, 200 if ready else 503
 
 
 # --- page ------------------------------------------------------------------------------------
