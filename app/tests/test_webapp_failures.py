@@ -308,3 +308,34 @@ def test_readiness_stays_ready_while_slow_uploads_hold_every_slot(make_app, blob
         for t in uploads:
             t.join(10)
     assert results == [201, 201]
+
+
+def test_a_write_whose_outcome_is_unknown_says_so(make_app, postgres, env, sql):
+    """A write that reached the database, which then gave no answer, may have committed: the
+    page and the API say "may have been", never "nothing was changed"."""
+    import re
+
+    app = make_app(DB_QUERY_TIMEOUT="0.5")
+    client = app.test_client()
+    kept = upload(client, b"keep", "keep.txt").get_json()
+    with postgres.admin(postgres.APP_DB, schema=env.schema) as conn, conn.transaction():
+        conn.execute("LOCK TABLE files IN SHARE MODE")  # reads go on, writes wait: no answer in time
+        form_upload = upload(client, b"data", "a.txt", url="/upload")
+        api_upload = upload(client, b"data", "b.txt")
+        form_delete = client.post(f"/files/{kept['id']}/delete")
+        api_delete = client.delete(f"/api/files/{kept['id']}")
+
+    def page_error(location: str) -> str:
+        html = client.get(location).get_data(as_text=True)
+        return re.search(r'<p id="error"[^>]*>([^<]*)</p>', html).group(1)
+
+    assert (form_upload.status_code, form_upload.headers["Location"]) == (303, "/?error=upload-unknown")
+    assert "it may have been stored" in page_error(form_upload.headers["Location"])
+    assert api_upload.status_code == 503 and "may have been stored" in api_upload.get_json()["error"]
+    assert (form_delete.status_code, form_delete.headers["Location"]) == (303, "/?error=delete-unknown")
+    assert "it may have been deleted" in page_error(form_delete.headers["Location"])
+    assert api_delete.status_code == 503 and "may have been deleted" in api_delete.get_json()["error"]
+    for r in (api_upload, api_delete):
+        assert "nothing was changed" not in r.get_json()["error"]
+    # Here the lock kept every write out; the file is still listed, the uploads were not.
+    assert sql("SELECT name FROM files") == [("keep.txt",)]

@@ -432,6 +432,14 @@ _PAGE_ERRORS = {
     "bad-name": "The file's name is empty once path and control characters are removed; rename it and try again.",
     "not-found": "That file does not exist (any more).",
     "database": "The database is unavailable; nothing was changed. Try again in a moment.",
+    "upload-unknown": (
+        "The database stopped answering while your upload was being recorded: it may have been stored. "
+        "Check the list below before uploading it again."
+    ),
+    "delete-unknown": (
+        "The database stopped answering while the file was being deleted: it may have been deleted. "
+        "Check the list below before trying again."
+    ),
     "storage": "Blob storage is unavailable; nothing was changed. Try again in a moment.",
     "busy": "The server is busy; nothing was changed. Try again in a moment.",
     "starting": "The app is starting; nothing was changed. Try again in a moment.",
@@ -457,18 +465,30 @@ def _error(status: int, message: str, code: str | None = None) -> Response:
     return current_app.make_response(body)
 
 
+_UPLOAD_ENDPOINTS = frozenset({"webapp.upload_form", "webapp.api_upload"})
+_DELETE_ENDPOINTS = frozenset({"webapp.delete_form", "webapp.api_delete"})
+
+
 def _unavailable(exc: DatabaseUnavailable | StorageUnavailable) -> Response:
     log.warning("%s %s: dependency unavailable: %s", request.method, request.path, exc)
     what = "database" if isinstance(exc, DatabaseUnavailable) else "storage"
-    if getattr(exc, "sent", False) and request.method == "POST":
-        # The write may have been committed before the database stopped answering.
-        message = (
-            "the database stopped answering mid-request; the upload may have been stored: "
-            "list the files, or retry with the same Idempotency-Key"
-        )
-    else:
-        message = f"the {what} is unavailable; nothing was changed, try again shortly"
-    response = _error(503, message, what)
+    code, message = what, f"the {what} is unavailable; nothing was changed, try again shortly"
+    if getattr(exc, "outcome_unknown", False):
+        # The write reached the database, which stopped answering before saying whether it
+        # committed: the change may or may not have been made.
+        if request.endpoint in _UPLOAD_ENDPOINTS:
+            code = "upload-unknown"
+            message = (
+                "the database stopped answering while the upload was being recorded; it may have been "
+                "stored: list the files, or retry with the same Idempotency-Key"
+            )
+        elif request.endpoint in _DELETE_ENDPOINTS:
+            code = "delete-unknown"
+            message = (
+                "the database stopped answering while the file was being deleted; it may have been "
+                "deleted: look the file up before trying again"
+            )
+    response = _error(503, message, code)
     response.headers["Retry-After"] = "5"
     return response
 

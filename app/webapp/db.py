@@ -44,12 +44,15 @@ class DatabaseUnavailable(Exception):
     """The database could not be reached, did not answer in time, or failed mid-operation.
 
     ``sent`` is False when nothing reached the server (no connection was made), so nothing
-    was changed; True when statements may have been sent, so a write may have committed.
+    was changed; True when statements may have been sent. ``outcome_unknown`` is set by the
+    writes a client sees (recording an upload, deleting a file) when they fail after
+    sending: the change may have been committed.
     """
 
     def __init__(self, message: str, *, sent: bool):
         super().__init__(message)
         self.sent = sent
+        self.outcome_unknown = False
 
 
 class DuplicateIdempotencyKey(Exception):
@@ -313,17 +316,26 @@ class Database:
             if exc.diag.constraint_name == "files_idempotency_key_key":
                 raise DuplicateIdempotencyKey(idempotency_key) from None
             raise
+        except DatabaseUnavailable as exc:
+            exc.outcome_unknown = exc.sent
+            raise
         return record
 
     def delete_file(self, file_id: uuid.UUID) -> FileRecord | None:
         """Delete the row and mark its blob pending in one transaction; None if unknown."""
-        with self.connection() as conn, conn.transaction():
-            cur = conn.cursor(row_factory=class_row(FileRecord))
-            record = cur.execute(f"DELETE FROM files WHERE id = %s RETURNING {_FILE_COLUMNS}", (file_id,)).fetchone()
-            if record is not None:
-                conn.execute(
-                    "INSERT INTO pending_blobs (blob_key) VALUES (%s) ON CONFLICT DO NOTHING", (record.blob_key,)
-                )
+        try:
+            with self.connection() as conn, conn.transaction():
+                cur = conn.cursor(row_factory=class_row(FileRecord))
+                record = cur.execute(
+                    f"DELETE FROM files WHERE id = %s RETURNING {_FILE_COLUMNS}", (file_id,)
+                ).fetchone()
+                if record is not None:
+                    conn.execute(
+                        "INSERT INTO pending_blobs (blob_key) VALUES (%s) ON CONFLICT DO NOTHING", (record.blob_key,)
+                    )
+        except DatabaseUnavailable as exc:
+            exc.outcome_unknown = exc.sent
+            raise
         return record
 
     def abandoned_blobs(self, older_than_seconds: float, limit: int = 100) -> list[str]:
