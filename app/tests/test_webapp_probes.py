@@ -140,8 +140,13 @@ def _trickle_upload(port: int, stop: threading.Event) -> None:
 
 def test_liveness_never_waits_behind_slow_clients(env, gunicorn):
     """Two clients trickling uploads hold both request threads of the only worker; the
-    liveness listener answers at once all the while (the app's own port can't)."""
-    g = gunicorn({**env.vars, **FAST, "GUNICORN_THREADS": "2"})
+    liveness listener answers at once all the while (the app's own port can't).
+
+    The threads come from the command line, as an operator may give them: the app's slots
+    follow what gunicorn runs, not the environment variable."""
+    g = gunicorn({**env.vars, **FAST, "GUNICORN_THREADS": "8"}, args=["--threads", "2"])
+    ready = json.loads(http("GET", g.base + "/readyz")[1])
+    assert ready["slots"] == {"in_use": 0, "total": 1}
     stop = threading.Event()
     clients = [threading.Thread(target=_trickle_upload, args=(g.port, stop)) for _ in range(2)]
     try:

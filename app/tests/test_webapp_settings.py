@@ -59,6 +59,7 @@ def test_local_defaults():
     assert Settings.from_env({**LOCAL, "GUNICORN_THREADS": "3"}).dependency_slots == 2
     assert Settings.from_env({**LOCAL, "GUNICORN_THREADS": "1"}).dependency_slots == 1
     assert Settings.from_env({**LOCAL, "DEPENDENCY_SLOTS": "5"}).dependency_slots == 5
+    assert Settings.from_env({**LOCAL, "GUNICORN_THREADS": "1", "DEPENDENCY_SLOTS": "1"}).dependency_slots == 1
 
 
 def test_time_settings():
@@ -142,6 +143,12 @@ def test_secrets_never_appear_in_repr_or_errors():
         ({"REAP_INTERVAL": "-1"}, "REAP_INTERVAL", "expected a number of seconds >= 0"),
         ({"GUNICORN_THREADS": "0"}, "GUNICORN_THREADS", "expected a whole number >= 1"),
         ({"DEPENDENCY_SLOTS": "0"}, "DEPENDENCY_SLOTS", "expected a whole number >= 1"),
+        # As many slots as threads: no thread left to refuse the requests beyond them.
+        (
+            {"GUNICORN_THREADS": "4", "DEPENDENCY_SLOTS": "4"},
+            "DEPENDENCY_SLOTS",
+            "DEPENDENCY_SLOTS='4' is invalid: expected at most 3: one less than gunicorn's threads (4)",
+        ),
         # The grace must outlast any upload still writing its blob (at most the budget).
         (
             {"REAP_GRACE": "10"},

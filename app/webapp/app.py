@@ -278,6 +278,9 @@ def index():
     page = _int_arg("page", 1, 1, 10**6)
     files, total = _files().db.list_files(PAGE_SIZE, (page - 1) * PAGE_SIZE)
     pages = max(1, math.ceil(total / PAGE_SIZE))
+    if page > pages:
+        # Past the end (files were deleted, or a stale link): the last page, not an empty one.
+        return redirect(url_for("webapp.index", page=pages) if pages > 1 else url_for("webapp.index"))
     code = request.args.get("error")
     return render_template(
         "index.html",
