@@ -39,6 +39,9 @@ def _servers():
             postgres.stop()
         raise
     yield postgres, azurite
+    from webapp_testkit import Gunicorn
+
+    Gunicorn.reap()  # servers whose tests are over, still exiting
     azurite.stop()
     postgres.stop()
 
@@ -197,4 +200,4 @@ def gunicorn(tmp_path):
 
     yield start
     for g in servers:
-        g.stop()
+        g.stop(wait=False)

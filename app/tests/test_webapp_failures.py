@@ -315,7 +315,7 @@ def test_a_write_whose_outcome_is_unknown_says_so(make_app, postgres, env, sql):
     page and the API say "may have been", never "nothing was changed"."""
     import re
 
-    app = make_app(DB_QUERY_TIMEOUT="0.5")
+    app = make_app(DB_QUERY_TIMEOUT="0.3")
     client = app.test_client()
     kept = upload(client, b"keep", "keep.txt").get_json()
     with postgres.admin(postgres.APP_DB, schema=env.schema) as conn, conn.transaction():

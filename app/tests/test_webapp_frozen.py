@@ -21,14 +21,14 @@ from webapp_testkit import Gunicorn, blob_names, frozen, http, multipart
 
 # Short limits, so a frozen dependency costs a test about a second.
 FAST = {
-    "DEPENDENCY_BUDGET": "1.5",
+    "DEPENDENCY_BUDGET": "1",
     "DEPENDENCY_RETRIES": "1",
-    "STORAGE_CONNECT_TIMEOUT": "0.5",
-    "STORAGE_READ_TIMEOUT": "0.5",
-    "DB_CONNECT_TIMEOUT": "0.5",
-    "DB_QUERY_TIMEOUT": "0.5",
-    "DB_POOL_TIMEOUT": "0.5",
-    "READY_TIMEOUT": "0.5",
+    "STORAGE_CONNECT_TIMEOUT": "0.3",
+    "STORAGE_READ_TIMEOUT": "0.3",
+    "DB_CONNECT_TIMEOUT": "0.3",
+    "DB_QUERY_TIMEOUT": "0.3",
+    "DB_POOL_TIMEOUT": "0.3",
+    "READY_TIMEOUT": "0.3",
     "REAP_INTERVAL": "0",
     "REAP_GRACE": "2",
     "LOG_LEVEL": "WARNING",
@@ -236,12 +236,12 @@ def test_database_frozen_mid_upload_and_mid_query(make_app, postgres, env, blobs
     # A statement on an open connection, then the server stops: the watchdog ends the wait.
     with budget.scope(BUDGET):
         started = time.monotonic()
-        with pytest.raises(DatabaseUnavailable, match=r"no answer within 0\.5s") as info:
+        with pytest.raises(DatabaseUnavailable, match=r"no answer within 0\.3s") as info:
             with db.connection() as conn:
                 with frozen(postgres.pid):
                     conn.execute("SELECT 1")
         assert info.value.sent
-        assert time.monotonic() - started < 0.5 + SLACK
+        assert time.monotonic() - started < 0.3 + SLACK
 
     # The database stops while the blob is being written: the insert can't even connect, so
     # the request knows nothing was committed and deletes the blob before answering.

@@ -154,7 +154,7 @@ def test_liveness_never_waits_behind_slow_clients(env, gunicorn):
             c.start()
         time.sleep(0.3)  # both are being read by a request thread
         with pytest.raises(OSError):  # timed out: queued behind the slow clients
-            http("GET", g.base + "/healthz", timeout=1)
+            http("GET", g.base + "/healthz", timeout=0.5)
         for _ in range(10):
             status, body, seconds = http("GET", g.health, timeout=5)
             assert (status, json.loads(body), seconds < 0.3) == (200, {"status": "ok"}, True)

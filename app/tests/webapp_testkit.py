@@ -190,7 +190,7 @@ class Gunicorn:
         while time.monotonic() < deadline:
             if http("GET", self.base + "/readyz", timeout=5)[0] == 200:
                 return
-            time.sleep(0.1)
+            time.sleep(0.05)
         raise AssertionError(f"gunicorn not ready after {timeout}s: {self.output()[-3000:]}")
 
     def alive(self) -> bool:
@@ -199,14 +199,30 @@ class Gunicorn:
     def output(self) -> str:
         return self.log.read_text(errors="replace")
 
-    def stop(self) -> None:
+    def stop(self, wait: bool = True) -> None:
+        """SIGTERM (gunicorn's graceful stop). With ``wait=False`` the exit (half a second or
+        so) is waited for at the end of the session (``Gunicorn.reap``), not by the test."""
         if self.alive():
             self.proc.terminate()
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+            if not wait:
+                Gunicorn._stopping.append(self.proc)
+                return
+            _wait_or_kill(self.proc)
+
+    _stopping: list[subprocess.Popen] = []
+
+    @classmethod
+    def reap(cls) -> None:
+        while cls._stopping:
+            _wait_or_kill(cls._stopping.pop())
+
+
+def _wait_or_kill(proc: subprocess.Popen) -> None:
+    try:
+        proc.wait(30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
 
 
 def write_self_signed_cert(directory: Path) -> tuple[Path, Path]:
@@ -383,8 +399,10 @@ class PostgresServer:
     ) -> str:
         user = user or self.APP_ROLE
         password = self.app_password if password is None else password
-        # A libpq URL can set the search path: each test gets its own schema this way.
-        query = f"?options=-csearch_path%3D{schema}" if schema else ""
+        # A libpq URL can set the search path: each test gets its own schema this way. No
+        # TLS: the app opens a connection per step, and the handshake would be a quarter of
+        # the suite's database time. The Entra tests sign in over TLS, as in Azure.
+        query = "?sslmode=disable" + (f"&options=-csearch_path%3D{schema}" if schema else "")
         return f"postgresql://{user}:{password}@{LOOPBACK}:{port or self.port}/{dbname}{query}"
 
     def admin(self, dbname: str = "postgres", schema: str | None = None):
@@ -584,9 +602,10 @@ class FakeEntra:
     a hung endpoint: connections are accepted, TLS is negotiated and the request read, and
     then nothing is ever answered; connections held so far stay open unanswered after
     ``thaw()`` too, as a hung service behind a TLS-terminating load balancer would leave
-    them. (A hang before the TLS handshake is bounded by the connect timeout already.) Not modelled: the OAuth request itself is not
-    checked (no client assertion or secret validation), and there is no discovery document
-    (workload identity's credential does not fetch one).
+    them. (A hang before the TLS handshake is bounded by the connect timeout already.)
+    Not modelled: the OAuth request itself is not checked (no client assertion or secret
+    validation), and there is no discovery document (workload identity's credential does
+    not fetch one).
     """
 
     def __init__(self, directory: Path, token: str, lifetime: int = 3600):
@@ -641,7 +660,11 @@ class FakeEntra:
                 data += chunk
             head, _, body = data.partition(b"\r\n\r\n")
             length = next(
-                (int(line.split(b":", 1)[1]) for line in head.split(b"\r\n") if line.lower().startswith(b"content-length:")),
+                (
+                    int(line.split(b":", 1)[1])
+                    for line in head.split(b"\r\n")
+                    if line.lower().startswith(b"content-length:")
+                ),
                 0,
             )
             while len(body) < length:

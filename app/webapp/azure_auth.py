@@ -65,7 +65,10 @@ def azure_credential(settings, environ: Mapping[str, str] | None = None) -> Toke
 
         log.info("Azure credential: the app's service principal %s (client secret)", env.get("AZURE_CLIENT_ID"))
         return ClientSecretCredential(
-            tenant_id=env["AZURE_TENANT_ID"], client_id=env["AZURE_CLIENT_ID"], client_secret=secret, **_limits(settings)
+            tenant_id=env["AZURE_TENANT_ID"],
+            client_id=env["AZURE_CLIENT_ID"],
+            client_secret=secret,
+            **_limits(settings),
         )
     from azure.identity import WorkloadIdentityCredential
 
@@ -141,7 +144,7 @@ class TokenCache:
                 return current
             fetch = self._fetch_locked()
         if not fetch.done.wait(max(0.0, timeout)):
-            raise TokenUnavailable(f"no Entra token for {self._scope} within {timeout:.1f}s (the token endpoint is slow)")
+            raise TokenUnavailable(f"no Entra token for {self._scope} within {timeout:.1f}s (Entra is slow to answer)")
         if fetch.error is not None:
             raise TokenUnavailable(f"no Entra token for {self._scope}: {_first_line(fetch.error)}") from fetch.error
         return fetch.token
@@ -151,7 +154,7 @@ class TokenCache:
         if fetch is not None and not fetch.done.is_set() and time.monotonic() - fetch.started < self._stale_after:
             return fetch  # single flight: join the fetch in progress
         if fetch is not None and not fetch.done.is_set():
-            log.warning("an Entra token fetch for %s has run for over %.1fs; starting another", self._scope, self._stale_after)
+            log.warning("an Entra token fetch for %s ran over %.1fs; starting another", self._scope, self._stale_after)
         fetch = self._fetch = _Fetch()
         threading.Thread(target=self._run, args=(fetch,), name="entra-token", daemon=True).start()
         return fetch

@@ -88,8 +88,9 @@ class Database:
 
     No idle connections are kept: an outage fails a request at once with the server's own
     error, the first request after it succeeds, and every connection asks
-    ``password_provider`` again (the Entra token in Azure), so connections opened after a
-    token refresh use the new token.
+    ``password_provider(timeout=seconds)`` again (the Entra token in Azure; it may wait that
+    long for a token fetch in flight), so connections opened after a token refresh use the
+    new token.
 
     This is not psycopg_pool: its NullConnectionPool (3.3) opens a connection while holding
     the pool's lock, so with the server hanging every waiting request adds a whole connect
