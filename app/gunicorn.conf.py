@@ -86,6 +86,7 @@ def when_ready(server):
     class Server(ThreadingHTTPServer):
         daemon_threads = True
         allow_reuse_address = True
+        request_queue_size = 64
 
     # The host of the main listener (all interfaces in the image, loopback in the tests).
     host = next((a[0] for a in server.cfg.address if isinstance(a, tuple)), "0.0.0.0")
