@@ -245,7 +245,11 @@ class BlobStore:
 
     def open(self, key: str) -> tuple[int, Iterator[bytes]]:
         """Start a download: (size, chunks). Errors before the first byte raise here, not
-        mid-response, while a 503 can still be sent."""
+        mid-response, while a 503 can still be sent.
+
+        A blob up to the SDK's single-get size (32 MiB, far above MAX_UPLOAD_BYTES' default)
+        is read whole here, within the budget; beyond it, the further chunks are fetched while
+        the response streams, bounded by the socket timeouts only."""
         try:
             downloader = self._call("read blob", lambda **t: self.container.download_blob(key, **t))
         except ResourceNotFoundError as exc:  # the blob, or its whole container, is gone
