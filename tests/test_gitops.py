@@ -1407,7 +1407,9 @@ def test_workload_runs_as_the_apps_own_principal_with_the_app_contract(identity)
             assert isinstance(credential, ClientSecretCredential)
         assert APP_ENV <= set(env) and all(env[k] for k in APP_ENV), env
         assert env["AZURE_POSTGRES_ENTRA"] == "true" and env["PORT"] == "8080"
-        assert c["ports"] == [{"name": "http", "containerPort": 8080}]
+        # Liveness on the gunicorn master's own listener (app/gunicorn.conf.py, HEALTH_PORT 8081).
+        assert c["ports"] == [{"name": "http", "containerPort": 8080}, {"name": "health", "containerPort": 8081}]
+        assert c["livenessProbe"]["httpGet"]["port"] == "health"
         assert c["livenessProbe"]["httpGet"]["path"] == "/healthz"
         assert c["readinessProbe"]["httpGet"]["path"] == "/readyz"
         assert c["securityContext"]["allowPrivilegeEscalation"] is False

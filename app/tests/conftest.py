@@ -39,6 +39,9 @@ def _servers():
             postgres.stop()
         raise
     yield postgres, azurite
+    from webapp_testkit import Gunicorn
+
+    Gunicorn.reap()  # servers whose tests are over, still exiting
     azurite.stop()
     postgres.stop()
 
@@ -151,3 +154,50 @@ def sql(postgres, env):
             return cur.fetchall() if cur.description else None
 
     return run
+
+
+@pytest.fixture
+def entra(tmp_path):
+    """A stand-in for Entra's token endpoint (TLS on loopback), answering until frozen."""
+    import secrets
+
+    from webapp_testkit import FakeEntra
+
+    directory = tmp_path / "entra"
+    directory.mkdir()
+    fake = FakeEntra(directory, token=secrets.token_urlsafe(32))
+    yield fake
+    fake.close()
+
+
+@pytest.fixture
+def workload_identity_env(tmp_path, entra) -> dict[str, str]:
+    """What the Deployment sets for workload identity, with Entra being the stand-in."""
+    token_file = tmp_path / "azure-identity-token"
+    token_file.write_text("projected-service-account-token")
+    return {
+        "AZURE_CLIENT_ID": "00000000-0000-0000-0000-00000000c11d",
+        "AZURE_TENANT_ID": "00000000-0000-0000-0000-00000000ten4",
+        "AZURE_FEDERATED_TOKEN_FILE": str(token_file),
+        "AZURE_AUTHORITY_HOST": entra.authority,
+        # azure-core's requests transport trusts this bundle: the stand-in's certificate.
+        "REQUESTS_CA_BUNDLE": entra.ca_file,
+    }
+
+
+@pytest.fixture
+def gunicorn(tmp_path):
+    """Start gunicorn as the image runs it (``start(env, ...)``); all are stopped at the end."""
+    from webapp_testkit import Gunicorn
+
+    servers = []
+
+    def start(env_vars: dict[str, str], *, workers: int = 1, wait_ready: bool = True, args=()) -> Gunicorn:
+        g = Gunicorn(env_vars, tmp_path / f"gunicorn-{len(servers)}.log", workers=workers, args=args)
+        servers.append(g)
+        g.start(wait_ready=wait_ready)
+        return g
+
+    yield start
+    for g in servers:
+        g.stop(wait=False)

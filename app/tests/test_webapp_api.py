@@ -21,7 +21,11 @@ def test_health_and_readiness(client):
     assert client.get("/healthz").get_json() == {"status": "ok"}
     ready = client.get("/readyz")
     assert ready.status_code == 200
-    assert ready.get_json() == {"status": "ready", "checks": {"database": "ok", "storage": "ok", "schema": "ok"}}
+    assert ready.get_json() == {
+        "status": "ready",
+        "checks": {"database": "ok", "storage": "ok", "schema": "ok"},
+        "slots": {"in_use": 0, "total": 7},  # GUNICORN_THREADS' default (8), less one
+    }
 
 
 def test_upload_list_download_delete(client, blobs, sql):
@@ -307,8 +311,11 @@ def test_page_pages_through_every_file(client, sql):
     third = client.get("/?page=3").get_data(as_text=True)
     assert names(third) == [f"f{i}.txt" for i in range(201, 206)]
     assert "Files 201&ndash;205 of 205" in third and 'id="older"' not in third
-    past = client.get("/?page=9").get_data(as_text=True)
-    assert "No files on this page." in past and 'href="/?page=8"' in past
+    # Past the end (a stale link, files deleted meanwhile): the last page, not "Page 9 of 3".
+    past = client.get("/?page=9")
+    assert (past.status_code, past.headers["Location"]) == (302, "/?page=3")
+    sql("DELETE FROM files")
+    assert client.get("/?page=2").headers["Location"] == "/"
     for bad in ("0", "-1", "x", "²"):
         assert client.get(f"/?page={bad}").status_code == 400, bad
 

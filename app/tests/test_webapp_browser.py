@@ -17,12 +17,12 @@ CHROMEDRIVER = Path("/usr/bin/chromedriver")
 @pytest.fixture
 def server(env, postgres, tmp_path):
     """gunicorn with the image's config file and entry point, bound to loopback."""
-    g = Gunicorn({**env.vars, "LOG_LEVEL": "INFO"}, tmp_path / "gunicorn.log", workers=2)
+    g = Gunicorn({**env.vars, "LOG_LEVEL": "INFO"}, tmp_path / "gunicorn.log", workers=1)
     try:
         g.start()
         yield g.base
     finally:
-        g.stop()
+        g.stop(wait=False)
     text = g.output()
     assert "Traceback" not in text, text
     # Never a secret in the server's output.

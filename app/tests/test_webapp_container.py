@@ -44,7 +44,7 @@ def test_multi_stage_slim_base_and_non_root_runtime():
     assert "COPY --from=build /opt/venv /opt/venv" in runtime
     assert "--only-binary=:all:" in " ".join(build)
     assert runtime[-1] == 'CMD ["gunicorn", "--config", "/srv/gunicorn.conf.py", "webapp.wsgi:app"]'
-    assert "EXPOSE 8000" in runtime
+    assert "EXPOSE 8000 8081" in runtime
 
 
 def test_copied_files_exist_and_pass_dockerignore():
@@ -120,10 +120,10 @@ def test_image_lock_covers_the_requirements_and_their_dependencies():
 
 
 def test_gunicorn_config(monkeypatch):
-    for var in ("PORT", "WEB_CONCURRENCY", "GUNICORN_THREADS"):
+    for var in ("PORT", "HEALTH_PORT", "WEB_CONCURRENCY", "GUNICORN_THREADS"):
         monkeypatch.delenv(var, raising=False)
     conf = runpy.run_path(str(APP_DIR / "gunicorn.conf.py"))
-    assert conf["bind"] == ["0.0.0.0:8000"]
+    assert conf["bind"] == ["0.0.0.0:8000"] and conf["_health_port"] == 8081
     assert (conf["workers"], conf["threads"], conf["worker_class"]) == (2, 8, "gthread")
     assert conf["graceful_timeout"] < 30  # inside Kubernetes' default termination grace period
     monkeypatch.setenv("PORT", "9090")
@@ -134,6 +134,10 @@ def test_gunicorn_config(monkeypatch):
     with pytest.raises(ValueError, match=r"WEB_CONCURRENCY='many' is invalid: expected a whole number >= 1"):
         runpy.run_path(str(APP_DIR / "gunicorn.conf.py"))
     monkeypatch.setenv("WEB_CONCURRENCY", "2")
+    monkeypatch.setenv("HEALTH_PORT", "9090")
+    with pytest.raises(ValueError, match=r"^HEALTH_PORT=9090 is invalid: expected a port other than PORT \(9090\)$"):
+        runpy.run_path(str(APP_DIR / "gunicorn.conf.py"))
+    monkeypatch.delenv("HEALTH_PORT")
     # "²".isdigit() is true and int("²") fails; "٨٠" (Arabic-Indic 80) int() would read.
     for port in ("²", "٨٠", "8o8o", "0"):
         monkeypatch.setenv("PORT", port)

@@ -269,3 +269,73 @@ def test_a_process_starts_whatever_state_its_dependencies_are_in(make_app, postg
 
 def make_app_url_with_password(postgres, db_proxy, password: str) -> str:
     return postgres.url(postgres.APP_DB, port=db_proxy.port, password=password)
+
+
+def test_readiness_stays_ready_while_slow_uploads_hold_every_slot(make_app, blob_proxy):
+    """Every dependency slot taken by healthy but slow uploads is load, not a fault: the pod
+    stays in the Service (the body says how busy it is), and the uploads finish."""
+    import threading
+
+    app = make_app(DEPENDENCY_SLOTS="2")
+    release, writing = threading.Event(), threading.Semaphore(0)
+
+    def hold_blob_writes(data: bytes) -> None:
+        if data.startswith(b"PUT ") and b"restype=container" not in data.split(b"\r\n", 1)[0]:
+            writing.release()
+            release.wait(10)  # storage is slow to take the bytes, not failing
+
+    blob_proxy.on_request = hold_blob_writes
+    results: list = []
+    uploads = [
+        threading.Thread(target=lambda i=i: results.append(upload(app.test_client(), b"slow", f"s{i}.txt").status_code))
+        for i in range(2)
+    ]
+    for t in uploads:
+        t.start()
+    try:
+        assert writing.acquire(timeout=5) and writing.acquire(timeout=5)  # both slots are in use
+        client = app.test_client()
+        assert upload(client, b"one more", "c.txt").status_code == 503  # refused at once: busy
+        ready = client.get("/readyz")
+        assert ready.status_code == 200, ready.get_json()
+        assert ready.get_json() == {
+            "status": "ready",
+            "checks": {"database": "ok", "storage": "ok", "schema": "ok"},
+            "slots": {"in_use": 2, "total": 2},
+        }
+    finally:
+        release.set()
+        for t in uploads:
+            t.join(10)
+    assert results == [201, 201]
+
+
+def test_a_write_whose_outcome_is_unknown_says_so(make_app, postgres, env, sql):
+    """A write that reached the database, which then gave no answer, may have committed: the
+    page and the API say "may have been", never "nothing was changed"."""
+    import re
+
+    app = make_app(DB_QUERY_TIMEOUT="0.3")
+    client = app.test_client()
+    kept = upload(client, b"keep", "keep.txt").get_json()
+    with postgres.admin(postgres.APP_DB, schema=env.schema) as conn, conn.transaction():
+        conn.execute("LOCK TABLE files IN SHARE MODE")  # reads go on, writes wait: no answer in time
+        form_upload = upload(client, b"data", "a.txt", url="/upload")
+        api_upload = upload(client, b"data", "b.txt")
+        form_delete = client.post(f"/files/{kept['id']}/delete")
+        api_delete = client.delete(f"/api/files/{kept['id']}")
+
+    def page_error(location: str) -> str:
+        html = client.get(location).get_data(as_text=True)
+        return re.search(r'<p id="error"[^>]*>([^<]*)</p>', html).group(1)
+
+    assert (form_upload.status_code, form_upload.headers["Location"]) == (303, "/?error=upload-unknown")
+    assert "it may have been stored" in page_error(form_upload.headers["Location"])
+    assert api_upload.status_code == 503 and "may have been stored" in api_upload.get_json()["error"]
+    assert (form_delete.status_code, form_delete.headers["Location"]) == (303, "/?error=delete-unknown")
+    assert "it may have been deleted" in page_error(form_delete.headers["Location"])
+    assert api_delete.status_code == 503 and "may have been deleted" in api_delete.get_json()["error"]
+    for r in (api_upload, api_delete):
+        assert "nothing was changed" not in r.get_json()["error"]
+    # Here the lock kept every write out; the file is still listed, the uploads were not.
+    assert sql("SELECT name FROM files") == [("keep.txt",)]

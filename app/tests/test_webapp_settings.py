@@ -5,9 +5,8 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
-
-from types import SimpleNamespace
 
 import pytest
 
@@ -60,6 +59,7 @@ def test_local_defaults():
     assert Settings.from_env({**LOCAL, "GUNICORN_THREADS": "3"}).dependency_slots == 2
     assert Settings.from_env({**LOCAL, "GUNICORN_THREADS": "1"}).dependency_slots == 1
     assert Settings.from_env({**LOCAL, "DEPENDENCY_SLOTS": "5"}).dependency_slots == 5
+    assert Settings.from_env({**LOCAL, "GUNICORN_THREADS": "1", "DEPENDENCY_SLOTS": "1"}).dependency_slots == 1
 
 
 def test_time_settings():
@@ -143,6 +143,12 @@ def test_secrets_never_appear_in_repr_or_errors():
         ({"REAP_INTERVAL": "-1"}, "REAP_INTERVAL", "expected a number of seconds >= 0"),
         ({"GUNICORN_THREADS": "0"}, "GUNICORN_THREADS", "expected a whole number >= 1"),
         ({"DEPENDENCY_SLOTS": "0"}, "DEPENDENCY_SLOTS", "expected a whole number >= 1"),
+        # As many slots as threads: no thread left to refuse the requests beyond them.
+        (
+            {"GUNICORN_THREADS": "4", "DEPENDENCY_SLOTS": "4"},
+            "DEPENDENCY_SLOTS",
+            "DEPENDENCY_SLOTS='4' is invalid: expected at most 3: one less than gunicorn's threads (4)",
+        ),
         # The grace must outlast any upload still writing its blob (at most the budget).
         (
             {"REAP_GRACE": "10"},
@@ -239,57 +245,52 @@ def test_with_a_client_secret_no_token_file_is_needed_and_the_secret_is_never_ec
     assert error(env | {"AZURE_CLIENT_SECRET": ""}).variable == "AZURE_FEDERATED_TOKEN_FILE"
 
 
-class Recorder:
-    """Stands in for an azure-identity credential class: records how it was built."""
+@pytest.mark.parametrize("secret", [SP_SECRET, "", None], ids=["client-secret", "empty-secret", "workload-identity"])
+def test_the_credential_is_the_client_secret_one_exactly_when_the_secret_is_set(azure_env, secret):
+    from azure.identity import ClientSecretCredential, WorkloadIdentityCredential
 
-    made: list[tuple[str, dict]] = []
-
-    def __init__(self, name):
-        self.name = name
-
-    def __call__(self, *args, **kwargs):
-        assert not args, "credentials are built with keyword arguments only"
-        Recorder.made.append((self.name, kwargs))
-        return self
-
-
-# Time limits as the settings give them: every credential gets them (a hanging Entra must not
-# hold a worker for azure-identity's defaults).
-LIMITS = SimpleNamespace(storage_connect_timeout=3.0, storage_read_timeout=10.0, dependency_retries=2, dependency_budget=15.0)
-LIMIT_KWARGS = {"connection_timeout": 3.0, "read_timeout": 10.0, "retry_total": 2, "timeout": 15.0}
-
-
-@pytest.fixture
-def credentials(monkeypatch):
-    import azure.identity
-
-    Recorder.made = []
-    for name in ("ClientSecretCredential", "WorkloadIdentityCredential", "DefaultAzureCredential", "ChainedTokenCredential"):
-        monkeypatch.setattr(azure.identity, name, Recorder(name))
-    return Recorder.made
-
-
-def test_the_credential_is_the_client_secret_one_exactly_when_the_secret_is_set(azure_env, credentials):
     from webapp.azure_auth import azure_credential
 
-    azure_credential(LIMITS, azure_env | {"AZURE_CLIENT_SECRET": SP_SECRET})
-    azure_credential(LIMITS, azure_env)
-    azure_credential(LIMITS, azure_env | {"AZURE_CLIENT_SECRET": ""})
-    assert credentials == [
-        ("ClientSecretCredential", {"tenant_id": azure_env["AZURE_TENANT_ID"], "client_id": azure_env["AZURE_CLIENT_ID"],
-                                    "client_secret": SP_SECRET, **LIMIT_KWARGS}),
-        ("WorkloadIdentityCredential", {"tenant_id": azure_env["AZURE_TENANT_ID"], "client_id": azure_env["AZURE_CLIENT_ID"],
-                                        "token_file_path": azure_env["AZURE_FEDERATED_TOKEN_FILE"], **LIMIT_KWARGS}),
-        ("WorkloadIdentityCredential", {"tenant_id": azure_env["AZURE_TENANT_ID"], "client_id": azure_env["AZURE_CLIENT_ID"],
-                                        "token_file_path": azure_env["AZURE_FEDERATED_TOKEN_FILE"], **LIMIT_KWARGS}),
-    ]
+    env = azure_env if secret is None else azure_env | {"AZURE_CLIENT_SECRET": secret}
+    credential = azure_credential(Settings.from_env(env), env)
+    assert type(credential) is (ClientSecretCredential if secret else WorkloadIdentityCredential)
 
 
-def test_the_credential_choice_is_logged_without_the_secret(azure_env, credentials, caplog):
+def test_the_credential_gives_up_on_a_hung_token_endpoint_within_its_limits(
+    azure_env, entra, workload_identity_env, monkeypatch
+):
+    """Facing a token endpoint that accepts the request and never answers, the credential
+    gives up after its attempts' read timeouts (azure-identity's defaults: minutes).
+
+    Workload identity only: the client-secret credential (MSAL) first asks
+    login.microsoftonline.com to validate any other authority host, which this offline
+    machine can't reach; with the real authority host it uses the same pipeline options."""
+    from azure.core.exceptions import AzureError
+
+    from webapp.azure_auth import azure_credential
+
+    for name, value in workload_identity_env.items():
+        monkeypatch.setenv(name, value)  # azure-identity and requests read these from here
+    env = azure_env | workload_identity_env
+    settings = Settings.from_env(
+        env | {"STORAGE_CONNECT_TIMEOUT": "0.5", "STORAGE_READ_TIMEOUT": "0.4", "DEPENDENCY_RETRIES": "1"}
+    )
+    credential = azure_credential(settings, env)
+    assert credential.get_token("https://storage.azure.com/.default").token == entra.token
+    entra.freeze()
+    started = time.monotonic()
+    with pytest.raises(AzureError):
+        credential.get_token("https://ossrdbms-aad.database.windows.net/.default")
+    elapsed = time.monotonic() - started
+    # Two attempts (DEPENDENCY_RETRIES=1), each ended by the 0.4 s read timeout.
+    assert 0.8 - 0.05 <= elapsed < 0.8 + 0.7, elapsed
+
+
+def test_the_credential_choice_is_logged_without_the_secret(azure_env, caplog):
     import logging
 
     from webapp.azure_auth import azure_credential
 
     with caplog.at_level(logging.INFO, logger="webapp.azure_auth"):
-        azure_credential(LIMITS, azure_env | {"AZURE_CLIENT_SECRET": SP_SECRET})
+        azure_credential(Settings.from_env(azure_env), azure_env | {"AZURE_CLIENT_SECRET": SP_SECRET})
     assert "service principal" in caplog.text and SP_SECRET not in caplog.text

@@ -148,11 +148,15 @@ def multipart(data: bytes, name: str) -> tuple[bytes, dict[str, str]]:
 class Gunicorn:
     """gunicorn with the image's config file and entry point, bound to loopback."""
 
-    def __init__(self, env: dict[str, str], log: Path, *, workers: int = 2):
+    def __init__(self, env: dict[str, str], log: Path, *, workers: int = 2, args=()):
         self.port = free_port()
+        self._args = list(args)
         self.base = f"http://{LOOPBACK}:{self.port}"
+        # The master's liveness listener (gunicorn.conf.py).
+        self.health_port = free_port()
+        self.health = f"http://{LOOPBACK}:{self.health_port}/healthz"
         self.log = log
-        self._env = {**os.environ, **env}
+        self._env = {**os.environ, "HEALTH_PORT": str(self.health_port), **env}
         self._workers = workers
         self.proc: subprocess.Popen | None = None
 
@@ -169,6 +173,7 @@ class Gunicorn:
                     f"{LOOPBACK}:{self.port}",  # the image binds all interfaces; tests stay on loopback
                     "--workers",
                     str(self._workers),
+                    *self._args,
                     "webapp.wsgi:app",
                 ],
                 cwd=APP_DIR,
@@ -185,7 +190,7 @@ class Gunicorn:
         while time.monotonic() < deadline:
             if http("GET", self.base + "/readyz", timeout=5)[0] == 200:
                 return
-            time.sleep(0.1)
+            time.sleep(0.05)
         raise AssertionError(f"gunicorn not ready after {timeout}s: {self.output()[-3000:]}")
 
     def alive(self) -> bool:
@@ -194,14 +199,64 @@ class Gunicorn:
     def output(self) -> str:
         return self.log.read_text(errors="replace")
 
-    def stop(self) -> None:
+    def stop(self, wait: bool = True) -> None:
+        """SIGTERM (gunicorn's graceful stop). With ``wait=False`` the exit (half a second or
+        so) is waited for at the end of the session (``Gunicorn.reap``), not by the test."""
         if self.alive():
             self.proc.terminate()
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+            if not wait:
+                Gunicorn._stopping.append(self.proc)
+                return
+            _wait_or_kill(self.proc)
+
+    _stopping: list[subprocess.Popen] = []
+
+    @classmethod
+    def reap(cls) -> None:
+        while cls._stopping:
+            _wait_or_kill(cls._stopping.pop())
+
+
+def _wait_or_kill(proc: subprocess.Popen) -> None:
+    try:
+        proc.wait(30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+def write_self_signed_cert(directory: Path) -> tuple[Path, Path]:
+    """A throw-away self-signed certificate for 127.0.0.1 (EC: instant to generate)."""
+    import datetime
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, LOOPBACK)])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address(LOOPBACK))]), False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = directory / "server.crt", directory / "server.key"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
+    os.chmod(key_path, 0o600)  # PostgreSQL refuses a key others can read
+    return cert_path, key_path
 
 
 # --- PostgreSQL ------------------------------------------------------------------------------
@@ -304,37 +359,7 @@ class PostgresServer:
         self.create_database(self.APP_DB)
 
     def _write_tls_files(self) -> tuple[Path, Path]:
-        """A throw-away self-signed certificate for 127.0.0.1 (EC: instant to generate)."""
-        import datetime
-        import ipaddress
-
-        from cryptography import x509
-        from cryptography.hazmat.primitives import hashes, serialization
-        from cryptography.hazmat.primitives.asymmetric import ec
-        from cryptography.x509.oid import NameOID
-
-        key = ec.generate_private_key(ec.SECP256R1())
-        name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, LOOPBACK)])
-        now = datetime.datetime.now(datetime.UTC)
-        cert = (
-            x509.CertificateBuilder()
-            .subject_name(name)
-            .issuer_name(name)
-            .public_key(key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - datetime.timedelta(minutes=5))
-            .not_valid_after(now + datetime.timedelta(days=1))
-            .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address(LOOPBACK))]), False)
-            .sign(key, hashes.SHA256())
-        )
-        cert_path, key_path = self.root / "server.crt", self.root / "server.key"
-        cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-        key_path.write_bytes(
-            key.private_bytes(
-                serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-            )
-        )
-        os.chmod(key_path, 0o600)  # the server refuses a key others can read
+        cert_path, key_path = write_self_signed_cert(self.root)
         if self.run_as:
             entry = pwd.getpwnam(self.run_as)
             for p in (cert_path, key_path):
@@ -374,8 +399,10 @@ class PostgresServer:
     ) -> str:
         user = user or self.APP_ROLE
         password = self.app_password if password is None else password
-        # A libpq URL can set the search path: each test gets its own schema this way.
-        query = f"?options=-csearch_path%3D{schema}" if schema else ""
+        # A libpq URL can set the search path: each test gets its own schema this way. No
+        # TLS: the app opens a connection per step, and the handshake would be a quarter of
+        # the suite's database time. The Entra tests sign in over TLS, as in Azure.
+        query = "?sslmode=disable" + (f"&options=-csearch_path%3D{schema}" if schema else "")
         return f"postgresql://{user}:{password}@{LOOPBACK}:{port or self.port}/{dbname}{query}"
 
     def admin(self, dbname: str = "postgres", schema: str | None = None):
@@ -561,3 +588,147 @@ def _hard_close(s: socket.socket) -> None:
     except OSError:
         pass
     s.close()
+
+
+# --- an Entra token endpoint stand-in ----------------------------------------------------------
+
+
+class FakeEntra:
+    """Entra's token endpoint on loopback, over TLS (azure-identity insists on https).
+
+    Point ``AZURE_AUTHORITY_HOST`` at ``authority`` and trust ``ca_file`` (for instance with
+    ``REQUESTS_CA_BUNDLE``, which azure-core's requests transport honours). It answers every
+    OAuth token request with ``token`` valid for ``lifetime`` seconds. ``freeze()`` makes it
+    a hung endpoint: connections are accepted, TLS is negotiated and the request read, and
+    then nothing is ever answered; connections held so far stay open unanswered after
+    ``thaw()`` too, as a hung service behind a TLS-terminating load balancer would leave
+    them. (A hang before the TLS handshake is bounded by the connect timeout already.)
+    Not modelled: the OAuth request itself is not checked (no client assertion or secret
+    validation), and there is no discovery document (workload identity's credential does
+    not fetch one).
+    """
+
+    def __init__(self, directory: Path, token: str, lifetime: int = 3600):
+        import ssl
+
+        self.token = token
+        self.lifetime = lifetime
+        self.requests = 0
+        cert, key = write_self_signed_cert(directory)
+        self.ca_file = str(cert)
+        self._tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        self._tls.load_cert_chain(cert, key)
+        self._listener = socket.create_server((LOOPBACK, 0))
+        self.port = self._listener.getsockname()[1]
+        self.authority = f"https://{LOOPBACK}:{self.port}"
+        self._frozen = False
+        self._held: list[socket.socket] = []
+        self._closed = False
+        threading.Thread(target=self._accept_loop, name=f"entra-{self.port}", daemon=True).start()
+
+    def freeze(self) -> None:
+        self._frozen = True
+
+    def thaw(self) -> None:
+        self._frozen = False
+
+    def close(self) -> None:
+        self._closed = True
+        self._listener.close()
+        for s in self._held:
+            _hard_close(s)
+
+    def _accept_loop(self) -> None:
+        while not self._closed:
+            try:
+                conn, _ = self._listener.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._answer, args=(conn,), daemon=True).start()
+
+    def _answer(self, conn: socket.socket) -> None:
+        import json
+
+        try:
+            conn.settimeout(5)
+            tls = self._tls.wrap_socket(conn, server_side=True)
+            data = b""
+            while b"\r\n\r\n" not in data:
+                chunk = tls.recv(65536)
+                if not chunk:
+                    return
+                data += chunk
+            head, _, body = data.partition(b"\r\n\r\n")
+            length = next(
+                (
+                    int(line.split(b":", 1)[1])
+                    for line in head.split(b"\r\n")
+                    if line.lower().startswith(b"content-length:")
+                ),
+                0,
+            )
+            while len(body) < length:
+                body += tls.recv(65536)
+            if self._frozen:  # read, never answered
+                self._held.append(tls)
+                return
+            self.requests += 1
+            payload = json.dumps(
+                {"token_type": "Bearer", "expires_in": self.lifetime, "ext_expires_in": self.lifetime,
+                 "access_token": self.token}
+            ).encode()
+            tls.sendall(
+                b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nConnection: close\r\n"
+                + f"Content-Length: {len(payload)}\r\n\r\n".encode()
+                + payload
+            )
+            tls.close()
+        except OSError:
+            _hard_close(conn)
+
+
+# --- a storage server stand-in that answers slowly ----------------------------------------------
+
+
+class SlowHTTPServer:
+    """Plain HTTP on loopback whose every answer is written by ``respond(socket)`` (a test
+    supplies it: trickle bytes, stop half-way ...). Used as a Blob endpoint that accepts
+    requests and answers too slowly or incompletely, which a frozen server can't show."""
+
+    def __init__(self, respond: Callable[[socket.socket], None]):
+        self.respond = respond
+        self.requests = 0
+        self._listener = socket.create_server((LOOPBACK, 0))
+        self.port = self._listener.getsockname()[1]
+        self._closed = False
+        threading.Thread(target=self._accept_loop, name=f"slow-{self.port}", daemon=True).start()
+
+    def close(self) -> None:
+        self._closed = True
+        self._listener.close()
+
+    def _accept_loop(self) -> None:
+        while not self._closed:
+            try:
+                conn, _ = self._listener.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+
+    def _serve(self, conn: socket.socket) -> None:
+        try:
+            conn.settimeout(10)
+            data = b""
+            while True:
+                while b"\r\n\r\n" not in data:
+                    chunk = conn.recv(65536)
+                    if not chunk:
+                        return
+                    data += chunk
+                head, _, data = data.partition(b"\r\n\r\n")
+                self.requests += 1
+                self.respond(conn)
+        except OSError:
+            pass
+        finally:
+            _hard_close(conn)

@@ -55,7 +55,7 @@ class Runtime:
     settings: Settings
     files: FileService
     # One per request that is using PostgreSQL or Blob storage (see budget.py).
-    slots: threading.BoundedSemaphore
+    slots: budget.Slots
     stop: threading.Event = field(default_factory=threading.Event)
     # Set by requests that arrive before the start-up work is done: try again now, rather
     # than after the back-off (this worker's neighbour may be serving already).
@@ -176,7 +176,7 @@ def create_app(settings: Settings | None = None, *, password_provider=None) -> F
     db = Database.from_settings(settings, password_provider)
     store = BlobStore.from_settings(settings)
     files = FileService(db, store, settings.max_upload_bytes, settings.reap_grace)
-    runtime = Runtime(settings, files, threading.BoundedSemaphore(settings.dependency_slots))
+    runtime = Runtime(settings, files, budget.Slots(settings.dependency_slots))
     runtime.start("prepare", runtime.prepare)
     if settings.reap_interval > 0:
         runtime.start("reaper", runtime.reap_forever)
@@ -254,16 +254,20 @@ def healthz():
 
 @bp.get("/readyz")
 def readyz():
+    """Ready when the schema is migrated and both dependencies answer in time.
+
+    Takes no dependency slot (the checks run on threads of their own, each within
+    READY_TIMEOUT), and all slots being in use is not a reason to be unready: that is
+    ordinary load (slow uploads, say), and taking the pod out of the Service would only push
+    it onto the others. The body says how many are in use.
+    """
     rt = _runtime()
-    try:
-        budget.current(rt.settings.ready_timeout).start()  # this request's slot
-    except Busy:
-        # Every slot is held by requests waiting on the dependencies: take no more traffic.
-        return jsonify(status="busy", checks={}), 503
     checks = rt.check_dependencies()
     checks["schema"] = "ok" if rt.prepared.is_set() else ("failed" if rt.failure else "pending")
     ready = all(v == "ok" for v in checks.values())
-    return jsonify(status="ready" if ready else "unavailable", checks=checks), 200 if ready else 503
+    slots = {"in_use": rt.slots.in_use, "total": rt.slots.total}
+    body = jsonify(status="ready" if ready else "unavailable", checks=checks, slots=slots)
+    return body, 200 if ready else 503
 
 
 # --- page ------------------------------------------------------------------------------------
@@ -274,6 +278,9 @@ def index():
     page = _int_arg("page", 1, 1, 10**6)
     files, total = _files().db.list_files(PAGE_SIZE, (page - 1) * PAGE_SIZE)
     pages = max(1, math.ceil(total / PAGE_SIZE))
+    if page > pages:
+        # Past the end (files were deleted, or a stale link): the last page, not an empty one.
+        return redirect(url_for("webapp.index", page=pages) if pages > 1 else url_for("webapp.index"))
     code = request.args.get("error")
     return render_template(
         "index.html",
@@ -428,6 +435,14 @@ _PAGE_ERRORS = {
     "bad-name": "The file's name is empty once path and control characters are removed; rename it and try again.",
     "not-found": "That file does not exist (any more).",
     "database": "The database is unavailable; nothing was changed. Try again in a moment.",
+    "upload-unknown": (
+        "The database stopped answering while your upload was being recorded: it may have been stored. "
+        "Check the list below before uploading it again."
+    ),
+    "delete-unknown": (
+        "The database stopped answering while the file was being deleted: it may have been deleted. "
+        "Check the list below before trying again."
+    ),
     "storage": "Blob storage is unavailable; nothing was changed. Try again in a moment.",
     "busy": "The server is busy; nothing was changed. Try again in a moment.",
     "starting": "The app is starting; nothing was changed. Try again in a moment.",
@@ -453,18 +468,30 @@ def _error(status: int, message: str, code: str | None = None) -> Response:
     return current_app.make_response(body)
 
 
+_UPLOAD_ENDPOINTS = frozenset({"webapp.upload_form", "webapp.api_upload"})
+_DELETE_ENDPOINTS = frozenset({"webapp.delete_form", "webapp.api_delete"})
+
+
 def _unavailable(exc: DatabaseUnavailable | StorageUnavailable) -> Response:
     log.warning("%s %s: dependency unavailable: %s", request.method, request.path, exc)
     what = "database" if isinstance(exc, DatabaseUnavailable) else "storage"
-    if getattr(exc, "sent", False) and request.method == "POST":
-        # The write may have been committed before the database stopped answering.
-        message = (
-            "the database stopped answering mid-request; the upload may have been stored: "
-            "list the files, or retry with the same Idempotency-Key"
-        )
-    else:
-        message = f"the {what} is unavailable; nothing was changed, try again shortly"
-    response = _error(503, message, what)
+    code, message = what, f"the {what} is unavailable; nothing was changed, try again shortly"
+    if getattr(exc, "outcome_unknown", False):
+        # The write reached the database, which stopped answering before saying whether it
+        # committed: the change may or may not have been made.
+        if request.endpoint in _UPLOAD_ENDPOINTS:
+            code = "upload-unknown"
+            message = (
+                "the database stopped answering while the upload was being recorded; it may have been "
+                "stored: list the files, or retry with the same Idempotency-Key"
+            )
+        elif request.endpoint in _DELETE_ENDPOINTS:
+            code = "delete-unknown"
+            message = (
+                "the database stopped answering while the file was being deleted; it may have been "
+                "deleted: look the file up before trying again"
+            )
+    response = _error(503, message, code)
     response.headers["Retry-After"] = "5"
     return response
 

@@ -8,9 +8,15 @@ dependency holds a thread for at most the budget, never minutes.
 
 A request's scope also takes one of its process's *dependency slots* at that first call,
 without waiting. There is one slot less than gunicorn has threads, so however long the
-dependencies take, one thread per worker is never waiting on them and ``/healthz`` (which
-touches neither) is answered at once. A request that finds no free slot fails at once
-(``Busy``, 503) instead of queueing behind the ones that are stuck.
+dependencies take, one thread per worker is never waiting on them: a request that finds no
+free slot is refused at once (``Busy``, 503) instead of queueing behind the ones that are
+stuck, and requests that need no slot (static files, ``/readyz``, whose checks run on
+threads of their own) still run.
+
+Slots say nothing about slow *clients*: gunicorn's gthread worker reads request bodies and
+writes responses on the same threads, so clients trickling uploads can hold every one of
+them. That is why liveness is not answered here but by gunicorn's master on a port of its
+own (``gunicorn.conf.py``).
 """
 
 from __future__ import annotations
@@ -30,10 +36,37 @@ class BudgetSpent(Exception):
     """The unit of work has no time left for another call to a dependency."""
 
 
+class Slots:
+    """A process's dependency slots: taken without waiting, and counted for /readyz."""
+
+    def __init__(self, total: int):
+        self.total = total
+        self._lock = threading.Lock()
+        self._in_use = 0
+
+    @property
+    def in_use(self) -> int:
+        return self._in_use
+
+    def acquire(self, blocking: bool = False) -> bool:
+        assert not blocking, "slots are never waited for"
+        with self._lock:
+            if self._in_use >= self.total:
+                return False
+            self._in_use += 1
+            return True
+
+    def release(self) -> None:
+        with self._lock:
+            if self._in_use <= 0:
+                raise ValueError("released more dependency slots than were taken")
+            self._in_use -= 1
+
+
 class Scope:
     """One unit of work's time budget (and, for requests, its dependency slot)."""
 
-    def __init__(self, seconds: float, slots: threading.BoundedSemaphore | None = None, *, clock=time.monotonic):
+    def __init__(self, seconds: float, slots: Slots | None = None, *, clock=time.monotonic):
         self.seconds = seconds
         self._slots = slots
         self._clock = clock
@@ -77,7 +110,7 @@ def current(default_seconds: float) -> Scope:
 
 
 @contextmanager
-def scope(seconds: float, slots: threading.BoundedSemaphore | None = None) -> Iterator[Scope]:
+def scope(seconds: float, slots: Slots | None = None) -> Iterator[Scope]:
     """Run a unit of work under its own budget."""
     s = Scope(seconds, slots)
     token = _current.set(s)

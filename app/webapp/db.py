@@ -44,12 +44,15 @@ class DatabaseUnavailable(Exception):
     """The database could not be reached, did not answer in time, or failed mid-operation.
 
     ``sent`` is False when nothing reached the server (no connection was made), so nothing
-    was changed; True when statements may have been sent, so a write may have committed.
+    was changed; True when statements may have been sent. ``outcome_unknown`` is set by the
+    writes a client sees (recording an upload, deleting a file) when they fail after
+    sending: the change may have been committed.
     """
 
     def __init__(self, message: str, *, sent: bool):
         super().__init__(message)
         self.sent = sent
+        self.outcome_unknown = False
 
 
 class DuplicateIdempotencyKey(Exception):
@@ -85,8 +88,9 @@ class Database:
 
     No idle connections are kept: an outage fails a request at once with the server's own
     error, the first request after it succeeds, and every connection asks
-    ``password_provider`` again (the Entra token in Azure), so connections opened after a
-    token refresh use the new token.
+    ``password_provider(timeout=seconds)`` again (the Entra token in Azure; it may wait that
+    long for a token fetch in flight), so connections opened after a token refresh use the
+    new token.
 
     This is not psycopg_pool: its NullConnectionPool (3.3) opens a connection while holding
     the pool's lock, so with the server hanging every waiting request adds a whole connect
@@ -98,7 +102,7 @@ class Database:
         self,
         conninfo: str,
         *,
-        password_provider: Callable[[], dict[str, str]] | None = None,
+        password_provider: Callable[..., dict[str, str]] | None = None,
         max_connections: int = 10,
         slot_timeout: float = 5.0,
         connect_timeout: float = 3.0,
@@ -127,7 +131,9 @@ class Database:
             if password_provider is None:
                 from .azure_auth import EntraTokenProvider, azure_credential
 
-                password_provider = EntraTokenProvider(azure_credential(settings)).connection_kwargs
+                password_provider = EntraTokenProvider(
+                    azure_credential(settings), stale_after=settings.dependency_budget
+                ).connection_kwargs
             conninfo = make_conninfo(host=db.host, port=db.port, dbname=db.dbname, user=db.user, sslmode=db.sslmode)
         else:
             conninfo = db.url
@@ -195,6 +201,10 @@ class Database:
                 attempt += 1
 
     def _attempt(self, scope: budget.Scope) -> psycopg.Connection:
+        # The password (in Azure, the Entra token) first, on this thread: a token fetch in
+        # flight is waited for at most what is left of the budget, never on a connector
+        # thread with a budget of its own.
+        kwargs = self._credentials(scope)
         wait = scope.cap(self._slot_timeout)
         if not self._limit.acquire(timeout=wait):
             raise _ConnectFailed(
@@ -203,7 +213,7 @@ class Database:
             )
         try:
             wait = scope.cap(self._connect_timeout)
-            future = self._connector.submit(self._connect, wait)
+            future = self._connector.submit(self._connect, wait, kwargs)
         except BaseException:
             self._limit.release()
             raise
@@ -216,16 +226,24 @@ class Database:
         except psycopg.OperationalError as exc:
             self._limit.release()
             raise _ConnectFailed(_first_line(exc), retry=_worth_retrying(exc)) from None
-        except Exception as exc:
+        except BaseException:
             self._limit.release()
+            raise
+
+    def _credentials(self, scope: budget.Scope) -> dict[str, str]:
+        if self._password_provider is None:
+            return {}
+        left = scope.cap(self._default_budget)
+        try:
+            return self._password_provider(timeout=left)
+        except Exception as exc:
             from azure.core.exceptions import AzureError
 
-            if isinstance(exc, AzureError):  # the Entra token could not be had
+            if isinstance(exc, AzureError):  # the Entra token could not be had in time
                 raise _ConnectFailed(f"no Entra token: {_first_line(exc)}", retry=False) from None
             raise
 
-    def _connect(self, timeout: float) -> psycopg.Connection:
-        kwargs = self._password_provider() if self._password_provider else {}
+    def _connect(self, timeout: float, kwargs: dict[str, str]) -> psycopg.Connection:
         backstop = max(_PSYCOPG_MIN_CONNECT_TIMEOUT, math.ceil(timeout))
         return psycopg.connect(self._conninfo, autocommit=True, connect_timeout=backstop, **kwargs)
 
@@ -299,17 +317,26 @@ class Database:
             if exc.diag.constraint_name == "files_idempotency_key_key":
                 raise DuplicateIdempotencyKey(idempotency_key) from None
             raise
+        except DatabaseUnavailable as exc:
+            exc.outcome_unknown = exc.sent
+            raise
         return record
 
     def delete_file(self, file_id: uuid.UUID) -> FileRecord | None:
         """Delete the row and mark its blob pending in one transaction; None if unknown."""
-        with self.connection() as conn, conn.transaction():
-            cur = conn.cursor(row_factory=class_row(FileRecord))
-            record = cur.execute(f"DELETE FROM files WHERE id = %s RETURNING {_FILE_COLUMNS}", (file_id,)).fetchone()
-            if record is not None:
-                conn.execute(
-                    "INSERT INTO pending_blobs (blob_key) VALUES (%s) ON CONFLICT DO NOTHING", (record.blob_key,)
-                )
+        try:
+            with self.connection() as conn, conn.transaction():
+                cur = conn.cursor(row_factory=class_row(FileRecord))
+                record = cur.execute(
+                    f"DELETE FROM files WHERE id = %s RETURNING {_FILE_COLUMNS}", (file_id,)
+                ).fetchone()
+                if record is not None:
+                    conn.execute(
+                        "INSERT INTO pending_blobs (blob_key) VALUES (%s) ON CONFLICT DO NOTHING", (record.blob_key,)
+                    )
+        except DatabaseUnavailable as exc:
+            exc.outcome_unknown = exc.sent
+            raise
         return record
 
     def abandoned_blobs(self, older_than_seconds: float, limit: int = 100) -> list[str]:

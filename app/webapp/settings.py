@@ -206,9 +206,23 @@ def _float(env: Mapping[str, str], name: str, default: float, *, minimum: float)
 
 
 def _dependency_slots(env: Mapping[str, str]) -> int:
-    """Default: one less than gunicorn's threads, so one thread is always free for the probes."""
+    """Default and most: one less than gunicorn's threads, so one thread per worker is never
+    waiting on a dependency and refuses the requests beyond the slots at once.
+
+    GUNICORN_THREADS is what gunicorn really runs: gunicorn.conf.py sets it from the final
+    configuration (``--threads`` included) before the workers start.
+    """
     threads = _int(env, "GUNICORN_THREADS", DEFAULT_GUNICORN_THREADS, minimum=1)
-    return _int(env, "DEPENDENCY_SLOTS", max(1, threads - 1), minimum=1)
+    most = max(1, threads - 1)
+    slots = _int(env, "DEPENDENCY_SLOTS", most, minimum=1)
+    if slots > most:
+        raise SettingsError(
+            "DEPENDENCY_SLOTS",
+            _get(env, "DEPENDENCY_SLOTS"),
+            f"expected at most {most}: one less than gunicorn's threads ({threads}), so one thread stays "
+            "free of dependency waits",
+        )
+    return slots
 
 
 def _choice(env: Mapping[str, str], name: str, default: str, allowed: tuple[str, ...], *, upper: bool = False) -> str:

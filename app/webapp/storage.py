@@ -1,17 +1,26 @@
 """Blob storage access: one container, blobs addressed by generated keys.
 
-Every call is bounded in time: each attempt by STORAGE_CONNECT_TIMEOUT and
-STORAGE_READ_TIMEOUT (both capped by what is left of the unit of work's budget), and the
-attempts together by the budget. The SDK's own retries are off: its defaults wait and retry
-for minutes, and only here do retries know the budget.
+Every call is bounded in time by what is left of the unit of work's budget, whatever
+happens inside the SDK: each attempt runs on a helper thread and the caller stops waiting
+for it when the budget runs out. Socket timeouts (STORAGE_CONNECT_TIMEOUT and
+STORAGE_READ_TIMEOUT, capped by the budget) cannot do that on their own: they bound each
+connect and each wait for data, so a connect plus a read, a server trickling bytes, or the
+body-read retries that ``download_blob`` makes by itself (three attempts, 1 s apart, in
+azure-storage-blob's _download.py) could each take longer. They still end an attempt that
+the caller gave up on. The SDK's request retries are off (``retry_total=0``): its defaults
+wait and retry for minutes, and only here do retries know the budget.
 """
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import random
+import threading
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 from typing import BinaryIO, TypeVar
 
 from azure.core.exceptions import (
@@ -54,6 +63,7 @@ class BlobStore:
         read_timeout: float = 10.0,
         retries: int = 2,
         default_budget: float = 15.0,
+        max_calls: int = 32,
     ):
         self._service = service
         self.container: ContainerClient = service.get_container_client(container)
@@ -61,6 +71,12 @@ class BlobStore:
         self._read_timeout = read_timeout
         self._retries = retries
         self._default_budget = default_budget
+        # Calls run here so the caller can stop waiting at its deadline. Counted, calls given
+        # up on included (they end by their socket timeouts): when all are taken a call fails
+        # at once instead of queueing.
+        self._max_calls = max_calls
+        self._calls = threading.BoundedSemaphore(max_calls)
+        self._runner = ThreadPoolExecutor(max_workers=max_calls, thread_name_prefix="storage-call")
 
     @classmethod
     def from_settings(cls, settings: Settings) -> BlobStore:
@@ -72,9 +88,12 @@ class BlobStore:
             read_timeout=settings.storage_read_timeout,
         )
         if st.entra:
-            from .azure_auth import azure_credential
+            from .azure_auth import BoundedCredential, azure_credential
 
-            service = BlobServiceClient(st.account_url, credential=azure_credential(settings), **options)
+            credential = BoundedCredential(
+                azure_credential(settings), settings.dependency_budget, stale_after=settings.dependency_budget
+            )
+            service = BlobServiceClient(st.account_url, credential=credential, **options)
         else:
             service = BlobServiceClient.from_connection_string(st.connection_string, **options)
         return cls(
@@ -84,10 +103,33 @@ class BlobStore:
             read_timeout=settings.storage_read_timeout,
             retries=settings.dependency_retries,
             default_budget=settings.dependency_budget,
+            # Each request makes one call at a time; room for as many given up on.
+            max_calls=4 * settings.dependency_slots + 8,
         )
 
     def close(self) -> None:
+        self._runner.shutdown(wait=False, cancel_futures=True)
         self._service.close()
+
+    def _bounded(self, what: str, scope: budget.Scope, operation: Callable[..., T], timeouts: dict) -> T:
+        """``operation(**timeouts)`` on a helper thread; waits at most what is left of the budget."""
+        if not self._calls.acquire(blocking=False):
+            raise StorageUnavailable(f"{what}: all {self._max_calls} storage calls of this process are still running")
+        try:
+            # The same context: the credential waits for a token within this scope's budget.
+            context = contextvars.copy_context()
+            future = self._runner.submit(context.run, operation, **timeouts)
+        except BaseException:
+            self._calls.release()
+            raise
+        future.add_done_callback(self._finished)
+        try:
+            return future.result(timeout=scope.remaining())
+        except FutureTimeout:
+            raise StorageUnavailable(f"{what}: no answer within the {scope.seconds:g}s budget") from None
+
+    def _finished(self, future: Future) -> None:
+        self._calls.release()
 
     def _call(self, what: str, operation: Callable[..., T], *, before_retry: Callable[[], None] | None = None) -> T:
         """Run ``operation(**timeouts)`` with retries of transient failures inside the budget.
@@ -99,13 +141,14 @@ class BlobStore:
         attempt = 0
         while True:
             try:
+                # Backstops for the helper thread; the wait below is what bounds the caller.
                 timeouts = dict(
                     connection_timeout=scope.cap(self._connect_timeout), read_timeout=scope.cap(self._read_timeout)
                 )
             except BudgetSpent as exc:
                 raise StorageUnavailable(f"{what}: {exc}") from None
             try:
-                return operation(**timeouts)
+                return self._bounded(what, scope, operation, timeouts)
             except (ResourceNotFoundError, ResourceExistsError):
                 raise
             except HttpResponseError as exc:
@@ -202,7 +245,11 @@ class BlobStore:
 
     def open(self, key: str) -> tuple[int, Iterator[bytes]]:
         """Start a download: (size, chunks). Errors before the first byte raise here, not
-        mid-response, while a 503 can still be sent."""
+        mid-response, while a 503 can still be sent.
+
+        A blob up to the SDK's single-get size (32 MiB, far above MAX_UPLOAD_BYTES' default)
+        is read whole here, within the budget; beyond it, the further chunks are fetched while
+        the response streams, bounded by the socket timeouts only."""
         try:
             downloader = self._call("read blob", lambda **t: self.container.download_blob(key, **t))
         except ResourceNotFoundError as exc:  # the blob, or its whole container, is gone
