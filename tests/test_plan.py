@@ -262,3 +262,20 @@ def test_components_are_the_nearest_component_ancestor_and_edges_follow_the_reso
     assert f"  {ids['late']} -.-> {ids['net']}" in md
     assert "```mermaid\nflowchart LR\n" in md
     assert "| inner | `test:index:Box` | 2 | 1× ConfigMap, 1× Namespace |" in md
+
+
+def test_evaluation_restores_the_sdks_stack_capture_even_when_the_program_fails():
+    """offline.evaluate skips the SDK's per-registration stack walk only while it evaluates."""
+    from pulumi.runtime import resource as sdk_resource
+
+    capture = sdk_resource._get_stack_trace
+    evaluate(_component_program, stack="test")
+    assert sdk_resource._get_stack_trace is capture
+
+    def failing():
+        Box("half")
+        raise RuntimeError("refused")
+
+    with pytest.raises(RuntimeError, match="refused"):
+        evaluate(failing, stack="test")
+    assert sdk_resource._get_stack_trace is capture
