@@ -579,6 +579,8 @@ def shipped_evaluations(monkeypatch, shipped):
         return shipped(stack, preview=mode == "preview")
 
     monkeypatch.setattr(offline_plan, "evaluate_stack", evaluate_stack)
+    # offline.policy_check imported its own name for it: without this, `make policy` evaluated every stack afresh.
+    monkeypatch.setattr(policy_check, "evaluate_stack", evaluate_stack)
 
 
 @pytest.mark.parametrize("invocation", sorted(offline_invocations()), ids=" ".join)

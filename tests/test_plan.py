@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pulumi
 import pulumi_kubernetes as k8s
@@ -32,18 +33,35 @@ def test_there_are_stacks_to_plan():
     assert "dev" in STACKS and "prod" in STACKS
 
 
+# `write_plan` once per (stack, mode) per session (per xdist worker): the tests that only read a
+# plan share it, and the determinism tests compare their own fresh runs against it.
+_PLANS: dict[tuple[str, str], tuple[dict, Path, Path]] = {}
+
+
+@pytest.fixture
+def planned(tmp_path_factory):
+    def get(stack: str, mode: str) -> tuple[dict, Path, Path]:
+        if (stack, mode) not in _PLANS:
+            _PLANS[stack, mode] = write_plan(stack, mode, tmp_path_factory.mktemp(f"plan-{stack}-{mode}"))
+        return _PLANS[stack, mode]
+
+    return get
+
+
 @pytest.mark.parametrize("stack", STACKS)
 @pytest.mark.parametrize("mode", ["preview", "update"])
-def test_two_runs_write_the_same_bytes(tmp_path, stack, mode):
-    first, second = tmp_path / "a", tmp_path / "b"
-    write_plan(stack, mode, first)
-    write_plan(stack, mode, second)
-    for name in (f"plan-{stack}.json", f"plan-{stack}.md"):
-        assert (first / name).read_bytes() == (second / name).read_bytes(), name
+def test_two_runs_write_the_same_bytes(tmp_path, planned, stack, mode):
+    """A second `write_plan` in this process, after whatever else the session ran since the
+    first, writes the first's bytes."""
+    _, *first = planned(stack, mode)
+    write_plan(stack, mode, tmp_path)
+    for path in first:
+        assert path.read_bytes() == (tmp_path / path.name).read_bytes(), path.name
 
 
 PLAN_EVERY_STACK = """
 import runpy, sys
+print("hash probe", hash({probe!r}))
 for stack in {stacks!r}:
     sys.argv = ["offline.plan", stack, "--out", {out!r}]
     try:
@@ -52,36 +70,39 @@ for stack in {stacks!r}:
         if e.code:
             raise
 """
+HASH_PROBE = "aks-platform hash seed probe"
 
 
-def test_separate_processes_write_the_same_bytes(tmp_path):
-    """`python -m offline.plan <stack>` (what `make plan` runs) in fresh interpreters with
-    different hash seeds -> identical files. One interpreter per seed plans every stack."""
-    outputs = []
-    for seed in ("1", "2"):
-        out = tmp_path / seed
-        env = {**os.environ, "PYTHONHASHSEED": seed}
-        started = time.perf_counter()
-        proc = subprocess.run(
-            [sys.executable, "-c", PLAN_EVERY_STACK.format(stacks=STACKS, out=str(out))],
-            cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=300,
-        )
-        assert proc.returncode == 0, proc.stdout + proc.stderr
-        assert time.perf_counter() - started < 10 + 5 * len(STACKS)  # loose: ~1-2 s a stack
-        for stack in STACKS:
-            assert f"plan {stack} (preview)" in proc.stdout
-            assert f"wrote {out}/plan-{stack}.json and {out}/plan-{stack}.md" in proc.stdout
-        outputs.append({p.name: p.read_bytes() for p in sorted(out.iterdir())})
-    assert outputs[0] == outputs[1]
-    assert sorted(outputs[0]) == sorted(f"plan-{s}.{ext}" for s in STACKS for ext in ("json", "md"))
+def test_separate_processes_write_the_same_bytes(tmp_path, planned):
+    """`python -m offline.plan <stack>` (what `make plan` runs) in a fresh interpreter with
+    another hash seed than this one -> the files this process wrote. One interpreter plans
+    every stack."""
+    out = tmp_path / "fresh"
+    seed = "2" if os.environ.get("PYTHONHASHSEED") == "1" else "1"
+    env = {**os.environ, "PYTHONHASHSEED": seed}
+    started = time.perf_counter()
+    proc = subprocess.run(
+        [sys.executable, "-c", PLAN_EVERY_STACK.format(probe=HASH_PROBE, stacks=STACKS, out=str(out))],
+        cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=300,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert time.perf_counter() - started < 10 + 5 * len(STACKS)  # loose: ~1-2 s a stack
+    # The two interpreters hash strings differently (a set's or dict's order of str keys could differ).
+    assert f"hash probe {hash(HASH_PROBE)}\n" not in proc.stdout and "hash probe " in proc.stdout
+    for stack in STACKS:
+        assert f"plan {stack} (preview)" in proc.stdout
+        assert f"wrote {out}/plan-{stack}.json and {out}/plan-{stack}.md" in proc.stdout
+        _, *here = planned(stack, "preview")
+        for path in here:
+            assert (out / path.name).read_bytes() == path.read_bytes(), path.name
+    assert sorted(p.name for p in out.iterdir()) == sorted(f"plan-{s}.{ext}" for s in STACKS for ext in ("json", "md"))
 
 
 @pytest.mark.parametrize("stack", STACKS)
-def test_plan_lists_every_registration_with_its_edges(tmp_path, stack):
-    from offline.plan import evaluate_stack
-
-    doc, json_path, _ = write_plan(stack, "update", tmp_path)
-    ev = evaluate_stack(stack, "update")
+def test_plan_lists_every_registration_with_its_edges(planned, shipped, stack):
+    """The plan file against another update-mode evaluation of the same stack."""
+    doc, json_path, _ = planned(stack, "update")
+    ev = shipped(stack)
     on_disk = json.loads(json_path.read_text())
     assert on_disk == json.loads(render_json(doc))
     assert [r["urn"] for r in on_disk["resources"]] == sorted(r.urn for r in ev.resources)
@@ -103,11 +124,9 @@ def test_plan_lists_every_registration_with_its_edges(tmp_path, stack):
 
 
 @pytest.mark.parametrize("stack", STACKS)
-def test_secrets_are_masked_and_never_written(tmp_path, stack):
-    from offline.plan import evaluate_stack
-
-    ev = evaluate_stack(stack, "update")
-    doc, json_path, md_path = write_plan(stack, "update", tmp_path)
+def test_secrets_are_masked_and_never_written(planned, shipped, stack):
+    ev = shipped(stack)
+    doc, json_path, md_path = planned(stack, "update")
     planned = {r["urn"]: r["inputs"] for r in doc["resources"]}
     masked = 0
     for reg in ev.resources:
@@ -155,10 +174,10 @@ def _assert_masked(raw, planned, where) -> int:
     return 0
 
 
-def test_preview_mode_shows_unknowns_and_update_mode_none(tmp_path):
+def test_preview_mode_shows_unknowns_and_update_mode_none(planned):
     stack = "dev" if "dev" in STACKS else STACKS[0]
-    preview, _, _ = write_plan(stack, "preview", tmp_path / "p")
-    update, _, _ = write_plan(stack, "update", tmp_path / "u")
+    preview, _, _ = planned(stack, "preview")
+    update, _, _ = planned(stack, "update")
     assert preview["summary"]["unknownInputs"] > 0
     assert update["summary"]["unknownInputs"] == 0
     cluster = next(r for r in preview["resources"] if r["type"].endswith("ManagedCluster"))
@@ -243,3 +262,20 @@ def test_components_are_the_nearest_component_ancestor_and_edges_follow_the_reso
     assert f"  {ids['late']} -.-> {ids['net']}" in md
     assert "```mermaid\nflowchart LR\n" in md
     assert "| inner | `test:index:Box` | 2 | 1× ConfigMap, 1× Namespace |" in md
+
+
+def test_evaluation_restores_the_sdks_stack_capture_even_when_the_program_fails():
+    """offline.evaluate skips the SDK's per-registration stack walk only while it evaluates."""
+    from pulumi.runtime import resource as sdk_resource
+
+    capture = sdk_resource._get_stack_trace
+    evaluate(_component_program, stack="test")
+    assert sdk_resource._get_stack_trace is capture
+
+    def failing():
+        Box("half")
+        raise RuntimeError("refused")
+
+    with pytest.raises(RuntimeError, match="refused"):
+        evaluate(failing, stack="test")
+    assert sdk_resource._get_stack_trace is capture

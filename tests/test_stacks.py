@@ -34,9 +34,10 @@ def graph(ev) -> str:
 
 @pytest.mark.parametrize("stack", ALL_STACKS)
 @pytest.mark.parametrize("preview", [False, True])
-def test_same_config_renders_the_same_graph_twice(stack_file, stack, preview):
+def test_same_config_renders_the_same_graph_twice(shipped, stack_file, stack, preview):
+    """The session's evaluation of the stack (made earlier, other evaluations in between) and a fresh one."""
     config, secret = stack_file(stack)
-    first = run_program(config, secret, stack=stack, preview=preview)
+    first = shipped(stack, preview=preview)
     second = run_program(config, secret, stack=stack, preview=preview)
     assert graph(first) == graph(second)
     assert len(first.resources) >= 5
@@ -95,10 +96,9 @@ def test_dev_protects_nothing(shipped):
     assert not [r.name for r in ev.resources if r.protect]
 
 
-def test_every_resource_is_a_child_of_a_component_or_an_app_group(stack_file):
+def test_every_resource_is_a_child_of_a_component_or_an_app_group(shipped):
     """Pulumi component style: children with parent=self; only the stack wires top-level pieces."""
-    config, secret = stack_file("prod")
-    ev = run_program(config, secret, stack="prod")
+    ev = shipped("prod")
     components = {r.urn for r in ev.resources if not r.custom}
     for reg in ev.resources:
         if reg.custom and not reg.type.startswith("pulumi:providers:azure-native"):
