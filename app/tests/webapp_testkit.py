@@ -701,11 +701,20 @@ class SlowHTTPServer:
         self._listener = socket.create_server((LOOPBACK, 0))
         self.port = self._listener.getsockname()[1]
         self._closed = False
+        self._open: set[socket.socket] = set()
+        self._lock = threading.Lock()
         threading.Thread(target=self._accept_loop, name=f"slow-{self.port}", daemon=True).start()
 
     def close(self) -> None:
+        """Stop listening and drop the connections still being answered: a client thread the
+        test gave up on (a trickled answer runs ~11 s) then ends now instead of keeping its
+        process (an xdist worker) from exiting until the trickle is over."""
         self._closed = True
         self._listener.close()
+        with self._lock:
+            sockets, self._open = self._open, set()
+        for s in sockets:
+            _hard_close(s)
 
     def _accept_loop(self) -> None:
         while not self._closed:
@@ -713,6 +722,11 @@ class SlowHTTPServer:
                 conn, _ = self._listener.accept()
             except OSError:
                 return
+            with self._lock:
+                if self._closed:
+                    _hard_close(conn)
+                    return
+                self._open.add(conn)
             threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
 
     def _serve(self, conn: socket.socket) -> None:
@@ -731,4 +745,6 @@ class SlowHTTPServer:
         except OSError:
             pass
         finally:
+            with self._lock:
+                self._open.discard(conn)
             _hard_close(conn)
