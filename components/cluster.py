@@ -289,29 +289,27 @@ class AksCluster(pulumi.ComponentResource):
         self.subnet_role_assignments: list[pulumi.Resource] = []
         if args.assign_subnet_role:
             subnets = sorted({p.vnet_subnet_id for p in [args.system_pool, *args.user_pools] if p.vnet_subnet_id})
-            self.subnet_role_assignments = [
-                assign_role(
-                    f"{name}-subnet-{subnet.rsplit('/', 1)[-1]}-network",
-                    principal_id=managed.identity.apply(lambda i: i.principal_id if i else None),
-                    role=SUBNET_ROLE,
-                    scope=subnet,
-                    description=f"AKS {args.cluster_name}: its nodes and load balancers join this subnet",
-                    opts=child,
-                )
+            grants = [
+                (f"subnet-{subnet.rsplit('/', 1)[-1]}", SUBNET_ROLE, subnet, "its nodes and load balancers join this subnet")
                 for subnet in subnets
             ]
             route_table = args.network.route_table_id
             if route_table:
-                self.subnet_role_assignments.append(
-                    assign_role(
-                        f"{name}-route-table-{route_table.rsplit('/', 1)[-1]}-network",
-                        principal_id=managed.identity.apply(lambda i: i.principal_id if i else None),
-                        role=ROUTE_TABLE_ROLE,
-                        scope=route_table,
-                        description=f"AKS {args.cluster_name}: it reads and writes the routes of its nodes' subnet",
-                        opts=child,
-                    )
+                grants.append(
+                    (f"route-table-{route_table.rsplit('/', 1)[-1]}", ROUTE_TABLE_ROLE, route_table,
+                     "it reads and writes the routes of its nodes' subnet")
                 )
+            self.subnet_role_assignments = [
+                assign_role(
+                    f"{name}-{key}-network",
+                    principal_id=managed.identity.apply(lambda i: i.principal_id if i else None),
+                    role=role,
+                    scope=scope,
+                    description=f"AKS {args.cluster_name}: {why}",
+                    opts=child,
+                )
+                for key, role, scope, why in grants
+            ]
 
         # AKS refuses a second agent-pool operation on a cluster while one runs (409
         # OperationNotAllowed), so each user pool waits for the one before it.
